@@ -1,0 +1,1 @@
+"""itmstream: real-time inverse tone mapping of SDR video and game frames to HDR10."""
