@@ -1,0 +1,13 @@
+"""Inverse tone mapping operators: one interface for classical curves and the learned MQN."""
+
+from service.operators.base import ColourDescription, Operator, OperatorInfo, ParamSpec
+from service.operators.registry import available_operators, create_operator
+
+__all__ = [
+    "ColourDescription",
+    "Operator",
+    "OperatorInfo",
+    "ParamSpec",
+    "available_operators",
+    "create_operator",
+]
