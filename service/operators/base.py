@@ -121,4 +121,3 @@ class Operator(ABC):
     def warm_up(self, height: int, width: int) -> None:
         """Compile kernels or load interpreters for a frame size before the first real frame arrives."""
         self(np.zeros((1, height, width, 3), np.uint8), ColourDescription.video())
-

@@ -58,9 +58,15 @@ def _bt2446a(linear, out, peak_scale):  # type: ignore[no-untyped-def]
             r_hdr = max(y_hdr + 2.0 * (1.0 - kr) * cr, 0.0)
             b_hdr = max(y_hdr + 2.0 * (1.0 - kb) * cb, 0.0)
             g_hdr = max((y_hdr - kr * r_hdr - kb * b_hdr) / kg, 0.0)
-            out[f, row, col, 0] = BT2446A_PEAK_NITS * (r_hdr / BT2446A_PEAK_NITS) ** BT2446A_GAMMA * peak_scale
-            out[f, row, col, 1] = BT2446A_PEAK_NITS * (g_hdr / BT2446A_PEAK_NITS) ** BT2446A_GAMMA * peak_scale
-            out[f, row, col, 2] = BT2446A_PEAK_NITS * (b_hdr / BT2446A_PEAK_NITS) ** BT2446A_GAMMA * peak_scale
+            out[f, row, col, 0] = (
+                BT2446A_PEAK_NITS * (r_hdr / BT2446A_PEAK_NITS) ** BT2446A_GAMMA * peak_scale
+            )
+            out[f, row, col, 1] = (
+                BT2446A_PEAK_NITS * (g_hdr / BT2446A_PEAK_NITS) ** BT2446A_GAMMA * peak_scale
+            )
+            out[f, row, col, 2] = (
+                BT2446A_PEAK_NITS * (b_hdr / BT2446A_PEAK_NITS) ** BT2446A_GAMMA * peak_scale
+            )
 
 
 class BT2446A(Operator):
@@ -69,9 +75,7 @@ class BT2446A(Operator):
     Designed for a 1000 cd/m² target; other peaks scale the output linearly (SDR white -> peak).
     """
 
-    info = OperatorInfo(
-        "bt2446a", "ITU-R BT.2446 Method A inverse (SDR white -> peak)", (PEAK_PARAM,)
-    )
+    info = OperatorInfo("bt2446a", "ITU-R BT.2446 Method A inverse (SDR white -> peak)", (PEAK_PARAM,))
 
     def apply(self, frames: Frames, colour: ColourDescription) -> Nits:
         """Run the Method A inverse on the BT.2020 re-encoding of each frame."""

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+
+from service.colour.kernels import light_levels_yuv420p10, nits_to_yuv420p10, sdr_to_linear
+from service.colour.pq import eotf_inverse_st2084, eotf_st2084
+from service.colour.tags import Range
+from service.colour.ycbcr import (
+    LUMA_BT2020,
+    dequantize,
+    quantize,
+    rgb_to_ycbcr,
+    subsample_420_left,
+    upsample_420_nearest,
+    ycbcr_to_rgb,
+)
+
+
+def reference_planes(nits):
+    """The slow, obviously-correct path: PQ, BT.2020 NCL, left-sited 4:2:0, 10-bit narrow range."""
+    pq = eotf_inverse_st2084(nits.astype(np.float64))
+    y = quantize(rgb_to_ycbcr(pq, LUMA_BT2020), 10, Range.MPEG)[..., 0]
+    sub = np.stack([subsample_420_left(pq[..., c]) for c in range(3)], axis=-1)
+    c = quantize(rgb_to_ycbcr(sub, LUMA_BT2020), 10, Range.MPEG)
+    return y, c[..., 1], c[..., 2]
+
+
+def natural_frame(h=64, w=96, seed=0):
+    rng = np.random.default_rng(seed)
+    smooth = np.cumsum(np.cumsum(rng.normal(size=(h, w, 3)), axis=0), axis=1)
+    smooth = (smooth - smooth.min()) / np.ptp(smooth)
+    return (smooth**3 * 1500.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_the_reference_path(seed):
+    frame = natural_frame(seed=seed)
+    got = nits_to_yuv420p10(frame)
+    for plane, want in zip(got, reference_planes(frame), strict=True):
+        diff = np.abs(plane.astype(int) - want.astype(int))
+        assert diff.max() <= 1, "never more than one code off"
+        assert (diff > 0).mean() < 1e-3, "and off only at rounding ties"
+
+
+@pytest.mark.parametrize(
+    ("nits", "code"), [(0.0, 64), (100.0, 509), (203.0, 573), (1000.0, 723), (10000.0, 940)]
+)
+def test_flat_grey_code_values(nits, code):
+    y, u, v = nits_to_yuv420p10(np.full((4, 6, 3), nits, np.float32))
+    assert np.all(y == code) and np.all(u == 512) and np.all(v == 512)
+
+
+def test_hostile_values_are_clamped():
+    frame = np.array([[[np.nan, -1.0, np.inf], [1e9, 0.0, -np.inf]]] * 2, np.float32)
+    y, u, v = nits_to_yuv420p10(frame)
+    assert y.min() >= 64 and y.max() <= 940 and u.max() <= 960 and v.min() >= 64
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 3), (4, 5, 3), (4, 4, 4)])
+def test_rejects_bad_shapes(shape):
+    with pytest.raises(ValueError):
+        nits_to_yuv420p10(np.zeros(shape, np.float32))
+
+
+def test_rejects_float64():
+    with pytest.raises(ValueError, match="float32"):
+        nits_to_yuv420p10(np.zeros((4, 4, 3)))
+
+
+def test_writes_into_preallocated_planes():
+    planes = (np.zeros((4, 4), np.uint16), np.zeros((2, 2), np.uint16), np.zeros((2, 2), np.uint16))
+    out = nits_to_yuv420p10(np.full((4, 4, 3), 203.0, np.float32), planes)
+    assert out[0] is planes[0] and planes[0][0, 0] == 573
+
+
+def test_light_levels_match_a_numpy_recomputation():
+    y, u, v = nits_to_yuv420p10(natural_frame(seed=3))
+    ycc = np.stack([y, upsample_420_nearest(u), upsample_420_nearest(v)], axis=-1)
+    rgb = ycbcr_to_rgb(dequantize(ycc, 10, Range.MPEG), LUMA_BT2020)
+    light = eotf_st2084(np.clip(rgb.max(axis=-1), 0, 1))
+    max_light, mean_light = light_levels_yuv420p10(y, u, v)
+    assert max_light == pytest.approx(light.max(), rel=1e-3)
+    assert mean_light == pytest.approx(light.mean(), rel=1e-3)
+
+
+def test_light_levels_of_flat_white():
+    y, u, v = nits_to_yuv420p10(np.full((8, 8, 3), 1000.0, np.float32))
+    max_light, mean_light = light_levels_yuv420p10(y, u, v)
+    # Code 723 decodes to 1000 cd/m² within its quantisation step (~0.4 %).
+    assert max_light == pytest.approx(1000.0, rel=5e-3) and mean_light == pytest.approx(max_light)
+
+
+def test_sdr_to_linear_applies_table_then_matrix():
+    frames = np.array([[[[0, 128, 255]]]], np.uint8)
+    lut = np.linspace(0, 1, 256, dtype=np.float32)
+    m = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]], np.float32)
+    out = sdr_to_linear(frames, lut, m)
+    np.testing.assert_allclose(out[0, 0, 0], [1.0, 128 / 255, 0.0], rtol=1e-6)
