@@ -14,7 +14,7 @@ from service.colour.curves import (
     bt2446a_expand_luma,
     reinhard_inverse,
 )
-from service.colour.kernels import sdr_to_linear
+from service.colour.kernels import PIXEL_CHUNK, sdr_to_linear
 from service.colour.scaling import DEFAULT_PEAK_NITS, SDR_WHITE_NITS
 from service.colour.ycbcr import LUMA_BT2020
 from service.operators.base import ColourDescription, Frames, Nits, Operator, OperatorInfo, ParamSpec
@@ -41,15 +41,13 @@ class BT2408(Operator):
 @numba.njit(parallel=True, cache=True)
 def _bt2446a(linear, out, peak_scale):  # type: ignore[no-untyped-def]
     kr, kg, kb = LUMA_BT2020
-    n, h, w, _ = linear.shape
-    for k in numba.prange(n * h):
-        f = k // h
-        row = k % h
-        for col in range(w):
+    n = linear.shape[0]
+    for chunk in numba.prange((n + PIXEL_CHUNK - 1) // PIXEL_CHUNK):
+        for i in range(chunk * PIXEL_CHUNK, min(n, (chunk + 1) * PIXEL_CHUNK)):
             # BT.2446 works on gamma-encoded BT.2020 R'G'B' of the SDR signal.
-            r = min(max(linear[f, row, col, 0], 0.0), 1.0) ** (1.0 / BT2446A_GAMMA)
-            g = min(max(linear[f, row, col, 1], 0.0), 1.0) ** (1.0 / BT2446A_GAMMA)
-            b = min(max(linear[f, row, col, 2], 0.0), 1.0) ** (1.0 / BT2446A_GAMMA)
+            r = min(max(linear[i, 0], 0.0), 1.0) ** (1.0 / BT2446A_GAMMA)
+            g = min(max(linear[i, 1], 0.0), 1.0) ** (1.0 / BT2446A_GAMMA)
+            b = min(max(linear[i, 2], 0.0), 1.0) ** (1.0 / BT2446A_GAMMA)
             y = kr * r + kg * g + kb * b
             y_hdr = bt2446a_expand_luma(y)
             scale = BT2446A_CHROMA_GAIN * y_hdr / y if y > 0.0 else 1.0
@@ -58,15 +56,10 @@ def _bt2446a(linear, out, peak_scale):  # type: ignore[no-untyped-def]
             r_hdr = max(y_hdr + 2.0 * (1.0 - kr) * cr, 0.0)
             b_hdr = max(y_hdr + 2.0 * (1.0 - kb) * cb, 0.0)
             g_hdr = max((y_hdr - kr * r_hdr - kb * b_hdr) / kg, 0.0)
-            out[f, row, col, 0] = (
-                BT2446A_PEAK_NITS * (r_hdr / BT2446A_PEAK_NITS) ** BT2446A_GAMMA * peak_scale
-            )
-            out[f, row, col, 1] = (
-                BT2446A_PEAK_NITS * (g_hdr / BT2446A_PEAK_NITS) ** BT2446A_GAMMA * peak_scale
-            )
-            out[f, row, col, 2] = (
-                BT2446A_PEAK_NITS * (b_hdr / BT2446A_PEAK_NITS) ** BT2446A_GAMMA * peak_scale
-            )
+            gain = BT2446A_PEAK_NITS * peak_scale
+            out[i, 0] = gain * (r_hdr / BT2446A_PEAK_NITS) ** BT2446A_GAMMA
+            out[i, 1] = gain * (g_hdr / BT2446A_PEAK_NITS) ** BT2446A_GAMMA
+            out[i, 2] = gain * (b_hdr / BT2446A_PEAK_NITS) ** BT2446A_GAMMA
 
 
 class BT2446A(Operator):
@@ -81,26 +74,24 @@ class BT2446A(Operator):
         """Run the Method A inverse on the BT.2020 re-encoding of each frame."""
         linear = sdr_to_linear(frames, colour.linear_lut(), colour.to_bt2020_matrix())
         out = np.empty_like(linear)
-        _bt2446a(linear, out, np.float32(self.peak_nits / BT2446A_PEAK_NITS))
+        _bt2446a(linear.reshape(-1, 3), out.reshape(-1, 3), np.float32(self.peak_nits / BT2446A_PEAK_NITS))
         return out
 
 
 @numba.njit(parallel=True, cache=True)
 def _inverse_reinhard(linear, out, l_white, key_nits, peak):  # type: ignore[no-untyped-def]
     kr, kg, kb = LUMA_BT2020
-    n, h, w, _ = linear.shape
-    for k in numba.prange(n * h):
-        f = k // h
-        row = k % h
-        for col in range(w):
-            r = linear[f, row, col, 0]
-            g = linear[f, row, col, 1]
-            b = linear[f, row, col, 2]
+    n = linear.shape[0]
+    for chunk in numba.prange((n + PIXEL_CHUNK - 1) // PIXEL_CHUNK):
+        for i in range(chunk * PIXEL_CHUNK, min(n, (chunk + 1) * PIXEL_CHUNK)):
+            r = linear[i, 0]
+            g = linear[i, 1]
+            b = linear[i, 2]
             lum = kr * r + kg * g + kb * b
             gain = key_nits * reinhard_inverse(lum, l_white) / lum if lum > 1e-9 else key_nits
-            out[f, row, col, 0] = min(max(r * gain, 0.0), peak)
-            out[f, row, col, 1] = min(max(g * gain, 0.0), peak)
-            out[f, row, col, 2] = min(max(b * gain, 0.0), peak)
+            out[i, 0] = min(max(r * gain, 0.0), peak)
+            out[i, 1] = min(max(g * gain, 0.0), peak)
+            out[i, 2] = min(max(b * gain, 0.0), peak)
 
 
 class InverseReinhard(Operator):
@@ -141,5 +132,7 @@ class InverseReinhard(Operator):
         """Expand luminance through the inverse S-curve, scaling RGB by the same gain."""
         linear = sdr_to_linear(frames, colour.linear_lut(), colour.to_bt2020_matrix())
         out = np.empty_like(linear)
-        _inverse_reinhard(linear, out, self.l_white, self.key_nits, self.peak_nits)
+        _inverse_reinhard(
+            linear.reshape(-1, 3), out.reshape(-1, 3), self.l_white, self.key_nits, self.peak_nits
+        )
         return out

@@ -1,0 +1,43 @@
+"""Shared output format of the benchmarks: one line per case, plus a JSON record in bench/results/."""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def line(name: str, frames: int, seconds: float) -> str:
+    """The house format: `'<name>': N frames in S s => X ms/frame (Y FPS)`."""
+    return f"'{name}': {frames} frames in {seconds:.3f} s => {1e3 * seconds / frames:.2f} ms/frame ({frames / seconds:.1f} FPS)"
+
+
+def environment() -> dict[str, Any]:
+    """Machine, versions and git sha, so a figure can be traced back to what produced it."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        sha = "unknown"
+    import numpy
+
+    return {
+        "python": sys.version.split()[0],
+        "numpy": numpy.__version__,
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "git_sha": sha,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write(subject: str, cases: list[dict[str, Any]]) -> Path:
+    """Write ``bench/results/<subject>.json`` and return its path."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{subject}.json"
+    path.write_text(json.dumps({"environment": environment(), "cases": cases}, indent=2) + "\n")
+    return path
