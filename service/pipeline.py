@@ -1,0 +1,291 @@
+"""SDR file in, HDR10 file out: decode -> operator -> PQ/Y'CbCr kernel -> encode -> measure -> finalize.
+
+The output appears atomically. Pass 1 encodes into a hidden temporary file next to the destination with a
+placeholder content light level; pass 2 decodes that file to measure MaxCLL/MaxFALL on the frames a display
+will actually show, remuxes it with the measured values patched into the bitstream, and ``os.replace``-s the
+result onto the destination. Temporaries are removed on success, failure and cancellation, so a reader of
+the destination directory never sees a partial or unmeasured file.
+
+:func:`convert_video` is what the CLI and the REST workers call. It keeps no global state, checks ``cancel``
+between batches, and reports :class:`Progress` after every batch, so it can run in any worker thread.
+"""
+
+import contextlib
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from service.colour.kernels import nits_to_yuv420p10
+from service.errors import EngineError, ItmError, JobCancelledError, OutputError
+from service.operators.base import Operator
+from service.video.decode import Batch, DecodeOptions, VideoReader
+from service.video.encode import EncodeOptions, HDR10Writer, check_codec_container, container_format
+from service.video.hdr10_metadata import ContentLightLevel, HDR10Metadata, MasteringDisplay
+from service.video.light import measure_content_light, rewrite_content_light
+
+STAGES = ("decode", "operator", "colour", "encode", "finalize")
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How to convert; the defaults give HEVC Main10 at the operator's peak, audio and subtitles copied."""
+
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+    mastering: MasteringDisplay | None = None
+    """ST 2086 display; ``None`` means Display P3, D65, 0.0001 cd/m² up to the operator's peak."""
+    batch_size: int = 8
+    max_frames: int | None = None
+    """Convert only the first frames (previews, tests); the completeness check is then skipped."""
+    copy_audio: bool = True
+    copy_subtitles: bool = True
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after every batch (stage ``"convert"``) and once before measuring (``"finalize"``)."""
+
+    frames_done: int
+    frames_total: int
+    """Estimate from the container (0 when unknown)."""
+    fps: float
+    eta_s: float | None
+    stage: str = "convert"
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    """What was written, with the measured HDR10 metadata and where the time went (seconds per stage)."""
+
+    path: Path
+    frames: int
+    duration_s: float
+    width: int
+    height: int
+    codec: str
+    container: str
+    max_cll: int | None
+    max_fall: int | None
+    mastering: MasteringDisplay
+    operator: str
+    operator_params: dict[str, float | str]
+    warnings: tuple[str, ...]
+    timings: dict[str, float]
+
+
+def _temp_path(dst: Path, role: str) -> Path:
+    """Hidden sibling of ``dst`` (same filesystem, so ``os.replace`` is atomic; same suffix for the muxer)."""
+    return dst.with_name(f".{dst.stem}.{secrets.token_hex(4)}.{role}{dst.suffix}")
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def convert_video(
+    src: Path,
+    dst: Path,
+    operator: Operator,
+    options: ConvertOptions | None = None,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> ConversionResult:
+    """Convert an SDR video file to HDR10 with measured MaxCLL/MaxFALL.
+
+    Parameters
+    ----------
+    src, dst : Path
+        Input (anything FFmpeg reads) and output (``.mp4``, ``.mov`` or ``.mkv``; replaced atomically).
+    operator : Operator
+        The ITM operator; called from this thread only.
+    options : ConvertOptions, optional
+        Codec, quality, limits.
+    progress : callable, optional
+        Called with a :class:`Progress` after each batch, from this thread.
+    cancel : threading.Event, optional
+        Set it from another thread to stop at the next batch boundary.
+
+    Returns
+    -------
+    ConversionResult
+
+    Raises
+    ------
+    InputError
+        Unusable input or options (subclasses: UnsupportedFormatError, CorruptStreamError, AlreadyHDRError).
+    OutputError
+        The destination cannot be written.
+    JobCancelledError
+        ``cancel`` was set; no output is left behind.
+    EngineError
+        The operator or encoder failed.
+    """
+    options = options or ConvertOptions()
+    src, dst = Path(src), Path(dst)
+    fmt = container_format(dst)
+    check_codec_container(options.encode.codec, fmt)
+    if not dst.parent.is_dir():
+        raise OutputError(f"output directory '{dst.parent}' does not exist")
+    mastering = options.mastering or MasteringDisplay(max_nits=operator.peak_nits)
+    placeholder = HDR10Metadata(mastering, ContentLightLevel(round(mastering.max_nits), 1))
+    timings = dict.fromkeys(STAGES, 0.0)
+    pass1, pass2 = _temp_path(dst, "encode"), _temp_path(dst, "final")
+    try:
+        with VideoReader(src, options.decode) as reader:
+            info = reader.info
+            streams = [
+                s
+                for s in reader.other_streams()
+                if (s.type == "audio" and options.copy_audio)
+                or (s.type == "subtitle" and options.copy_subtitles)
+            ]
+            pending_packets: list = []
+            writer: HDR10Writer | None = None
+
+            def on_packet(packet) -> None:  # type: ignore[no-untyped-def]
+                if writer is None:
+                    pending_packets.append(packet)
+                else:
+                    writer.copy(packet)
+
+            started = time.perf_counter()
+            total = options.max_frames or info.frames
+            if options.max_frames and info.frames:
+                total = min(options.max_frames, info.frames)
+            planes = (
+                np.empty((info.height, info.width), np.uint16),
+                np.empty((info.height // 2, info.width // 2), np.uint16),
+                np.empty((info.height // 2, info.width // 2), np.uint16),
+            )
+            first_pts: int | None = None
+            last_pts = 0
+            batches = reader.batches(
+                options.batch_size, passthrough=streams, on_packet=on_packet, max_frames=options.max_frames
+            )
+            try:
+                t = time.perf_counter()
+                for batch in batches:
+                    timings["decode"] += time.perf_counter() - t
+                    if cancel is not None and cancel.is_set():
+                        raise JobCancelledError("conversion cancelled")
+                    if writer is None:
+                        writer = _open_writer(pass1, fmt, reader, batch, options, placeholder, streams)
+                        for packet in pending_packets:
+                            writer.copy(packet)
+                        pending_packets.clear()
+                    nits = _run_operator(operator, batch, info.colour, timings)
+                    for i, pts in enumerate(batch.pts):
+                        t = time.perf_counter()
+                        nits_to_yuv420p10(nits[i], out=planes)
+                        t2 = time.perf_counter()
+                        writer.write(planes, pts)
+                        timings["colour"] += t2 - t
+                        timings["encode"] += time.perf_counter() - t2
+                    first_pts = batch.pts[0] if first_pts is None else first_pts
+                    last_pts = max(last_pts, *batch.pts)
+                    if progress is not None:
+                        done = reader.frames_decoded
+                        fps = done / max(time.perf_counter() - started, 1e-9)
+                        eta = (total - done) / fps if total >= done and fps > 0 else None
+                        progress(Progress(done, max(total, done), fps, eta))
+                    t = time.perf_counter()
+                reader.check_complete()
+                if writer is None:  # pragma: no cover - check_complete raises first
+                    raise EngineError("no frame was decoded")
+                t = time.perf_counter()
+                writer.close()
+                timings["encode"] += time.perf_counter() - t
+            except BaseException:
+                if writer is not None:
+                    writer.abort()
+                raise
+            frames = reader.frames_decoded
+            end_s = reader.end_s or 0.0
+            duration_s = end_s - float((first_pts or 0) * info.time_base)
+        if progress is not None:
+            progress(
+                Progress(frames, frames, frames / max(time.perf_counter() - started, 1e-9), 0.0, "finalize")
+            )
+        t = time.perf_counter()
+        light, measured_frames = measure_content_light(pass1, threads=options.decode.threads, cancel=cancel)
+        if measured_frames != frames:
+            raise EngineError(f"encoder wrote {measured_frames} frames for {frames} input frames")
+        rewrite_content_light(pass1, pass2, format=fmt, light=light)
+        if cancel is not None and cancel.is_set():
+            raise JobCancelledError("conversion cancelled")
+        try:
+            os.replace(pass2, dst)
+        except OSError as exc:
+            raise OutputError(f"cannot move the result onto '{dst}': {exc.strerror}") from exc
+        timings["finalize"] = time.perf_counter() - t
+    finally:
+        _unlink(pass1)
+        _unlink(pass2)
+    return ConversionResult(
+        path=dst,
+        frames=frames,
+        duration_s=duration_s,
+        width=info.width,
+        height=info.height,
+        codec=options.encode.codec,
+        container=fmt,
+        max_cll=light.max_cll,
+        max_fall=light.max_fall,
+        mastering=mastering,
+        operator=operator.name,
+        operator_params=operator.params,
+        warnings=tuple(writer.warnings),
+        timings=timings,
+    )
+
+
+def _open_writer(
+    path: Path,
+    fmt: str,
+    reader: VideoReader,
+    batch: Batch,
+    options: ConvertOptions,
+    metadata: HDR10Metadata,
+    streams: list,  # type: ignore[type-arg]
+) -> HDR10Writer:
+    """Open the pass-1 writer once the first batch is known (rotation comes from the first frame)."""
+    info = reader.info
+    return HDR10Writer(
+        path,
+        format=fmt,
+        width=info.width,
+        height=info.height,
+        time_base=info.time_base,
+        frame_rate=info.frame_rate,
+        options=options.encode,
+        metadata=metadata,
+        sample_aspect_ratio=info.sample_aspect_ratio,
+        rotation=batch.rotation,
+        copy_streams=streams,
+    )
+
+
+def _run_operator(operator: Operator, batch: Batch, colour, timings: dict[str, float]):  # type: ignore[no-untyped-def]
+    """Call the operator, turning its unexpected failures into :class:`EngineError`."""
+    t = time.perf_counter()
+    try:
+        nits = operator(batch.rgb, colour)
+    except ItmError:
+        raise
+    except Exception as exc:
+        raise EngineError(f"operator '{operator.name}' failed: {exc}") from exc
+    timings["operator"] += time.perf_counter() - t
+    if nits.shape != batch.rgb.shape or nits.dtype != np.float32:
+        raise EngineError(
+            f"operator '{operator.name}' returned {nits.dtype} {nits.shape}; "
+            f"expected float32 {batch.rgb.shape}"
+        )
+    return nits

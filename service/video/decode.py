@@ -1,0 +1,373 @@
+"""Open, probe and decode an SDR video into batches of 8-bit R'G'B' frames with their timestamps.
+
+The probe resolves everything the operators need before the first frame is decoded: size (refusing odd and
+absurd sizes early), timing, sample aspect ratio, and the colour description. Untagged inputs get the usual
+defaults: BT.709 matrix and primaries for HD, BT.601 (SMPTE 170M, or BT.470 BG at 576 lines) for SD,
+limited range, BT.1886 display. Inputs tagged PQ or HLG are refused: they are HDR already.
+
+Truncation policy: a truncated MKV or MPEG-TS decodes short without any FFmpeg error, so after the last
+frame :meth:`VideoReader.check_complete` compares what was decoded with what the container declared and
+raises :class:`CorruptStreamError` when more than ``max(2 frames, 2 %)`` of the declared video is missing.
+Corrupt packets raise immediately: a service should not silently deliver a damaged conversion.
+
+PyAV's logging is never enabled here: with threaded decoding it can hang the process.
+"""
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import av
+import av.container
+import av.stream
+import numpy as np
+import numpy.typing as npt
+
+from service.colour.tags import HDR_TRANSFERS, Matrix, Primaries, Range, Transfer
+from service.errors import AlreadyHDRError, CorruptStreamError, InputError, UnsupportedFormatError
+from service.operators.base import ColourDescription
+from service.video.errors import map_av_errors
+from service.video.frames import to_rgb24
+
+SD_MAX_HEIGHT = 719
+"""Frames up to this many lines are SD and default to BT.601 when untagged (as FFmpeg and mpv assume)."""
+
+_RGB_FORMATS = ("rgb", "bgr", "gbr", "argb", "abgr", "rgba", "bgra")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Limits and colour overrides for decoding; every ``None`` means "from the tags, else the default"."""
+
+    max_width: int = 8192
+    max_height: int = 4320
+    transfer: Transfer | None = None
+    primaries: Primaries | None = None
+    matrix: Matrix | None = None
+    range: Range | None = None
+    threads: int = 0
+    """Decoder threads; 0 lets FFmpeg pick (one per core)."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the probe learnt about the input's video stream."""
+
+    width: int
+    height: int
+    codec: str
+    pix_fmt: str
+    time_base: Fraction
+    frame_rate: Fraction
+    """Average (or guessed) rate: for the encoder's rate control and keyint; timestamps stay the source's."""
+    frames: int
+    """Declared frame count, or an estimate from duration x rate; 0 when unknown."""
+    duration_s: float | None
+    sample_aspect_ratio: Fraction | None
+    colour: ColourDescription
+    matrix: Matrix
+    range: Range
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Consecutive decoded frames: N x H x W x 3 uint8 R'G'B' and their pts in ``time_base`` units."""
+
+    rgb: npt.NDArray[np.uint8]
+    pts: tuple[int, ...]
+    time_base: Fraction
+    rotation: int
+    """Display rotation of the frames, degrees counter-clockwise (from the display matrix)."""
+
+
+def _enum[E: (Transfer, Primaries, Matrix, Range)](cls: type[E], value: int, default: E) -> E:
+    try:
+        member = cls(value)
+    except ValueError:
+        return default
+    return default if member.name == "UNSPECIFIED" else member
+
+
+def resolve_colour(
+    stream_trc: int,
+    stream_pri: int,
+    stream_spc: int,
+    stream_range: int,
+    height: int,
+    pix_fmt: str,
+    options: DecodeOptions,
+) -> tuple[ColourDescription, Matrix, Range]:
+    """Colour description, Y'CbCr matrix and range from stream tags, overrides and size-based defaults.
+
+    Raises
+    ------
+    AlreadyHDRError
+        If the transfer is PQ or HLG (tagged or overridden).
+    UnsupportedFormatError
+        For a matrix we cannot decode (e.g. BT.2020 constant luminance, ICtCp).
+    """
+    sd = height <= SD_MAX_HEIGHT
+    sd_primaries = Primaries.BT470BG if height in (288, 576) else Primaries.SMPTE170M
+    try:
+        raw_trc = Transfer(stream_trc)
+    except ValueError:
+        raw_trc = Transfer.UNSPECIFIED
+    transfer = options.transfer or raw_trc
+    if transfer in HDR_TRANSFERS:
+        raise AlreadyHDRError(f"input is tagged {transfer.name} (HDR already); itmstream converts SDR only")
+    if transfer in (Transfer.UNSPECIFIED, Transfer.LINEAR):
+        transfer = Transfer.BT709
+    primaries = options.primaries or _enum(Primaries, stream_pri, sd_primaries if sd else Primaries.BT709)
+    if pix_fmt.startswith(_RGB_FORMATS):
+        matrix = Matrix.RGB
+    elif options.matrix is not None:
+        matrix = options.matrix
+    else:
+        if stream_spc not in (m.value for m in Matrix) and stream_spc != 2:
+            raise UnsupportedFormatError(
+                f"input Y'CbCr matrix (AVCOL_SPC {stream_spc}) is not supported; "
+                f"expected one of {[m.name for m in Matrix if m is not Matrix.UNSPECIFIED]}"
+            )
+        matrix = _enum(Matrix, stream_spc, Matrix.SMPTE170M if sd else Matrix.BT709)
+    full = pix_fmt.startswith("yuvj") or matrix is Matrix.RGB
+    rng = options.range or _enum(Range, stream_range, Range.JPEG if full else Range.MPEG)
+    return ColourDescription(transfer, primaries), matrix, rng
+
+
+class VideoReader:
+    """An opened input: probe on construction, then :meth:`batches` once.
+
+    Use as a context manager so the container is closed on every path. ``container`` is exposed for the
+    encoder, which copies the audio and subtitle streams' packets (see ``passthrough``).
+
+    Raises
+    ------
+    InputError
+        Missing file, no video stream, odd or absurd frame size (and the subclasses below).
+    CorruptStreamError
+        Not media, truncated, or corrupt.
+    AlreadyHDRError
+        Input tagged PQ/HLG.
+    """
+
+    def __init__(self, path: Path | str, options: DecodeOptions | None = None) -> None:
+        self.path = Path(path)
+        self.options = options or DecodeOptions()
+        self.frames_decoded = 0
+        self.end_s: float | None = None
+        self._frame_duration = 0
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise CorruptStreamError(f"input '{self.path.name}' is empty (0 bytes)")
+        with map_av_errors("input", self.path.name):
+            self.container: av.container.InputContainer = av.open(str(self.path), "r")
+        try:
+            self.info = self._probe()
+        except BaseException:
+            self.container.close()
+            raise
+
+    def _probe(self) -> VideoInfo:
+        if not self.container.streams.video:
+            kinds = sorted({s.type for s in self.container.streams}) or ["no"]
+            raise UnsupportedFormatError(
+                f"input '{self.path.name}' has no video stream ({' and '.join(kinds)} streams only; "
+                "audio-only file?)"
+            )
+        stream = self.container.streams.video[0]
+        cc = stream.codec_context
+        width, height = cc.width, cc.height
+        name = self.path.name
+        if width <= 0 or height <= 0:
+            raise CorruptStreamError(f"input '{name}' declares no frame size ({width}x{height}); corrupt?")
+        limit = self.options
+        if width > limit.max_width or height > limit.max_height:
+            raise UnsupportedFormatError(
+                f"input '{name}' is {width}x{height}; the limit is {limit.max_width}x{limit.max_height}"
+            )
+        if width % 2 or height % 2:
+            raise UnsupportedFormatError(
+                f"input '{name}' is {width}x{height}; HDR10 (4:2:0) needs even width and height"
+            )
+        if cc.name is None or stream.codec_context.codec is None:
+            raise UnsupportedFormatError(f"input '{name}' uses a video codec this build cannot decode")
+        pix_fmt = cc.format.name if cc.format is not None else ""
+        colour, matrix, rng = resolve_colour(
+            cc.color_trc, cc.color_primaries, cc.colorspace, cc.color_range, height, pix_fmt, self.options
+        )
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
+        time_base = stream.time_base or Fraction(1, 90000)
+        duration_s: float | None = None
+        if stream.duration:
+            duration_s = float(stream.duration * time_base)
+        elif self.container.duration:
+            duration_s = self.container.duration / av.time_base
+        frames = stream.frames or (round(duration_s * rate) if duration_s else 0)
+        sar = stream.sample_aspect_ratio
+        cc.thread_type = "AUTO"
+        cc.thread_count = limit.threads
+        return VideoInfo(
+            width=width,
+            height=height,
+            codec=cc.name,
+            pix_fmt=pix_fmt,
+            time_base=Fraction(time_base),
+            frame_rate=Fraction(rate),
+            frames=int(frames),
+            duration_s=duration_s,
+            sample_aspect_ratio=Fraction(sar) if sar else None,
+            colour=colour,
+            matrix=matrix,
+            range=rng,
+        )
+
+    @property
+    def video_stream(self) -> av.video.stream.VideoStream:
+        """The stream being converted (the first video stream)."""
+        return self.container.streams.video[0]
+
+    def other_streams(self) -> list[av.stream.Stream]:
+        """Audio and subtitle streams, in file order: the candidates for copying into the output."""
+        return [s for s in self.container.streams if s.type in ("audio", "subtitle")]
+
+    def batches(
+        self,
+        size: int,
+        *,
+        passthrough: Sequence[av.stream.Stream] = (),
+        on_packet: Callable[[av.Packet], None] | None = None,
+        max_frames: int | None = None,
+    ) -> Iterator[Batch]:
+        """Decode the video stream into batches of at most ``size`` frames.
+
+        Parameters
+        ----------
+        size : int
+            Frames per batch (the last one may be shorter).
+        passthrough : sequence of Stream
+            Other streams to demux alongside; their packets go to ``on_packet`` unchanged, so the output
+            interleaves them without a second read of the input.
+        on_packet : callable, optional
+            Receives each passthrough packet.
+        max_frames : int, optional
+            Stop after this many frames (previews, tests); disables the completeness check.
+
+        Raises
+        ------
+        CorruptStreamError
+            When a packet cannot be decoded.
+        UnsupportedFormatError
+            When the frame size changes mid-stream.
+        """
+        if size < 1:
+            raise InputError(f"batch size {size} is invalid; expected >= 1")
+        info = self.info
+        stream = self.video_stream
+        pending: list[npt.NDArray[np.uint8]] = []
+        pts: list[int] = []
+        rotation = 0
+        self._max_frames = max_frames
+        with map_av_errors("input", self.path.name):
+            for packet in self.container.demux([stream, *passthrough]):
+                if packet.stream is not stream:
+                    if on_packet is not None and packet.size > 0:
+                        on_packet(packet)
+                    continue
+                for frame in stream.decode(packet):
+                    if frame.width != info.width or frame.height != info.height:
+                        raise UnsupportedFormatError(
+                            f"frame size changes mid-stream ({info.width}x{info.height} -> "
+                            f"{frame.width}x{frame.height}); not supported"
+                        )
+                    rotation = int(frame.rotation or 0)
+                    frame_pts = self._pts(frame)
+                    pending.append(to_rgb24(frame, info.matrix, info.range))
+                    pts.append(frame_pts)
+                    self.frames_decoded += 1
+                    if len(pending) == size:
+                        yield Batch(np.stack(pending), tuple(pts), info.time_base, rotation)
+                        pending, pts = [], []
+                    if max_frames is not None and self.frames_decoded >= max_frames:
+                        break
+                if max_frames is not None and self.frames_decoded >= max_frames:
+                    break
+        if pending:
+            yield Batch(np.stack(pending), tuple(pts), info.time_base, rotation)
+
+    def _pts(self, frame: av.VideoFrame) -> int:
+        """Frame pts, synthesised from the rate when the container has none (raw streams)."""
+        tb = self.info.time_base
+        step = max(round(1 / (self.info.frame_rate * tb)), 1)
+        value = self.frames_decoded * step if frame.pts is None else int(frame.pts)
+        duration = int(frame.duration) if frame.duration else step
+        self._frame_duration = duration
+        self.end_s = float((value + duration) * tb)
+        return value
+
+    def check_complete(self) -> None:
+        """Raise if decoding stopped well short of what the container declared (see module docstring).
+
+        Raises
+        ------
+        CorruptStreamError
+            If frames are missing, or no frame decoded at all.
+        """
+        name = self.path.name
+        if self.frames_decoded == 0:
+            raise CorruptStreamError(
+                f"input '{name}' contains no decodable video frame (truncated or corrupt?)"
+            )
+        if getattr(self, "_max_frames", None) is not None:
+            return
+        info = self.info
+        declared_frames = self.video_stream.frames
+        if declared_frames:
+            missing = declared_frames - self.frames_decoded
+            if missing > max(2, 0.02 * declared_frames):
+                raise CorruptStreamError(
+                    f"input '{name}' is truncated or corrupt: decoded {self.frames_decoded} of "
+                    f"{declared_frames} declared frames"
+                )
+            return
+        declared_s, exact = self._declared_video_s()
+        if declared_s and self.end_s is not None:
+            start = self.video_stream.start_time
+            start_s = float(start * info.time_base) if start else 0.0
+            decoded_s = self.end_s - start_s
+            # The container duration also covers audio, which may outlast the video a little.
+            slack = max(2.0 / float(info.frame_rate), 0.02 * declared_s, 0.0 if exact else 0.5)
+            if declared_s - decoded_s > slack:
+                raise CorruptStreamError(
+                    f"input '{name}' is truncated or corrupt: decoded {decoded_s:.2f} s of the "
+                    f"{declared_s:.2f} s it declares"
+                )
+
+    def _declared_video_s(self) -> tuple[float | None, bool]:
+        """Declared video duration and whether it is the video stream's own (True) or the container's."""
+        stream = self.video_stream
+        if stream.duration:
+            return float(stream.duration * self.info.time_base), True
+        tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+        if tag:  # Matroska: "HH:MM:SS.nnnnnnnnn"
+            try:
+                h, m, s = tag.split(":")
+                return int(h) * 3600 + int(m) * 60 + float(s), True
+            except ValueError:
+                pass
+        if self.container.duration:
+            return self.container.duration / av.time_base, len(self.container.streams) == 1
+        return None, False
+
+    def close(self) -> None:
+        """Close the container (idempotent)."""
+        self.container.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

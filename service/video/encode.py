@@ -1,0 +1,267 @@
+"""HDR10 encoder: 10-bit 4:2:0 PQ BT.2020 planes in, HEVC Main10 (libx265) or AV1 (libsvtav1) out.
+
+Stream colour tags are set on the codec context *and* in the encoder's own parameters (x265 writes the VUI
+from ``x265-params``, SVT-AV1 the sequence header from ``svtav1-params``), together with the ST 2086
+mastering display and a CTA-861.3 content light level. The light level written here is a placeholder: the
+real MaxCLL/MaxFALL are measured from the encoded output and patched in by :mod:`service.video.light`.
+
+Audio and subtitle packets are copied unchanged into the same file; streams the container cannot hold are
+skipped and reported in :attr:`HDR10Writer.warnings`.
+"""
+
+import contextlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Self
+
+import av
+import av.container
+import av.stream
+from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
+
+from service.errors import InputError, UnsupportedFormatError
+from service.video.errors import map_av_errors
+from service.video.frames import Planes, yuv420p10_frame
+from service.video.hdr10_metadata import HDR10Metadata, join_params, svtav1_params, x265_params
+
+Codec = Literal["hevc", "av1"]
+
+ENCODERS: dict[str, str] = {"hevc": "libx265", "av1": "libsvtav1"}
+CONTAINERS: dict[str, str] = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+DEFAULT_CRF: dict[str, int] = {"hevc": 20, "av1": 30}
+DEFAULT_PRESET: dict[str, str] = {"hevc": "veryfast", "av1": "10"}
+_MP4_FAMILY = ("mp4", "mov")
+
+
+def container_format(path: Path) -> str:
+    """FFmpeg muxer name for an output path, from its suffix.
+
+    Raises
+    ------
+    InputError
+        For a suffix we do not write.
+    """
+    fmt = CONTAINERS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"output suffix '{path.suffix}' is not supported; expected one of {sorted(CONTAINERS)}"
+        )
+    return fmt
+
+
+def check_codec_container(codec: str, format: str) -> None:
+    """Refuse codec/container pairs the muxers here cannot write, before any work is done.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        For AV1 in QuickTime ``.mov`` (FFmpeg's mov muxer has no AV1 sample entry).
+    """
+    if codec == "av1" and format == "mov":
+        raise UnsupportedFormatError("av1 video cannot be written to .mov files; use .mp4 or .mkv")
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """Encoder choice and quality; ``None`` picks the per-codec default (:data:`DEFAULT_CRF`, ...)."""
+
+    codec: Codec = "hevc"
+    crf: int | None = None
+    preset: str | None = None
+    keyint_s: float = 2.0
+    """Keyframe interval in seconds: bounds seek cost and lets fragmented outputs cut often."""
+    params: Mapping[str, str] = field(default_factory=dict)
+    """Extra encoder parameters (``x265-params`` / ``svtav1-params`` keys), applied last."""
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.codec not in ENCODERS:
+            raise InputError(f"codec '{self.codec}' is not supported; expected one of {sorted(ENCODERS)}")
+        limit = 51 if self.codec == "hevc" else 63
+        if self.crf is not None and not 0 <= self.crf <= limit:
+            raise InputError(f"crf {self.crf} is out of range for {self.codec}; expected 0 to {limit}")
+        if self.keyint_s <= 0:
+            raise InputError(f"keyint_s {self.keyint_s} must be > 0")
+
+
+def encoder_params(options: EncodeOptions, metadata: HDR10Metadata, keyint: int) -> dict[str, str]:
+    """The codec context options (including the joined ``*-params`` string) for one encode."""
+    crf = options.crf if options.crf is not None else DEFAULT_CRF[options.codec]
+    preset = options.preset or DEFAULT_PRESET[options.codec]
+    if options.codec == "hevc":
+        params = x265_params(metadata) | {"keyint": str(keyint), "info": "0", "log-level": "error"}
+        params |= dict(options.params)
+        return {"preset": preset, "crf": str(crf), "x265-params": join_params(params)}
+    params = svtav1_params(metadata) | {"keyint": str(keyint)}
+    params |= dict(options.params)
+    return {"preset": preset, "crf": str(crf), "svtav1-params": join_params(params)}
+
+
+class HDR10Writer:
+    """One output file: an HDR10 video stream plus copies of selected input streams.
+
+    Parameters
+    ----------
+    path : Path
+        Output file; ``format`` names the muxer (see :func:`container_format`).
+    width, height : int
+        Frame size (even).
+    time_base : Fraction
+        Time base of the pts passed to :meth:`write`: the source's, so VFR timing survives.
+    frame_rate : Fraction
+        Nominal rate for rate control and the keyframe interval.
+    copy_streams : sequence of Stream
+        Input streams whose packets :meth:`copy` will receive.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        If the codec cannot go into the container (AV1 in MOV, for instance).
+    OutputError, EngineError
+        From the muxer or the encoder.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        format: str,
+        width: int,
+        height: int,
+        time_base: Fraction,
+        frame_rate: Fraction,
+        options: EncodeOptions,
+        metadata: HDR10Metadata,
+        sample_aspect_ratio: Fraction | None = None,
+        rotation: int = 0,
+        copy_streams: Sequence[av.stream.Stream] = (),
+    ) -> None:
+        self.path = path
+        self.warnings: list[str] = []
+        self.frames = 0
+        self._last_dts: int | None = None
+        with map_av_errors("output", path.name):
+            self.container: av.container.OutputContainer = av.open(str(path), "w", format=format)
+        try:
+            self._setup(
+                format,
+                width,
+                height,
+                time_base,
+                frame_rate,
+                options,
+                metadata,
+                sample_aspect_ratio,
+                rotation,
+                copy_streams,
+            )
+        except BaseException:
+            self.container.close()
+            raise
+
+    def _setup(
+        self,
+        format: str,
+        width: int,
+        height: int,
+        time_base: Fraction,
+        frame_rate: Fraction,
+        options: EncodeOptions,
+        metadata: HDR10Metadata,
+        sar: Fraction | None,
+        rotation: int,
+        copy_streams: Sequence[av.stream.Stream],
+    ) -> None:
+        supported = self.container.supported_codecs
+        check_codec_container(options.codec, format)
+        if options.codec not in supported:
+            raise UnsupportedFormatError(
+                f"{options.codec} video cannot be written to {self.path.suffix} files"
+            )
+        with map_av_errors("output", self.path.name):
+            stream = self.container.add_stream(ENCODERS[options.codec], rate=frame_rate)
+        cc = stream.codec_context
+        cc.width, cc.height = width, height
+        cc.pix_fmt = "yuv420p10le"
+        cc.time_base = time_base
+        stream.time_base = time_base
+        cc.color_primaries = ColorPrimaries.BT2020
+        cc.color_trc = ColorTrc.SMPTE2084
+        cc.colorspace = Colorspace.BT2020
+        cc.color_range = ColorRange.MPEG
+        if sar:
+            cc.sample_aspect_ratio = sar
+        keyint = max(1, round(float(frame_rate) * options.keyint_s))
+        cc.gop_size = keyint
+        cc.thread_count = options.threads
+        cc.options = encoder_params(options, metadata, keyint)
+        if options.codec == "hevc" and format in _MP4_FAMILY:
+            cc.codec_tag = "hvc1"  # Apple players refuse 'hev1'
+        if rotation:
+            stream.set_display_rotation(rotation)
+        self.video = stream
+        self.copied: dict[int, av.stream.Stream] = {}
+        for src in copy_streams:
+            name = src.codec_context.name
+            if name not in supported:
+                self.warnings.append(
+                    f"{src.type} stream #{src.index} ({name}) cannot be stored in {self.path.suffix}; skipped"
+                )
+                continue
+            with map_av_errors("output", self.path.name):
+                self.copied[src.index] = self.container.add_stream_from_template(src)
+
+    def write(self, planes: Planes, pts: int) -> None:
+        """Encode one frame of kernel output at ``pts`` (source time base)."""
+        frame = yuv420p10_frame(planes)
+        frame.pts = pts
+        frame.time_base = self.video.codec_context.time_base
+        with map_av_errors("output", self.path.name):
+            self._mux_video(self.video.encode(frame))
+        self.frames += 1
+
+    def copy(self, packet: av.Packet) -> None:
+        """Mux a packet of a copied input stream unchanged (ignored for skipped streams)."""
+        out = self.copied.get(packet.stream.index)
+        if out is None or (packet.dts is None and packet.pts is None):
+            return
+        packet.stream = out
+        with map_av_errors("output", self.path.name):
+            self.container.mux(packet)
+
+    def _mux_video(self, packets: Iterable[av.Packet]) -> None:
+        for packet in packets:
+            # libx265 emits garbage DTS on 1-2 frame encodes; MP4 rejects dts > pts or non-monotonic dts.
+            if packet.pts is not None and packet.dts is not None and packet.dts > packet.pts:
+                packet.dts = packet.pts
+            if self._last_dts is not None and packet.dts is not None and packet.dts <= self._last_dts:
+                packet.dts = self._last_dts + 1
+            self._last_dts = packet.dts
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        """Flush the encoder and write the trailer."""
+        try:
+            with map_av_errors("output", self.path.name):
+                self._mux_video(self.video.encode(None))
+        finally:
+            self.container.close()
+
+    def abort(self) -> None:
+        """Close without flushing (the caller deletes the file)."""
+        with contextlib.suppress(av.error.FFmpegError):
+            self.container.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

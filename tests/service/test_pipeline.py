@@ -1,0 +1,152 @@
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from service.errors import AlreadyHDRError, CorruptStreamError, JobCancelledError, UnsupportedFormatError
+from service.operators import create_operator
+from service.pipeline import ConversionResult, ConvertOptions, Progress, convert_video
+from service.video.encode import EncodeOptions
+
+from .conftest import ffprobe, first_frame_side_data, reference_light_levels, video_packets
+
+
+def _check_hdr10(path: Path, result: ConversionResult, frames: int) -> None:
+    info = ffprobe(path, "-show_streams", "-count_frames", "-select_streams", "v:0")
+    stream = info["streams"][0]
+    assert stream["pix_fmt"] == "yuv420p10le"
+    assert stream["color_transfer"] == "smpte2084"
+    assert stream["color_primaries"] == "bt2020"
+    assert stream["color_space"] == "bt2020nc"
+    assert stream["color_range"] == "tv"
+    assert int(stream["nb_read_frames"]) == frames == result.frames
+    side = first_frame_side_data(path)
+    mastering = side["Mastering display metadata"]
+    assert Fraction(mastering["max_luminance"]) == 1000
+    assert float(Fraction(mastering["min_luminance"])) == pytest.approx(0.0001, abs=3e-5)  # AV1 stores 18.14
+    assert float(Fraction(mastering["red_x"])) == pytest.approx(0.680, abs=1e-4)  # Display P3
+    light = side["Content light level metadata"]
+    assert (light["max_content"], light["max_average"]) == (result.max_cll, result.max_fall)
+    ref_cll, ref_fall, ref_frames = reference_light_levels(path)
+    assert ref_frames == frames
+    assert result.max_cll == pytest.approx(ref_cll, rel=0.01, abs=1)
+    assert result.max_fall == pytest.approx(ref_fall, rel=0.01, abs=1)
+
+
+def _no_leftovers(directory: Path, *expected: str) -> None:
+    assert sorted(p.name for p in directory.iterdir()) == sorted(expected)
+
+
+@pytest.mark.parametrize(("codec", "suffix"), [("hevc", ".mp4"), ("av1", ".mkv"), ("hevc", ".mkv")])
+def test_synthetic_clip_with_audio(tmp_path, clip_factory, codec, suffix):
+    src = clip_factory(frames=20, width=96, height=64, audio=True)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    dst = out_dir / f"hdr{suffix}"
+    seen: list[Progress] = []
+    result = convert_video(
+        src,
+        dst,
+        create_operator("bt2446a", peak_nits=1000.0),
+        ConvertOptions(encode=EncodeOptions(codec=codec), batch_size=6),
+        progress=seen.append,
+    )
+    _no_leftovers(out_dir, dst.name)
+    _check_hdr10(dst, result, 20)
+    assert result.duration_s == pytest.approx(0.8)
+    assert [p.frames_done for p in seen if p.stage == "convert"] == [6, 12, 18, 20]
+    assert seen[-1].stage == "finalize"
+    # audio copied bit-exact, packet by packet
+    assert video_packets(dst, "audio") == video_packets(src, "audio")
+    assert set(result.timings) == {"decode", "operator", "colour", "encode", "finalize"}
+
+
+def test_bt2408_white_is_203_nits_and_metadata_says_so(tmp_path, clip_factory):
+    src = clip_factory(rgb=np.full((48, 64, 3), 255, np.uint8), frames=4)
+    result = convert_video(src, tmp_path / "w.mp4", create_operator("bt2408", peak_nits=1000.0))
+    assert result.max_cll == pytest.approx(203, abs=3) and result.max_fall == pytest.approx(203, abs=3)
+
+
+def test_cancel_leaves_nothing(tmp_path, clip_factory):
+    src = clip_factory(frames=20)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    cancel = threading.Event()
+
+    def on_progress(p: Progress) -> None:
+        cancel.set()
+
+    with pytest.raises(JobCancelledError):
+        convert_video(
+            src,
+            out_dir / "x.mp4",
+            create_operator("bt2408", peak_nits=1000.0),
+            ConvertOptions(batch_size=4),
+            progress=on_progress,
+            cancel=cancel,
+        )
+    _no_leftovers(out_dir)
+
+
+def test_failures_leave_nothing_and_keep_an_existing_output(tmp_path, clip_factory):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    dst = out_dir / "x.mkv"
+    dst.write_bytes(b"previous result")
+    src = clip_factory("long.mkv", frames=40)
+    src.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    with pytest.raises(CorruptStreamError, match="truncated"):
+        convert_video(src, dst, create_operator("bt2408", peak_nits=1000.0))
+    _no_leftovers(out_dir, "x.mkv")
+    assert dst.read_bytes() == b"previous result"
+
+
+def test_av1_to_mov_is_refused_before_work(tmp_path, clip_factory):
+    with pytest.raises(UnsupportedFormatError, match="mov"):
+        convert_video(
+            clip_factory(),
+            tmp_path / "x.mov",
+            create_operator("bt2408", peak_nits=1000.0),
+            ConvertOptions(encode=EncodeOptions(codec="av1")),
+        )
+
+
+def test_hdr_input_is_refused(tmp_path):
+    # our own output is the most convincing HDR input
+    from av.video.reformatter import ColorTrc
+
+    from .conftest import make_clip
+
+    src = make_clip(tmp_path / "pq.mp4", colour={"color_trc": ColorTrc.SMPTE2084})
+    with pytest.raises(AlreadyHDRError):
+        convert_video(src, tmp_path / "x.mp4", create_operator("bt2408", peak_nits=1000.0))
+
+
+@pytest.mark.data
+def test_carphone_full_clip_hevc(tmp_path, data_video):
+    src = data_video / "carphone_pristine.mp4"
+    dst = tmp_path / "carphone.mp4"
+    result = convert_video(src, dst, create_operator("bt2446a", peak_nits=1000.0))
+    _check_hdr10(dst, result, 120)
+    info = ffprobe(dst, "-show_streams", "-select_streams", "v:0")["streams"][0]
+    assert float(info["duration"]) == pytest.approx(4.004, abs=0.04)
+    assert info["codec_tag_string"] == "hvc1"
+
+
+@pytest.mark.data
+def test_flickering_ref_720p_av1_first_frames(tmp_path, data_video):
+    src = data_video / "flickering_ref.mp4"
+    dst = tmp_path / "flicker.mkv"
+    result = convert_video(
+        src,
+        dst,
+        create_operator("inverse_reinhard", peak_nits=1000.0),
+        ConvertOptions(encode=EncodeOptions(codec="av1"), max_frames=12),
+    )
+    assert (result.width, result.height) == (1280, 720)
+    _check_hdr10(dst, result, 12)
+    with av.open(str(dst)) as container:
+        assert container.streams.video[0].time_base is not None
