@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from service.colour.kernels import nits_to_yuv420p10
-from service.errors import EngineError, ItmError, JobCancelledError, OutputError
+from service.errors import EngineError, InputError, ItmError, JobCancelledError, OutputError
+from service.images.exr import write_exr
+from service.images.png import write_pq_png
+from service.images.read import read_sdr_image
 from service.operators.base import Operator
 from service.video.decode import Batch, DecodeOptions, VideoReader
 from service.video.encode import EncodeOptions, HDR10Writer, check_codec_container, container_format
@@ -30,6 +33,7 @@ from service.video.hdr10_metadata import ContentLightLevel, HDR10Metadata, Maste
 from service.video.light import measure_content_light, rewrite_content_light
 
 STAGES = ("decode", "operator", "colour", "encode", "finalize")
+IMAGE_FORMATS = {".exr": "exr", ".png": "png"}
 
 
 @dataclass(frozen=True)
@@ -289,3 +293,97 @@ def _run_operator(operator: Operator, batch: Batch, colour, timings: dict[str, f
             f"expected float32 {batch.rgb.shape}"
         )
     return nits
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One converted still: where it went, its light statistics (cd/m², max of R, G, B) and stage times."""
+
+    path: Path
+    width: int
+    height: int
+    format: str
+    max_nits: float
+    average_nits: float
+    operator: str
+    operator_params: dict[str, float | str]
+    warnings: tuple[str, ...]
+    timings: dict[str, float]
+
+
+def image_format(path: Path) -> str:
+    """``exr`` or ``png`` from an output suffix.
+
+    Raises
+    ------
+    InputError
+        For any other suffix.
+    """
+    fmt = IMAGE_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"image output suffix '{Path(path).suffix}' is not supported; "
+            f"expected one of {sorted(IMAGE_FORMATS)}"
+        )
+    return fmt
+
+
+def convert_image(src: Path, dst: Path, operator: Operator) -> ImageResult:
+    """Convert an SDR still to HDR: OpenEXR (linear BT.2020 cd/m², half) or 16-bit PQ PNG with cICP.
+
+    The format follows ``dst``'s suffix; the file appears atomically (temporary sibling + ``os.replace``).
+
+    Raises
+    ------
+    InputError
+        Unreadable input, unsupported suffix, or ``dst`` naming the input itself.
+    OutputError
+        The destination cannot be written.
+    EngineError
+        The operator failed.
+    """
+    src, dst = Path(src), Path(dst)
+    fmt = image_format(dst)
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise InputError(f"output '{dst}' is the input itself; refusing to overwrite it")
+    if not dst.parent.is_dir():
+        raise OutputError(f"output directory '{dst.parent}' does not exist")
+    timings = {"decode": 0.0, "operator": 0.0, "encode": 0.0}
+    t = time.perf_counter()
+    image = read_sdr_image(src)
+    timings["decode"] = time.perf_counter() - t
+    t = time.perf_counter()
+    try:
+        nits = operator(image.rgb[None], image.colour)[0]
+    except ItmError:
+        raise
+    except Exception as exc:
+        raise EngineError(f"operator '{operator.name}' failed: {exc}") from exc
+    timings["operator"] = time.perf_counter() - t
+    t = time.perf_counter()
+    temp = _temp_path(dst, "image")
+    try:
+        if fmt == "exr":
+            write_exr(temp, nits)
+        else:
+            write_pq_png(temp, nits)
+        os.replace(temp, dst)
+    except OSError as exc:
+        raise OutputError(f"cannot write '{dst}': {exc.strerror or exc}") from exc
+    finally:
+        _unlink(temp)
+    timings["encode"] = time.perf_counter() - t
+    light = nits.max(axis=-1)
+    h, w = image.rgb.shape[:2]
+    return ImageResult(
+        path=dst,
+        width=w,
+        height=h,
+        format=fmt,
+        max_nits=float(light.max()),
+        average_nits=float(light.mean()),
+        operator=operator.name,
+        operator_params=operator.params,
+        warnings=image.warnings,
+        timings=timings,
+    )

@@ -178,8 +178,10 @@ class VideoReader:
             )
         stream = self.container.streams.video[0]
         cc = stream.codec_context
-        width, height = cc.width, cc.height
         name = self.path.name
+        if cc is None:  # FFmpeg knows no decoder for the stream's codec id
+            raise UnsupportedFormatError(f"input '{name}' uses a video codec this build cannot decode")
+        width, height = cc.width, cc.height
         if width <= 0 or height <= 0:
             raise CorruptStreamError(f"input '{name}' declares no frame size ({width}x{height}); corrupt?")
         limit = self.options
@@ -191,8 +193,6 @@ class VideoReader:
             raise UnsupportedFormatError(
                 f"input '{name}' is {width}x{height}; HDR10 (4:2:0) needs even width and height"
             )
-        if cc.name is None or stream.codec_context.codec is None:
-            raise UnsupportedFormatError(f"input '{name}' uses a video codec this build cannot decode")
         pix_fmt = cc.format.name if cc.format is not None else ""
         colour, matrix, rng = resolve_colour(
             cc.color_trc, cc.color_primaries, cc.colorspace, cc.color_range, height, pix_fmt, self.options

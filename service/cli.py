@@ -1,0 +1,290 @@
+"""``itmstream``: convert videos and images from the command line, list operators.
+
+Every failure the user can cause ends as exactly one line on stderr (``itmstream: error: ...``) and a
+non-zero exit status: 2 for usage errors (argparse's convention), 1 for an input or output that cannot be
+converted, 130 on Ctrl-C. No partial output is ever left behind (the pipeline writes atomically).
+
+Subcommands register themselves in :data:`COMMANDS`; the REST server adds ``serve`` there.
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from service.colour.scaling import DEFAULT_PEAK_NITS
+from service.errors import InputError, ItmError
+from service.operators import available_operators, create_operator
+from service.operators.base import Operator, ParamSpec
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+Command = tuple[Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]  # type: ignore[type-arg]
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"'{text}' is not key=value")
+    return key.strip(), value.strip()
+
+
+def _add_operator_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--operator", "-o", default="bt2446a", help="ITM operator (see `itmstream operators`)"
+    )
+    parser.add_argument(
+        "--peak", type=float, default=DEFAULT_PEAK_NITS, metavar="NITS", help="mastering peak in cd/m²"
+    )
+    parser.add_argument(
+        "--op-param",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="operator parameter, e.g. key_nits=180 (repeatable)",
+    )
+
+
+def _coerce(spec: ParamSpec, value: str) -> float | str:
+    if isinstance(spec.default, str):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"operator parameter {spec.name}={value!r} is not a number") from None
+
+
+def make_operator(args: argparse.Namespace) -> Operator:
+    """Create the operator once from ``--operator``, ``--peak`` and ``--op-param``.
+
+    Raises
+    ------
+    InputError
+        Unknown operator, unknown parameter or a value out of range.
+    """
+    specs = {info.name: {p.name: p for p in info.params} for info in available_operators()}
+    params: dict[str, float | str] = {"peak_nits": args.peak}
+    for key, value in args.op_param:
+        spec = specs.get(args.operator, {}).get(key)
+        params[key] = _coerce(spec, value) if spec else value
+    try:
+        return create_operator(args.operator, **params)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+# --- convert --------------------------------------------------------------------------------------------
+
+
+def _convert_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("convert", help="convert an SDR video to HDR10 (HEVC or AV1; .mp4, .mov, .mkv)")
+    p.add_argument("input", type=Path)
+    p.add_argument("output", type=Path)
+    _add_operator_args(p)
+    p.add_argument("--codec", choices=("hevc", "av1"), default="hevc")
+    p.add_argument("--crf", type=int, default=None, help="quality (default: hevc 20, av1 30)")
+    p.add_argument("--preset", default=None, help="encoder preset (default: hevc veryfast, av1 10)")
+    p.add_argument(
+        "--param", type=_key_value, action="append", default=[], metavar="K=V",
+        help="extra x265-params / svtav1-params entry (repeatable)",
+    )
+    p.add_argument("--batch", type=int, default=8, help="frames per operator call")
+    p.add_argument("--max-frames", type=int, default=None, help="convert only the first N frames")
+    p.add_argument("--no-audio", action="store_true", help="drop audio instead of copying it")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from service.pipeline import ConvertOptions, Progress, convert_video
+    from service.video.encode import EncodeOptions
+
+    operator = make_operator(args)
+    options = ConvertOptions(
+        encode=EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset, params=dict(args.param)),
+        batch_size=args.batch,
+        max_frames=args.max_frames,
+        copy_audio=not args.no_audio,
+    )
+    bar = tqdm(
+        total=None,
+        unit="frame",
+        desc=args.input.name,
+        disable=args.quiet or None,  # None: only on a terminal
+        file=sys.stderr,
+        leave=False,
+    )
+
+    def progress(p: Progress) -> None:
+        if p.frames_total and bar.total != p.frames_total:
+            bar.total = p.frames_total
+        bar.update(p.frames_done - bar.n)
+        if p.stage == "finalize":
+            bar.set_postfix_str("measuring MaxCLL/MaxFALL")
+
+    try:
+        result = convert_video(args.input, args.output, operator, options, progress=progress)
+    finally:
+        bar.close()
+    if not args.quiet:
+        total = sum(result.timings.values())
+        sys.stderr.write(
+            f"{result.path}: {result.frames} frames {result.width}x{result.height} {result.codec}/"
+            f"{result.container} in {total:.1f} s ({result.frames / max(total, 1e-9):.1f} fps), "
+            f"MaxCLL {result.max_cll} MaxFALL {result.max_fall} cd/m²\n"
+        )
+        for warning in result.warnings:
+            sys.stderr.write(f"itmstream: warning: {warning}\n")
+    return EXIT_OK
+
+
+# --- image ----------------------------------------------------------------------------------------------
+
+
+def _image_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "image",
+        help="convert SDR PNG/JPEG stills to HDR (OpenEXR or 16-bit PQ PNG)",
+        description="Either `image IN OUT.{exr,png}`, or `image IN... DIR... --out-dir D --format exr|png`.",
+    )
+    p.add_argument(
+        "paths", nargs="+", type=Path, help="inputs (files or directories), then OUT without --out-dir"
+    )
+    p.add_argument("--out-dir", type=Path, default=None)
+    p.add_argument("--format", choices=("exr", "png"), default="exr")
+    _add_operator_args(p)
+    p.add_argument("--quiet", "-q", action="store_true")
+
+
+def _expand_inputs(paths: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            files.append(path)
+    return files
+
+
+def image_jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    """(input, output) pairs from the positional arguments and ``--out-dir``/``--format``.
+
+    Raises
+    ------
+    InputError
+        For a missing output, no inputs, or two inputs that would write the same output file.
+    """
+    if args.out_dir is None:
+        if len(args.paths) != 2 or args.paths[0].is_dir():
+            raise InputError("give `IN OUT.exr|OUT.png`, or inputs with --out-dir DIR")
+        return [(args.paths[0], args.paths[1])]
+    if not args.out_dir.is_dir():
+        raise InputError(f"--out-dir '{args.out_dir}' is not a directory")
+    inputs = _expand_inputs(args.paths)
+    if not inputs:
+        raise InputError("no input images (.png, .jpg, .jpeg) found")
+    jobs = [(src, args.out_dir / f"{src.stem}.{args.format}") for src in inputs]
+    seen: dict[Path, Path] = {}
+    for src, dst in jobs:
+        if dst in seen:
+            raise InputError(f"'{seen[dst]}' and '{src}' would both be written to '{dst}'")
+        seen[dst] = src
+    return jobs
+
+
+def _image(args: argparse.Namespace) -> int:
+    from service.pipeline import convert_image, image_format
+
+    jobs = image_jobs(args)
+    for _, dst in jobs:
+        image_format(dst)  # fail on a bad suffix before any work
+    operator = make_operator(args)  # once, for every image
+    failed = 0
+    for src, dst in jobs:
+        try:
+            result = convert_image(src, dst, operator)
+        except ItmError as exc:
+            if len(jobs) == 1:
+                raise
+            failed += 1
+            sys.stderr.write(f"itmstream: error: {src}: {exc}\n")
+            continue
+        if not args.quiet:
+            sys.stderr.write(
+                f"{result.path}: {result.width}x{result.height} {result.format}, "
+                f"max {result.max_nits:.0f} cd/m², average {result.average_nits:.1f} cd/m²\n"
+            )
+        for warning in result.warnings:
+            sys.stderr.write(f"itmstream: warning: {warning}\n")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+# --- operators ------------------------------------------------------------------------------------------
+
+
+def _operators_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sub.add_parser("operators", help="list the ITM operators and their parameters")
+
+
+def _operators(args: argparse.Namespace) -> int:
+    lines = []
+    for info in available_operators():
+        lines.append(f"{info.name}: {info.summary}")
+        for spec in info.params:
+            bounds = ""
+            if spec.choices:
+                bounds = f", one of {', '.join(spec.choices)}"
+            elif spec.minimum is not None or spec.maximum is not None:
+                bounds = f", {spec.minimum:g}..{spec.maximum:g}" if spec.maximum is not None else ""
+            lines.append(f"    {spec.name} (default {spec.default}{bounds}): {spec.help}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Command] = {
+    "convert": (_convert_parser, _convert),
+    "image": (_image_parser, _image),
+    "operators": (_operators_parser, _operators),
+}
+"""name -> (add its subparser, run it). ``serve`` is registered here by the server module."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """One line, not the whole usage block: the CLI contract for every failure."""
+        self.exit(EXIT_USAGE, f"itmstream: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every registered subcommand."""
+    parser = _Parser(prog="itmstream", description="Inverse tone mapping: SDR video and images to HDR10.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``itmstream`` script; returns the exit status."""
+    # SVT-AV1 prints its configuration banner to stderr unless told to log errors only.
+    os.environ.setdefault("SVT_LOG", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except ItmError as exc:
+        sys.stderr.write(f"itmstream: error: {exc}\n")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        sys.stderr.write("itmstream: interrupted\n")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Read an SDR still (PNG, JPEG, anything Pillow opens) as one H x W x 3 uint8 sRGB frame."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, UnidentifiedImageError
+
+from service.colour.tags import HDR_TRANSFERS, Transfer
+from service.errors import AlreadyHDRError, CorruptStreamError, InputError, UnsupportedFormatError
+from service.operators.base import ColourDescription
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+MAX_PIXELS = 8192 * 8192
+"""Refuse larger images before decoding them (Pillow's own bomb check is only a warning below 2x this)."""
+
+
+@dataclass(frozen=True)
+class SDRImage:
+    """A decoded still: non-linear R'G'B' code values, how to interpret them, and what was dropped."""
+
+    rgb: npt.NDArray[np.uint8]
+    colour: ColourDescription
+    warnings: tuple[str, ...]
+
+
+def read_sdr_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> SDRImage:
+    """Decode an SDR image to 8-bit RGB: alpha dropped, 16-bit down-converted, greyscale expanded.
+
+    Stills are sRGB unless tagged otherwise; an embedded ICC profile is not interpreted (noted in
+    ``warnings``) because the operators only take H.273-style tags.
+
+    Raises
+    ------
+    InputError
+        Missing, empty or unreadable file.
+    CorruptStreamError
+        Not an image, or truncated.
+    UnsupportedFormatError
+        Too large, or a mode we cannot convert.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input image '{path.name}' does not exist")
+    if path.stat().st_size == 0:
+        raise CorruptStreamError(f"input image '{path.name}' is empty (0 bytes)")
+    _refuse_hdr_png(path)
+    warnings: list[str] = []
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise UnsupportedFormatError(
+                    f"input image '{path.name}' is {width}x{height}; the limit is {max_pixels} pixels"
+                )
+            image.load()
+            rgb = _to_rgb8(image, path.name, warnings)
+            icc = image.info.get("icc_profile")
+    except UnidentifiedImageError as exc:
+        raise CorruptStreamError(f"input '{path.name}' is not an image Pillow can read") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise CorruptStreamError(f"input image '{path.name}' is truncated or corrupt ({exc})") from exc
+    if icc and b"sRGB" not in icc[:512]:
+        warnings.append(f"'{path.name}' has an ICC profile that is not sRGB; treated as sRGB")
+    return SDRImage(rgb, ColourDescription.still(), tuple(warnings))
+
+
+def _refuse_hdr_png(path: Path) -> None:
+    """Raise if a PNG's cICP chunk (which Pillow ignores) declares PQ or HLG.
+
+    Raises
+    ------
+    AlreadyHDRError
+        For a PQ or HLG PNG, such as this service's own output.
+    """
+    with path.open("rb") as f:
+        if f.read(8) != _PNG_SIGNATURE:
+            return
+        while header := f.read(8):
+            if len(header) < 8:
+                return
+            size, kind = int.from_bytes(header[:4], "big"), header[4:]
+            if kind in (b"IDAT", b"IEND"):
+                return
+            data = f.read(size)
+            f.seek(4, 1)  # CRC
+            if kind == b"cICP" and len(data) == 4 and data[1] in {t.value for t in HDR_TRANSFERS}:
+                raise AlreadyHDRError(
+                    f"input image '{path.name}' is tagged {Transfer(data[1]).name} (HDR already); "
+                    "itmstream converts SDR only"
+                )
+
+
+def _to_rgb8(image: Image.Image, name: str, warnings: list[str]) -> npt.NDArray[np.uint8]:
+    """Any Pillow mode -> H x W x 3 uint8."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit (or 32-bit int) greyscale: keep the top 8 bits, replicate to RGB.
+        grey = np.asarray(image, dtype=np.uint32)
+        scale = 257 if grey.max(initial=0) > 255 or mode != "I" else 1
+        grey8 = np.clip(np.rint(grey / scale), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey8[..., None], 3, axis=2))
+    if mode in ("F",):
+        raise UnsupportedFormatError(f"input image '{name}' is floating point (HDR already?); expected SDR")
+    if "A" in mode or (mode == "P" and "transparency" in image.info):
+        warnings.append(f"'{name}': alpha channel dropped")
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))

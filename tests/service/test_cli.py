@@ -1,0 +1,171 @@
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from av.video.reformatter import ColorTrc
+from PIL import Image
+
+from service.cli import main
+
+from .conftest import ffprobe, first_frame_side_data, make_clip
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bad_inputs(tmp: Path) -> dict[str, Path]:
+    """One file per failure the CLI must explain in one line."""
+    rng = np.random.default_rng(1)
+    files = {}
+    files["empty"] = tmp / "empty.mp4"
+    files["empty"].touch()
+    files["random"] = tmp / "random.mp4"
+    files["random"].write_bytes(rng.integers(0, 256, 40_000, dtype=np.uint8).tobytes())
+    good = make_clip(tmp / "good.mp4", frames=30)
+    files["truncated_mp4"] = tmp / "truncated.mp4"  # moov at the end: cut off
+    files["truncated_mp4"].write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    mkv = make_clip(tmp / "good.mkv", frames=40)
+    files["truncated_mkv"] = tmp / "truncated.mkv"  # decodes short without an FFmpeg error
+    files["truncated_mkv"].write_bytes(mkv.read_bytes()[: mkv.stat().st_size // 2])
+    good.unlink()
+    mkv.unlink()
+    audio = make_clip(tmp / "with_audio.mp4", audio=True)
+    files["audio_only"] = tmp / "audio_only.m4a"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(audio), "-vn", "-c:a", "copy", str(files["audio_only"])],
+        check=True,
+    )
+    audio.unlink()
+    ffv1 = make_clip(tmp / "ffv1.mkv", codec="ffv1")
+    files["unknown_codec"] = tmp / "unknown_codec.mkv"
+    files["unknown_codec"].write_bytes(ffv1.read_bytes().replace(b"V_FFV1", b"V_QQQQ"))
+    ffv1.unlink()
+    files["odd_size"] = make_clip(tmp / "odd.mkv", codec="ffv1", pix_fmt="yuv444p", width=63, height=47)
+    files["already_hdr"] = make_clip(tmp / "pq.mp4", colour={"color_trc": ColorTrc.SMPTE2084})
+    return files
+
+
+EXPECTED = {
+    "empty": "empty (0 bytes)",
+    "random": "not a readable video",
+    "truncated_mp4": "truncated or corrupt",
+    "truncated_mkv": "truncated or corrupt",
+    "audio_only": "no video stream",
+    "unknown_codec": "codec this build cannot decode",
+    "odd_size": "needs even width and height",
+    "already_hdr": "HDR already",
+}
+
+
+def test_bad_inputs_give_one_line_and_no_output(tmp_path, capsys):
+    pytest.importorskip("shutil").which("ffmpeg") or pytest.skip("ffmpeg not installed")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    for case, path in _bad_inputs(inputs).items():
+        code = main(["convert", str(path), str(out / f"{case}.mp4"), "-q"])
+        err = capsys.readouterr().err
+        assert code == 1, case
+        assert err.count("\n") == 1 and err.startswith("itmstream: error: "), (case, err)
+        assert EXPECTED[case] in err, (case, err)
+        assert list(out.iterdir()) == [], case
+
+
+def test_entry_point_exit_codes_and_usage_errors(tmp_path):
+    env_cmd = [sys.executable, "-m", "service.cli"]
+    empty = tmp_path / "empty.mkv"
+    empty.touch()
+    run = subprocess.run(
+        [*env_cmd, "convert", str(empty), str(tmp_path / "o.mkv")], capture_output=True, text=True, cwd=REPO
+    )
+    assert run.returncode == 1 and run.stderr.strip().count("\n") == 0 and "empty" in run.stderr
+    run = subprocess.run([*env_cmd, "convert", str(empty)], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1
+    run = subprocess.run(
+        [*env_cmd, "convert", str(empty), str(tmp_path / "o.avi")], capture_output=True, text=True, cwd=REPO
+    )
+    assert run.returncode == 1 and "suffix '.avi'" in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.mkv"]
+
+
+def test_convert_av1_with_params(tmp_path, capsys):
+    src = make_clip(tmp_path / "src.mp4", frames=10, audio=True)
+    dst = tmp_path / "hdr.mkv"
+    code = main(
+        [
+            "convert",
+            str(src),
+            str(dst),
+            "--codec",
+            "av1",
+            "--crf",
+            "35",
+            "--preset",
+            "12",
+            "--operator",
+            "inverse_reinhard",
+            "--op-param",
+            "key_nits=180",
+            "--peak",
+            "2000",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "10 frames" in err and "MaxCLL" in err
+    side = first_frame_side_data(dst)
+    assert Fraction(side["Mastering display metadata"]["max_luminance"]) == 2000  # the --peak
+    streams = ffprobe(dst, "-show_streams")["streams"]
+    assert [s["codec_type"] for s in streams] == ["video", "audio"]
+
+
+def test_bad_operator_and_param(tmp_path, capsys):
+    src = make_clip(tmp_path / "src.mp4", frames=2)
+    assert main(["convert", str(src), str(tmp_path / "o.mp4"), "--operator", "nope"]) == 1
+    assert "operator 'nope' is not known" in capsys.readouterr().err
+    assert main(["convert", str(src), str(tmp_path / "o.mp4"), "--op-param", "gain=2"]) == 1
+    assert "does not take ['gain']" in capsys.readouterr().err
+    assert main(["convert", str(src), str(tmp_path / "o.mp4"), "--peak", "50"]) == 1
+    assert "out of range" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src.mp4"]
+
+
+def test_operators_lists_params(capsys):
+    assert main(["operators"]) == 0
+    out = capsys.readouterr().out
+    assert "bt2446a:" in out and "key_nits (default 203.0" in out
+
+
+def test_image_many_inputs_one_process(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (5, 3), (255, 255, 255)).save(src / "a.png")
+    Image.new("RGB", (4, 4), (128, 64, 32)).save(src / "b.jpg")
+    extra = tmp_path / "c.png"
+    Image.new("RGBA", (3, 3), (10, 20, 30, 40)).save(extra)
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main(
+        ["image", str(src), str(extra), "--out-dir", str(out), "--format", "png", "--operator", "bt2408"]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
+    assert "alpha channel dropped" in err
+    # single IN OUT form, EXR
+    assert main(["image", str(src / "a.png"), str(tmp_path / "a.exr"), "-q"]) == 0
+    assert (tmp_path / "a.exr").is_file()
+
+
+def test_image_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png at all")
+    assert main(["image", str(bad), str(tmp_path / "x.exr")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not an image" in err
+    assert main(["image", str(bad), str(tmp_path / "x.tif")]) == 1
+    assert "suffix '.tif'" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.png"]
