@@ -1,0 +1,257 @@
+"""File conversion jobs: upload (streamed, probed), status, paging, result download (Range), cancel."""
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Mapping
+from http import HTTPStatus
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+
+from service.api.deps import AUTH, JobsDep, SettingsDep
+from service.api.problems import ConflictError, NotFoundError
+from service.api.schemas import Job, JobList, JobOptions, JobProgress, JobState, Problem
+from service.api.uploads import Upload, receive_upload
+from service.errors import InputError, OverloadedError, UnsupportedFormatError
+from service.jobs.manager import MEDIA_TYPE, SUFFIX
+from service.jobs.store import JobRecord
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=AUTH)
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}}
+    for code in (401, 404, 409, 413, 415, 422, 503)
+}
+
+
+def _utc(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+def job_out(record: JobRecord, request: Request) -> Job:
+    """The API view of a stored job."""
+    result_url = (
+        str(request.url_for("get_job_result", job_id=record.id).path)
+        if record.state is JobState.SUCCEEDED else None
+    )
+    return Job(
+        id=record.id,
+        state=record.state,
+        created_at=_utc(record.created_at),
+        updated_at=_utc(record.updated_at),
+        filename=record.filename,
+        options=record.options,
+        progress=JobProgress(
+            frames_done=record.frames_done, frames_total=record.frames_total, fps=record.fps,
+            eta_s=record.eta_s,
+        ),
+        error=record.error,
+        result_url=result_url,
+        result_bytes=record.result_bytes,
+        expires_at=_utc(record.expires_at),
+    )
+
+
+def _options(query: Mapping[str, object], fields: dict[str, str]) -> JobOptions:
+    """Options from query parameters and form fields (``options`` JSON or one field per option).
+
+    Raises
+    ------
+    InputError
+        If an option is unknown or invalid.
+    """
+    merged: dict[str, object] = dict(query)
+    raw = fields.pop("options", None)
+    try:
+        if raw:
+            loaded = json.loads(raw)
+            if not isinstance(loaded, dict):
+                raise InputError("form field 'options' must be a JSON object")
+            merged.update(loaded)
+        merged.update(fields)
+        return JobOptions.model_validate(merged)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"form field 'options' is not valid JSON: {exc.msg}") from exc
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InputError(f"invalid job options: {details}") from exc
+
+
+def _probe(path: Path, name: str, max_width: int, max_height: int, max_duration_s: float) -> None:
+    """Open the upload with PyAV and check it is SDR video we can convert, within the limits.
+
+    Raises
+    ------
+    InputError, UnsupportedFormatError, CorruptStreamError, AlreadyHDRError
+        If it is not convertible.
+    """
+    from service.video.decode import DecodeOptions, VideoReader
+
+    with VideoReader(path, DecodeOptions(max_width=max_width, max_height=max_height)) as reader:
+        duration = reader.info.duration_s
+    if duration is not None and duration > max_duration_s:
+        raise UnsupportedFormatError(
+            f"input '{name}' lasts {duration:.1f} s; the limit is {max_duration_s:.0f} s"
+        )
+
+
+@router.post(
+    "",
+    status_code=HTTPStatus.ACCEPTED,
+    response_model=Job,
+    responses=_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "options": {"type": "string", "description": "JobOptions as JSON"},
+                        },
+                        "required": ["file"],
+                    }
+                },
+            },
+            "required": True,
+        }
+    },
+)
+async def create_job(
+    request: Request, response: Response, jobs: JobsDep, settings: SettingsDep,
+    operator: Annotated[str | None, Query()] = None,
+    mode: Annotated[str | None, Query()] = None,
+    peak_nits: Annotated[float | None, Query()] = None,
+    codec: Annotated[str | None, Query()] = None,
+    crf: Annotated[int | None, Query()] = None,
+    preset: Annotated[str | None, Query()] = None,
+    container: Annotated[str | None, Query()] = None,
+) -> Job:
+    """Upload an SDR video (raw body or multipart ``file``) and queue its conversion to HDR10.
+
+    Options come as query parameters, multipart fields, or a multipart ``options`` JSON field. The body is
+    streamed to disk and probed before the job is accepted.
+
+    Raises
+    ------
+    OverloadedError
+        If too many jobs are queued (503 + Retry-After).
+    PayloadTooLargeError
+        If the upload exceeds ``ITM_UPLOAD_LIMIT_BYTES`` (413).
+    InputError
+        If the options or the media are unusable (422/415).
+    """
+    queued = len(jobs.store.by_state(JobState.QUEUED))
+    if queued >= settings.job_queue_size:
+        raise OverloadedError(f"{queued} jobs are already queued; retry later", retry_after_s=30.0)
+    given = {
+        "operator": operator, "mode": mode, "peak_nits": peak_nits, "codec": codec, "crf": crf,
+        "preset": preset, "container": container,
+    }
+    query = {k: v for k, v in given.items() if v is not None}
+    upload: Upload = await receive_upload(
+        request, jobs.tmp_dir, settings.upload_limit_bytes, default_name="upload.mp4"
+    )
+    try:
+        options = _options(query, dict(upload.fields))
+        jobs.spec_for(options)
+        await asyncio.to_thread(
+            _probe, upload.path, upload.filename, settings.max_width, settings.max_height,
+            settings.max_duration_s,
+        )
+        job_id, upload_path, result_path = jobs.new_paths(upload.filename, options)
+        await asyncio.to_thread(upload.path.replace, upload_path)
+    except BaseException:
+        upload.discard()
+        raise
+    record = jobs.create(job_id, upload.filename, options, upload_path, result_path)
+    response.headers["Location"] = str(request.url_for("get_job", job_id=job_id).path)
+    return job_out(record, request)
+
+
+@router.get("", response_model=JobList, responses=_ERRORS)
+async def list_jobs(
+    request: Request, jobs: JobsDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query()] = None,
+) -> JobList:
+    """Jobs newest first, ``limit`` per page; follow ``next_cursor``.
+
+    Raises
+    ------
+    InputError
+        If the cursor is not one this server issued.
+    """
+    try:
+        records, next_cursor = jobs.store.page(limit, cursor)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    return JobList(items=[job_out(r, request) for r in records], next_cursor=next_cursor)
+
+
+def _get(jobs: JobsDep, job_id: str) -> JobRecord:
+    record = jobs.get(job_id)
+    if record is None:
+        raise NotFoundError(f"job '{job_id}' does not exist (or has expired)")
+    return record
+
+
+@router.get("/{job_id}", response_model=Job, responses=_ERRORS)
+async def get_job(job_id: str, request: Request, jobs: JobsDep) -> Job:
+    """State, progress (frames, fps, ETA) and error of one job.
+
+    Raises
+    ------
+    NotFoundError
+        If there is no such job.
+    """
+    return job_out(_get(jobs, job_id), request)
+
+
+@router.get(
+    "/{job_id}/result",
+    response_class=FileResponse,
+    responses={
+        **_ERRORS,
+        200: {"content": {v: {} for v in MEDIA_TYPE.values()}},
+        206: {"description": "Partial content (Range)"},
+    },
+)
+async def get_job_result(job_id: str, jobs: JobsDep) -> FileResponse:
+    """The HDR10 file, with Content-Disposition and HTTP Range support.
+
+    Raises
+    ------
+    NotFoundError
+        If there is no such job.
+    ConflictError
+        If the job has not succeeded.
+    """
+    record = _get(jobs, job_id)
+    if record.state is not JobState.SUCCEEDED or not record.result_path.is_file():
+        raise ConflictError(f"job '{job_id}' is {record.state.value}; a result exists once it succeeded")
+    container = record.options.container
+    name = f"{Path(record.filename).stem or 'output'}_hdr10{SUFFIX[container]}"
+    return FileResponse(record.result_path, media_type=MEDIA_TYPE[container], filename=name)
+
+
+@router.delete("/{job_id}", status_code=HTTPStatus.NO_CONTENT, responses=_ERRORS)
+async def delete_job(job_id: str, jobs: JobsDep) -> Response:
+    """Cancel the job if queued or running and delete its files.
+
+    A job that was still active stays listed as ``cancelled`` until its TTL; a finished one is removed.
+
+    Raises
+    ------
+    NotFoundError
+        If there is no such job.
+    """
+    if await jobs.delete(job_id) is None:
+        raise NotFoundError(f"job '{job_id}' does not exist (or has expired)")
+    return Response(status_code=HTTPStatus.NO_CONTENT)

@@ -1,0 +1,214 @@
+"""Request bodies streamed to disk with the size limit enforced while streaming (raw or multipart).
+
+Never holds a whole upload in memory: chunks go to a file in the data dir's ``tmp`` folder as they arrive
+(written in batches of about 1 MiB from a thread), and the request is refused with 413 the moment the
+running total passes the limit, without reading the rest.
+"""
+
+import asyncio
+import contextlib
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from python_multipart import MultipartParser
+from python_multipart.multipart import parse_options_header
+from starlette.requests import Request
+
+from service.api.problems import ApiError, PayloadTooLargeError
+from service.errors import InputError
+
+_FLUSH_BYTES = 1 << 20
+FILE_FIELD = "file"
+
+
+@dataclass
+class Upload:
+    """A received body: the file on disk, the client's file name, and any other form fields."""
+
+    path: Path
+    filename: str
+    size: int
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def discard(self) -> None:
+        """Delete the file (on refusal or failure, so uploads never leak)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class _Sink:
+    """Buffers chunks and appends them to a file from a worker thread."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self.size = 0
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._file: IO[bytes] = path.open("wb")
+
+    def add(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise PayloadTooLargeError(f"upload exceeds the limit of {self.limit} bytes")
+        self._buffer.append(data)
+        self._buffered += len(data)
+
+    @property
+    def should_flush(self) -> bool:
+        return self._buffered >= _FLUSH_BYTES
+
+    async def flush(self) -> None:
+        if self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            self._buffered = 0
+            await asyncio.to_thread(self._file.write, data)
+
+    async def close(self) -> None:
+        await self.flush()
+        await asyncio.to_thread(self._file.close)
+
+    def abort(self) -> None:
+        self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def _safe_name(name: str, default: str) -> str:
+    base = Path(name.replace("\\", "/")).name.strip()
+    cleaned = "".join(c for c in base if c.isalnum() or c in "._- ")[:128]
+    return cleaned or default
+
+
+async def receive_upload(request: Request, tmp_dir: Path, limit: int, default_name: str) -> Upload:
+    """Stream the request body to ``tmp_dir``: raw body, or the ``file`` part of multipart/form-data.
+
+    Raises
+    ------
+    PayloadTooLargeError
+        If the body (or the declared Content-Length) exceeds ``limit``.
+    InputError
+        If the body is empty or a multipart body has no ``file`` part.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"upload of {declared} bytes exceeds the limit of {limit} bytes")
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    path = tmp_dir / f"{secrets.token_hex(8)}.part"
+    sink = _Sink(path, limit)
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    try:
+        if content_type == b"multipart/form-data":
+            upload = await _multipart(request, sink, params.get(b"boundary"), default_name)
+        else:
+            async for chunk in request.stream():
+                sink.add(chunk)
+                if sink.should_flush:
+                    await sink.flush()
+            name = request.headers.get("x-filename") or request.query_params.get("filename") or default_name
+            upload = Upload(path, _safe_name(name, default_name), sink.size)
+        await sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    if upload.size == 0:
+        upload.discard()
+        raise InputError("the upload is empty (0 bytes)")
+    return upload
+
+
+@dataclass
+class _Part:
+    """Parser state of the multipart part being read."""
+
+    header: bytes = b""
+    value: bytes = b""
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    name: str | None = None
+    filename: str | None = None
+
+
+async def _multipart(request: Request, sink: _Sink, boundary: bytes | None, default_name: str) -> Upload:
+    if not boundary:
+        raise ApiError(400, "multipart/form-data without a boundary")
+    fields: dict[str, str] = {}
+    state = _Part()
+    field_value: list[bytes] = []
+    seen_file = False
+    errors: list[BaseException] = []
+
+    def on_part_begin() -> None:
+        state.headers = {}
+        field_value.clear()
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state.header += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state.value += data[start:end]
+
+    def on_header_end() -> None:
+        state.headers[state.header.lower()] = state.value
+        state.header = b""
+        state.value = b""
+
+    def on_headers_finished() -> None:
+        nonlocal seen_file
+        _, options = parse_options_header(state.headers.get(b"content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        filename = options.get(b"filename")
+        state.name = name
+        state.filename = filename.decode("utf-8", "replace") if filename is not None else None
+        if name == FILE_FIELD:
+            if seen_file:
+                errors.append(InputError("only one 'file' part is accepted"))
+            seen_file = True
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if errors:
+            return
+        if state.name == FILE_FIELD:
+            try:
+                sink.add(data[start:end])
+            except PayloadTooLargeError as exc:
+                errors.append(exc)
+        else:
+            field_value.append(data[start:end])
+            if sum(map(len, field_value)) > 64 * 1024:
+                errors.append(InputError(f"form field '{state.name}' is longer than 64 KiB"))
+
+    def on_part_end() -> None:
+        name = state.name
+        if name is not None and name != FILE_FIELD:
+            fields[name] = b"".join(field_value).decode("utf-8", "replace")
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
+    filename: str | None = None
+    async for chunk in request.stream():
+        parser.write(chunk)
+        if errors:
+            raise errors[0]
+        if state.name == FILE_FIELD and state.filename:
+            filename = state.filename
+        if sink.should_flush:
+            await sink.flush()
+    parser.finalize()
+    if errors:
+        raise errors[0]
+    if not seen_file:
+        raise InputError(f"multipart body has no '{FILE_FIELD}' part")
+    return Upload(sink.path, _safe_name(filename or default_name, default_name), sink.size, fields)

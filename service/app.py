@@ -1,0 +1,149 @@
+"""The FastAPI application factory and its lifespan (engine warm-up, batcher, jobs, graceful drain)."""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from service.api.problems import install_problem_handlers
+from service.api.routes import health, images, jobs, operators, stream
+from service.api.state import ServiceState
+from service.config import Settings
+from service.inference.batcher import DynamicBatcher
+from service.inference.pool import WorkerPool
+from service.inference.types import BatcherConfig, resolve_spec
+from service.jobs.manager import Converter, JobManager
+from service.jobs.store import JobStore
+from service.logging import configure_logging
+from service.metrics import Metrics, build_metrics
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class RequestMetricsMiddleware:
+    """Counts ``itm_requests_total{route,status}`` by route *template* (bounded label set).
+
+    A plain ASGI middleware rather than ``BaseHTTPMiddleware``, which would buffer streamed bodies.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, recording its route template and final status."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests_total.labels(route=template, status=str(status)).inc()
+
+
+async def _warm_up(state: ServiceState) -> None:
+    """Warm the default operator on every worker in a thread; flip readiness when done."""
+    settings = state.settings
+    try:
+        spec = resolve_spec(settings.default_operator, settings.default_peak_nits, settings.default_mode)
+        height, width = settings.warmup_size
+        started = time.perf_counter()
+        await asyncio.to_thread(state.pool.warm_up, [spec], height, width)
+        state.metrics.model_info.labels(name=spec.name, mode=spec.mode, quant="").set(1)
+        state.ready = True
+        log.info("ready: %s warmed in %.1f s", spec.name, time.perf_counter() - started)
+    except Exception as exc:
+        state.warmup_error = str(exc)
+        log.exception("warm-up failed")
+
+
+def create_app(
+    settings: Settings, *, registry: CollectorRegistry | None = None, converter: Converter | None = None
+) -> FastAPI:
+    """Build the service app; nothing starts until the lifespan runs (uvicorn or ``TestClient``).
+
+    Parameters
+    ----------
+    settings : Settings
+        Validated configuration.
+    registry : CollectorRegistry, optional
+        Where metrics register; a fresh one by default so several apps (tests) can coexist.
+    converter : callable, optional
+        Stand-in for :func:`service.pipeline.convert_video` (tests).
+    """
+    metrics = build_metrics(registry or CollectorRegistry(), settings.max_batch_size)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        pool = WorkerPool(settings.workers)
+        config = BatcherConfig(
+            settings.max_batch_size, settings.max_queue_delay_s, settings.queue_size, settings.workers
+        )
+        batcher = DynamicBatcher(config, pool, metrics)
+        batcher.start()
+        state = ServiceState(settings, metrics, pool, batcher)
+        store = JobStore(settings.data_dir / "jobs.sqlite3")
+        state.jobs = JobManager(
+            settings.data_dir, store, batcher, metrics, concurrency=settings.job_concurrency,
+            ttl_s=settings.job_ttl_s, default_operator=settings.default_operator,
+            default_mode=settings.default_mode, default_peak=settings.default_peak_nits,
+            max_width=settings.max_width, max_height=settings.max_height, converter=converter,
+        )
+        app.state.itm = state
+        warm = asyncio.get_running_loop().create_task(_warm_up(state))
+        await state.jobs.start()
+        log.info("itmstream up: %d worker(s), data in %s", settings.workers, settings.data_dir)
+        try:
+            yield
+        finally:
+            state.shutting_down.set()
+            warm.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warm
+            # Streams see shutting_down, finish their in-flight frames and close with 1001.
+            if state.streams:
+                await asyncio.wait(state.streams, timeout=10.0)
+            await state.jobs.stop()
+            await batcher.stop(drain=True)
+            await asyncio.to_thread(pool.shutdown)
+            store.close()
+            log.info("itmstream stopped")
+
+    app = FastAPI(
+        title="itmstream",
+        version="0.1.0",
+        summary="Real-time inverse tone mapping: SDR video and game frames to HDR10 (PQ BT.2020)",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    app.include_router(health.router)
+    app.include_router(operators.router)
+    app.include_router(jobs.router)
+    app.include_router(images.router)
+    app.include_router(stream.router)
+    return app

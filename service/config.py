@@ -1,0 +1,119 @@
+"""Service settings, read once from ``ITM_*`` environment variables (pydantic-settings).
+
+Every knob an operator of the service may turn lives here, validated at startup so a bad value fails the
+process before it binds a port rather than at the first request. Nothing reads the environment elsewhere.
+"""
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.colour.scaling import DEFAULT_PEAK_NITS
+
+
+def _default_workers() -> int:
+    """One inference worker per core: each worker runs whole batches, so more only adds contention."""
+    return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """Validated, immutable service configuration (env var = ``ITM_`` + upper-case field name)."""
+
+    model_config = SettingsConfigDict(env_prefix="ITM_", frozen=True, extra="ignore")
+
+    host: str = Field(default="127.0.0.1", description="Interface to bind; loopback by default.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port (0 = ephemeral, for tests).")
+    data_dir: Path = Field(default=Path("data"), description="Job database, uploads and results live here.")
+
+    workers: int = Field(default_factory=_default_workers, ge=1, le=64, description="Inference threads.")
+    max_batch_size: int = Field(default=4, ge=1, le=64, description="Frames per inference batch at most.")
+    max_queue_delay_ms: float = Field(
+        default=4.0, ge=0.0, le=1000.0, description="Longest wait of the oldest queued frame for batch mates."
+    )
+    queue_size: int = Field(default=64, ge=1, le=4096, description="Frames waiting for inference before 503.")
+
+    upload_limit_bytes: int = Field(
+        default=1 << 30, ge=1, description="Largest accepted upload (video or image)."
+    )
+    max_width: int = Field(default=3840, ge=16, description="Widest accepted frame, video or stream.")
+    max_height: int = Field(default=2160, ge=16, description="Tallest accepted frame, video or stream.")
+    max_duration_s: float = Field(default=600.0, gt=0, description="Longest accepted video.")
+    job_ttl_s: float = Field(
+        default=86400.0, gt=0, description="Uploads and results are deleted this long after."
+    )
+    job_concurrency: int = Field(default=1, ge=1, le=16, description="Conversion jobs running at once.")
+    job_queue_size: int = Field(default=32, ge=1, description="Queued jobs before uploads get 503.")
+
+    default_operator: str = Field(default="bt2446a", description="Operator when a request names none.")
+    default_mode: Literal["fast", "quality"] = Field(
+        default="fast", description="Mode for operators that take one."
+    )
+    default_peak_nits: float = Field(
+        default=DEFAULT_PEAK_NITS, ge=100.0, le=10000.0, description="Peak in cd/m²."
+    )
+
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Accepted bearer tokens, comma separated; empty = no auth."
+    )
+
+    max_streams: int = Field(
+        default=8, ge=1, le=1024, description="Concurrent WebSocket streams before 1013."
+    )
+    stream_idle_timeout_s: float = Field(default=30.0, gt=0, description="Close a stream silent this long.")
+    stream_max_credits: int = Field(
+        default=16, ge=1, le=256, description="Most results a stream may have granted."
+    )
+    warmup_size: tuple[int, int] = Field(default=(64, 64), description="Height, width of the warm-up frame.")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @field_validator("default_operator")
+    @classmethod
+    def _known_operator(cls, value: str) -> str:
+        from service.operators import available_operators
+
+        names = [info.name for info in available_operators()]
+        if value not in names:
+            raise ValueError(f"default_operator '{value}' is not known; expected one of {names}")
+        return value
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> "Settings":
+        if self.queue_size < self.max_batch_size:
+            raise ValueError(
+                f"queue_size {self.queue_size} must be >= max_batch_size {self.max_batch_size}"
+            )
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Bearer auth is on exactly when at least one key is configured."""
+        return bool(self.api_keys)
+
+    @property
+    def max_queue_delay_s(self) -> float:
+        """The batching window in seconds."""
+        return self.max_queue_delay_ms / 1000.0
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        If an ``ITM_*`` variable has an invalid value.
+    """
+    return Settings()

@@ -1,0 +1,338 @@
+"""Runs conversion jobs: queueing, recovery after a restart, cancellation, TTL cleanup, file hygiene.
+
+Frames of every job go through the shared :class:`~service.inference.batcher.DynamicBatcher` (via
+:class:`BatchedOperator`), so jobs and live streams share the worker pool; decoding and encoding run in a
+thread per job, never on the event loop.
+
+Restart semantics: at start-up, jobs left ``running`` by a crash are re-queued once (their upload is still
+there and the pipeline writes its output atomically, so a half-written result cannot exist); a job that was
+already re-run after a crash is marked ``failed`` with the reason, never silently lost. A graceful shutdown
+cancels running conversions and puts them back to ``queued``, so they resume on the next start.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from service.errors import ItmError, JobCancelledError
+from service.inference.batcher import DynamicBatcher
+from service.inference.types import BatchKey, OperatorSpec, resolve_spec
+from service.jobs.models import FINAL_STATES, JobOptions, JobState
+from service.jobs.store import JobRecord, JobStore
+from service.metrics import Metrics
+from service.operators import ColourDescription, Operator, OperatorInfo
+from service.operators.base import Frames, Nits
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 2
+"""A job interrupted by crashes this many times is failed instead of re-run (it may be what crashes us)."""
+
+SUFFIX = {"mp4": ".mp4", "mkv": ".mkv", "mov": ".mov"}
+MEDIA_TYPE = {"mp4": "video/mp4", "mkv": "video/x-matroska", "mov": "video/quicktime"}
+
+Converter = Callable[..., object]
+"""``convert_video(src, dst, operator, options, *, progress, cancel)`` or a stand-in with that signature."""
+
+
+class BatchedOperator(Operator):
+    """An operator whose frames run through the shared batcher and worker pool.
+
+    Called from a conversion thread; it hands the frames to the event loop and blocks until they return.
+    """
+
+    info: ClassVar[OperatorInfo] = OperatorInfo("batched", "frames run on the shared worker pool")
+
+    def __init__(
+        self, spec: OperatorSpec, peak_nits: float, batcher: DynamicBatcher,
+        loop: asyncio.AbstractEventLoop, metrics: Metrics,
+    ) -> None:
+        super().__init__(peak_nits)
+        self.spec = spec
+        self._inner = spec.create()
+        self._batcher = batcher
+        self._loop = loop
+        self._metrics = metrics
+
+    @property
+    def name(self) -> str:
+        """The wrapped operator's name."""
+        return self.spec.name
+
+    @property
+    def params(self) -> dict[str, float | str]:
+        """The wrapped operator's parameters."""
+        return self._inner.params
+
+    async def _convert(self, frames: Frames, colour: ColourDescription) -> Nits:
+        key = BatchKey(self.spec, frames.shape[1], frames.shape[2], colour, "nits")
+        start = time.perf_counter()
+        futures = [await self._batcher.submit_wait(frame, key) for frame in frames]
+        results = await asyncio.gather(*futures)
+        elapsed = time.perf_counter() - start
+        for _ in results:
+            self._metrics.frame_latency_seconds.labels(endpoint="jobs").observe(elapsed)
+        self._metrics.frames_total.labels(endpoint="jobs", operator=self.spec.name).inc(len(results))
+        return np.stack([np.asarray(r.data, np.float32) for r in results])
+
+    def apply(self, frames: Frames, colour: ColourDescription) -> Nits:
+        """Convert a batch on the pool; blocks the calling (non-loop) thread.
+
+        Raises
+        ------
+        EngineError
+            If inference fails or the server shuts down meanwhile.
+        """
+        return asyncio.run_coroutine_threadsafe(self._convert(frames, colour), self._loop).result()
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+class JobManager:
+    """Owns the job table, the runner tasks and the files under ``<data_dir>/jobs``."""
+
+    def __init__(
+        self, data_dir: Path, store: JobStore, batcher: DynamicBatcher, metrics: Metrics, *,
+        concurrency: int, ttl_s: float, default_operator: str, default_mode: str, default_peak: float,
+        max_width: int, max_height: int, converter: Converter | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.jobs_dir = data_dir / "jobs"
+        self.tmp_dir = data_dir / "tmp"
+        self.store = store
+        self.batcher = batcher
+        self.metrics = metrics
+        self.concurrency = concurrency
+        self.ttl_s = ttl_s
+        self.default_operator = default_operator
+        self.default_mode = default_mode
+        self.default_peak = default_peak
+        self.max_width = max_width
+        self.max_height = max_height
+        self._converter = converter
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._cancel: dict[str, threading.Event] = {}
+        self._deleting: set[str] = set()
+        self._stopping = False
+        self._last_progress: dict[str, float] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover jobs from the store, clear stale temp files, start runners and the TTL sweeper."""
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        for record in self.store.by_state(JobState.RUNNING):
+            if not record.upload_path.is_file():
+                self.store.update(record.id, state=JobState.FAILED, error="upload lost in a server restart")
+            elif record.attempts >= MAX_ATTEMPTS:
+                self.store.update(
+                    record.id, state=JobState.FAILED,
+                    error=f"server stopped while the job ran ({record.attempts} attempts); not retried",
+                )
+            else:
+                log.info("job %s was running when the server stopped; re-queued", record.id)
+                self.store.update(record.id, state=JobState.QUEUED, frames_done=0, fps=0.0, eta_s=None)
+        for record in self.store.by_state(JobState.QUEUED):
+            self._queue.put_nowait(record.id)
+        self._update_gauge()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._runner(), name=f"itm-job-{i}") for i in range(self.concurrency)]
+        self._tasks.append(loop.create_task(self._sweeper(), name="itm-job-ttl"))
+
+    async def stop(self) -> None:
+        """Cancel running conversions (they return to ``queued``) and stop the runners."""
+        self._stopping = True
+        for event in self._cancel.values():
+            event.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    # -- API operations ----------------------------------------------------------------------------------
+
+    def spec_for(self, options: JobOptions) -> tuple[OperatorSpec, float]:
+        """The operator spec and peak a job's options resolve to.
+
+        Raises
+        ------
+        InputError
+            If the operator, mode or peak is invalid.
+        """
+        name = options.operator or self.default_operator
+        peak = options.peak_nits or self.default_peak
+        return resolve_spec(name, peak, options.mode or self.default_mode), peak
+
+    def new_paths(self, filename: str, options: JobOptions) -> tuple[str, Path, Path]:
+        """A fresh job id with its upload and result paths (directory created)."""
+        job_id = secrets.token_hex(8)
+        folder = self.jobs_dir / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        suffix = Path(filename).suffix.lower()[:8] or ".bin"
+        return job_id, folder / f"input{suffix}", folder / f"output{SUFFIX[options.container]}"
+
+    def create(
+        self, job_id: str, filename: str, options: JobOptions, upload: Path, result: Path
+    ) -> JobRecord:
+        """Record an accepted upload as a queued job and schedule it."""
+        now = time.time()
+        record = JobRecord(
+            id=job_id, state=JobState.QUEUED, created_at=now, updated_at=now, expires_at=now + self.ttl_s,
+            filename=filename, options=options, upload_path=upload, result_path=result,
+        )
+        self.store.insert(record)
+        self._queue.put_nowait(job_id)
+        self._update_gauge()
+        return record
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The job, or ``None`` if unknown or expired."""
+        return self.store.get(job_id)
+
+    async def delete(self, job_id: str) -> JobRecord | None:
+        """Cancel the job if it is active, then remove its files; the row is removed too if it was final."""
+        record = self.store.get(job_id)
+        if record is None:
+            return None
+        self._deleting.add(job_id)
+        try:
+            event = self._cancel.get(job_id)
+            if event is not None:
+                event.set()
+                while job_id in self._cancel:
+                    await asyncio.sleep(0.01)
+                record = self.store.get(job_id) or record
+            if record.state in FINAL_STATES:
+                self.store.delete(job_id)
+            else:
+                self.store.update(job_id, state=JobState.CANCELLED, error="cancelled by the client")
+            shutil.rmtree(self.jobs_dir / job_id, ignore_errors=True)
+        finally:
+            self._deleting.discard(job_id)
+        self._update_gauge()
+        return record
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _update_gauge(self) -> None:
+        for state, count in self.store.counts().items():
+            self.metrics.jobs.labels(state=state.value).set(count)
+
+    async def _sweeper(self) -> None:
+        period = min(max(self.ttl_s / 4, 0.05), 60.0)
+        while True:
+            await asyncio.sleep(period)
+            self.sweep()
+
+    def sweep(self, now: float | None = None) -> int:
+        """Delete expired final jobs and their files; return how many went."""
+        removed = 0
+        for record in self.store.expired(time.time() if now is None else now):
+            if record.state not in FINAL_STATES:
+                continue
+            shutil.rmtree(self.jobs_dir / record.id, ignore_errors=True)
+            self.store.delete(record.id)
+            removed += 1
+        if removed:
+            log.info("removed %d expired job(s)", removed)
+            self._update_gauge()
+        return removed
+
+    async def _runner(self) -> None:
+        while True:
+            job_id = await self._queue.get()
+            record = self.store.get(job_id)
+            if record is None or record.state is not JobState.QUEUED or job_id in self._deleting:
+                continue
+            await self._run(record)
+
+    def _progress(self, job_id: str) -> Callable[[object], None]:
+        def report(progress: object) -> None:
+            now = time.perf_counter()
+            if now - self._last_progress.get(job_id, 0.0) < 0.2:
+                return
+            self._last_progress[job_id] = now
+            self.store.update(
+                job_id,
+                frames_done=int(getattr(progress, "frames_done", 0)),
+                frames_total=int(getattr(progress, "frames_total", 0)),
+                fps=float(getattr(progress, "fps", 0.0)),
+                eta_s=getattr(progress, "eta_s", None),
+            )
+
+        return report
+
+    async def _run(self, record: JobRecord) -> None:
+        cancel = threading.Event()
+        self._cancel[record.id] = cancel
+        self.store.update(record.id, state=JobState.RUNNING, attempts=record.attempts + 1, error=None)
+        self._update_gauge()
+        started = time.perf_counter()
+        try:
+            outcome = await asyncio.to_thread(self._convert, record, cancel, asyncio.get_running_loop())
+        except JobCancelledError:
+            if self._stopping and record.id not in self._deleting:
+                self.store.update(record.id, state=JobState.QUEUED, frames_done=0, fps=0.0, eta_s=None)
+            else:
+                self.store.update(record.id, state=JobState.CANCELLED, error="cancelled by the client")
+        except ItmError as exc:
+            log.info("job %s failed: %s", record.id, exc)
+            self.store.update(record.id, state=JobState.FAILED, error=str(exc))
+        except Exception as exc:
+            log.exception("job %s crashed", record.id)
+            self.store.update(record.id, state=JobState.FAILED, error=f"internal error: {exc}")
+        else:
+            size = record.result_path.stat().st_size
+            frames = int(getattr(outcome, "frames", 0))
+            _remove(record.upload_path)
+            self.store.update(
+                record.id, state=JobState.SUCCEEDED, result_bytes=size, frames_done=frames,
+                frames_total=frames, eta_s=0.0, expires_at=time.time() + self.ttl_s,
+            )
+            log.info("job %s: %d frames in %.1f s", record.id, frames, time.perf_counter() - started)
+        finally:
+            self._cancel.pop(record.id, None)
+            self._last_progress.pop(record.id, None)
+            final = self.store.get(record.id)
+            if final is not None and final.state in (JobState.FAILED, JobState.CANCELLED):
+                _remove(record.upload_path)
+                _remove(record.result_path)
+            self._update_gauge()
+
+    def _convert(self, record: JobRecord, cancel: threading.Event, loop: asyncio.AbstractEventLoop) -> object:
+        from service.pipeline import ConvertOptions, convert_video
+        from service.video.decode import DecodeOptions
+        from service.video.encode import EncodeOptions
+
+        spec, peak = self.spec_for(record.options)
+        operator = BatchedOperator(spec, peak, self.batcher, loop, self.metrics)
+        options = ConvertOptions(
+            encode=EncodeOptions(
+                codec=record.options.codec, crf=record.options.crf, preset=record.options.preset,
+                threads=max(1, (os.cpu_count() or 1) // 2),
+            ),
+            decode=DecodeOptions(max_width=self.max_width, max_height=self.max_height),
+        )
+        converter = self._converter or convert_video
+        return converter(
+            record.upload_path, record.result_path, operator, options,
+            progress=self._progress(record.id), cancel=cancel,
+        )

@@ -1,0 +1,102 @@
+"""Every Prometheus metric of the service, built in one place against an explicit registry.
+
+Tests pass a fresh ``CollectorRegistry()`` so counts never leak between them; the app builds one registry per
+instance. Label values come from closed sets only (stage names, endpoints, operator names, job states,
+route templates): never ids, paths or sizes, so cardinality stays bounded.
+"""
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.033, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 10.0,
+)
+"""Seconds; dense around one frame time at 30-60 fps, where the stream targets live."""
+
+STAGES = ("decode", "preprocess", "backbone", "head", "postprocess", "encode")
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def batch_buckets(max_batch_size: int) -> tuple[float, ...]:
+    """Powers of two up to ``max_batch_size`` (1, 2, 4 … max), so every batch size has its own bucket edge."""
+    edges: list[float] = []
+    size = 1
+    while size < max_batch_size:
+        edges.append(float(size))
+        size *= 2
+    edges.append(float(max_batch_size))
+    return tuple(edges)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Handles on every metric; pass this object around instead of touching globals."""
+
+    registry: CollectorRegistry
+    stage_seconds: Histogram
+    frame_latency_seconds: Histogram
+    queue_wait_seconds: Histogram
+    batch_size: Histogram
+    batches_total: Counter
+    frames_total: Counter
+    frames_dropped_total: Counter
+    requests_total: Counter
+    active_streams: Gauge
+    jobs: Gauge
+    queue_depth: Gauge
+    model_info: Gauge
+
+
+def build_metrics(registry: CollectorRegistry, max_batch_size: int = 64) -> Metrics:
+    """Create and register every metric on ``registry``.
+
+    Raises
+    ------
+    ValueError
+        If the registry already holds these metrics (build once per registry).
+    """
+    stage = Histogram(
+        "itm_stage_seconds", "Wall time of one pipeline stage per batch or frame", ["stage"],
+        buckets=LATENCY_BUCKETS, registry=registry,
+    )
+    jobs = Gauge("itm_jobs", "Conversion jobs by state", ["state"], registry=registry)
+    for name in STAGES:
+        stage.labels(stage=name)
+    for state in JOB_STATES:
+        jobs.labels(state=state).set(0)
+    return Metrics(
+        registry=registry,
+        stage_seconds=stage,
+        frame_latency_seconds=Histogram(
+            "itm_frame_latency_seconds", "Frame received to result sent", ["endpoint"],
+            buckets=LATENCY_BUCKETS, registry=registry,
+        ),
+        queue_wait_seconds=Histogram(
+            "itm_queue_wait_seconds", "Time a frame waited in the batcher queue",
+            buckets=LATENCY_BUCKETS, registry=registry,
+        ),
+        batch_size=Histogram(
+            "itm_batch_size", "Frames per inference batch",
+            buckets=batch_buckets(max_batch_size), registry=registry,
+        ),
+        batches_total=Counter(
+            "itm_batches_total", "Batches closed, by why they closed", ["reason"], registry=registry
+        ),
+        frames_total=Counter(
+            "itm_frames_total", "Frames converted", ["endpoint", "operator"], registry=registry
+        ),
+        frames_dropped_total=Counter(
+            "itm_frames_dropped_total", "Frames not converted, by reason", ["reason"], registry=registry
+        ),
+        requests_total=Counter(
+            "itm_requests_total", "HTTP requests by route template and status", ["route", "status"],
+            registry=registry,
+        ),
+        active_streams=Gauge("itm_active_streams", "Open WebSocket streams", registry=registry),
+        jobs=jobs,
+        queue_depth=Gauge("itm_queue_depth", "Frames waiting in the batcher queue", registry=registry),
+        model_info=Gauge(
+            "itm_model_info", "Loaded operators (value 1)", ["name", "mode", "quant"], registry=registry
+        ),
+    )

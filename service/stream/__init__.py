@@ -1,0 +1,1 @@
+"""The WebSocket frame stream: protocol, per-connection session, and the PQ output packers."""

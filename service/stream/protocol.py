@@ -1,0 +1,151 @@
+"""Wire format of the frame stream (docs/PROTOCOL.md): hello, headers, close codes, input decoding."""
+
+import io
+import struct
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from service.operators import ColourDescription
+
+VERSION = 1
+FRAME_HEADER = struct.Struct("<IIQ")
+"""seq, flags, client_ts."""
+RESULT_HEADER = struct.Struct("<IIQQQQQ")
+"""seq, flags, client_ts, received_us, infer_start_us, infer_end_us, sent_us."""
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
+
+InputFormat = Literal["rgb24", "rgba", "bgra", "jpeg", "png"]
+StreamOutput = Literal["rgb10a2", "rgb48"]
+BYTES_PER_PIXEL_IN = {"rgb24": 3, "rgba": 4, "bgra": 4, "jpeg": 0, "png": 0}
+BYTES_PER_PIXEL_OUT = {"rgb10a2": 4, "rgb48": 6}
+COLOURS = {"srgb": ColourDescription.still(), "bt709": ColourDescription.video()}
+
+
+class ProtocolError(Exception):
+    """The peer broke the protocol; the stream closes with ``code`` and ``reason``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Hello(BaseModel):
+    """The client's first message (§2 of docs/PROTOCOL.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["hello"]
+    version: Literal[1] = 1
+    width: int = Field(ge=16)
+    height: int = Field(ge=16)
+    input: InputFormat
+    output: StreamOutput
+    mode: Literal["live", "lossless"] = "live"
+    operator: str | None = None
+    operator_mode: Literal["fast", "quality"] | None = None
+    peak_nits: float | None = Field(default=None, ge=100.0, le=10000.0)
+    colour: Literal["srgb", "bt709"] = "srgb"
+    credits: int = Field(default=1, ge=1)
+
+
+class Credit(BaseModel):
+    """A credit grant (§4)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["credit"]
+    n: int = Field(ge=1)
+
+
+def reason_of(error: ValidationError, prefix: str) -> str:
+    """A close reason naming the first bad field, within WebSocket's 123-byte limit."""
+    first = error.errors()[0]
+    loc = ".".join(map(str, first.get("loc", ()))) or "message"
+    return clip_reason(f"{prefix}.{loc}: {first.get('msg', 'invalid')}")
+
+
+def clip_reason(reason: str) -> str:
+    """Truncate to the 123 UTF-8 bytes a close frame allows (RFC 6455 clause 5.5)."""
+    data = reason.encode()[:123]
+    return data.decode("utf-8", "ignore")
+
+
+def parse_frame_header(message: bytes) -> tuple[int, int, int]:
+    """(seq, flags, client_ts) of a binary frame.
+
+    Raises
+    ------
+    ProtocolError
+        If the message is shorter than the header.
+    """
+    if len(message) < FRAME_HEADER.size:
+        raise ProtocolError(
+            CLOSE_UNSUPPORTED, f"binary message of {len(message)} bytes is shorter than the 16-byte header"
+        )
+    seq, flags, client_ts = FRAME_HEADER.unpack_from(message)
+    return seq, flags, client_ts
+
+
+def raw_frame(
+    payload: memoryview, fmt: InputFormat, height: int, width: int, seq: int
+) -> npt.NDArray[np.uint8]:
+    """A zero-copy H x W x 3 RGB view of a raw payload (alpha and BGR order handled by striding).
+
+    Raises
+    ------
+    ProtocolError
+        If the payload size does not match.
+    """
+    channels = BYTES_PER_PIXEL_IN[fmt]
+    expected = height * width * channels
+    if len(payload) != expected:
+        raise ProtocolError(
+            CLOSE_UNSUPPORTED, f"frame {seq}: payload is {len(payload)} bytes; expected {expected}"
+        )
+    pixels = np.frombuffer(payload, np.uint8).reshape(height, width, channels)
+    if fmt == "rgb24":
+        return pixels
+    if fmt == "rgba":
+        return pixels[..., :3]
+    return pixels[..., 2::-1]
+
+
+def decode_image(
+    payload: bytes, fmt: InputFormat, height: int, width: int, seq: int
+) -> npt.NDArray[np.uint8]:
+    """Decode one JPEG/PNG frame to H x W x 3 uint8 (run in a thread).
+
+    Raises
+    ------
+    ProtocolError
+        If it does not decode, is not the declared format, or has the wrong size.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(payload)) as image:
+            kind = (image.format or "").lower()
+            if kind not in (fmt, "jpeg" if fmt == "jpeg" else "png"):
+                raise ProtocolError(
+                    CLOSE_UNSUPPORTED, f"frame {seq}: payload is {kind or 'unknown'}, not {fmt}"
+                )
+            if image.size != (width, height):
+                raise ProtocolError(
+                    CLOSE_UNSUPPORTED,
+                    f"frame {seq}: image is {image.size[0]}x{image.size[1]}; expected {width}x{height}",
+                )
+            rgb = image.convert("RGB")
+            return np.asarray(rgb, np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        reason = clip_reason(f"frame {seq}: {fmt} does not decode ({exc})")
+        raise ProtocolError(CLOSE_UNSUPPORTED, reason) from exc

@@ -1,0 +1,369 @@
+"""One WebSocket stream: hello, credit-based flow control, live/lossless queuing, in-order results.
+
+Three tasks per connection: the reader (frames, credits, bye), the sender (awaits the oldest in-flight frame,
+sends it when a credit allows) and the control sender (drop reports). State changes wake the others through
+one event; all of it runs on the event loop, so no locks are needed around the counters.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from service.api.state import ServiceState
+from service.errors import InputError, ItmError, OverloadedError
+from service.inference.types import BatchKey, FrameResult, OperatorSpec, resolve_spec
+from service.stream.protocol import (
+    BYTES_PER_PIXEL_IN,
+    BYTES_PER_PIXEL_OUT,
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_UNSUPPORTED,
+    COLOURS,
+    FRAME_HEADER,
+    RESULT_HEADER,
+    VERSION,
+    Credit,
+    Hello,
+    ProtocolError,
+    clip_reason,
+    decode_image,
+    parse_frame_header,
+    raw_frame,
+    reason_of,
+)
+
+log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT_S = 10.0
+
+
+@dataclass
+class _Frame:
+    seq: int
+    client_ts: int
+    received: float
+    pixels: npt.NDArray[np.uint8]
+
+
+@dataclass
+class _InFlight:
+    frame: _Frame
+    future: "asyncio.Future[FrameResult]"
+
+
+class _DisconnectedError(Exception):
+    """The peer went away (no close frame to send)."""
+
+
+class StreamSession:
+    """Serves one accepted WebSocket until it closes; see docs/PROTOCOL.md."""
+
+    def __init__(self, ws: WebSocket, state: ServiceState) -> None:
+        self.ws = ws
+        self.state = state
+        self.settings = state.settings
+        self.metrics = state.metrics
+        self.t0 = time.perf_counter()
+        self.id = secrets.token_hex(6)
+        self.credits = 0
+        self.inflight: deque[_InFlight] = deque()
+        self.pending: deque[_Frame] = deque()
+        self.changed = asyncio.Event()
+        self.room = asyncio.Event()
+        self.control: asyncio.Queue[str] = asyncio.Queue()
+        self.draining = False
+        self.last_seq = -1
+        self.hello: Hello | None = None
+        self.key: BatchKey | None = None
+        self.max_pending = 1
+        self._retry: asyncio.TimerHandle | None = None
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _us(self, t: float) -> int:
+        return max(0, int((t - self.t0) * 1e6))
+
+    async def _receive(self, timeout: float) -> dict[str, Any]:
+        try:
+            message = dict(await asyncio.wait_for(self.ws.receive(), timeout))
+        except TimeoutError:
+            raise ProtocolError(
+                CLOSE_GOING_AWAY, f"idle timeout: no message for {self.settings.stream_idle_timeout_s:g} s"
+            ) from None
+        if message["type"] == "websocket.disconnect":
+            raise _DisconnectedError
+        return message
+
+    def _drop(self, seq: int, reason: str) -> None:
+        self.metrics.frames_dropped_total.labels(reason=reason).inc()
+        self.control.put_nowait(json.dumps({"type": "drop", "seq": seq, "reason": reason}))
+
+    # -- hello ---------------------------------------------------------------------------------------
+
+    async def handshake(self) -> None:
+        """Read and validate the hello, answer ``ready``.
+
+        Raises
+        ------
+        ProtocolError
+            For a malformed or unacceptable hello.
+        """
+        message = await self._receive(self.settings.stream_idle_timeout_s)
+        text = message.get("text")
+        if text is None:
+            raise ProtocolError(CLOSE_POLICY, "expected a JSON hello as the first message")
+        try:
+            hello = Hello.model_validate_json(text)
+        except ValidationError as exc:
+            raise ProtocolError(CLOSE_POLICY, reason_of(exc, "hello")) from None
+        settings = self.settings
+        if hello.width > settings.max_width or hello.height > settings.max_height:
+            raise ProtocolError(
+                CLOSE_POLICY,
+                f"hello: {hello.width}x{hello.height} exceeds the limit "
+                f"{settings.max_width}x{settings.max_height}",
+            )
+        if hello.credits > settings.stream_max_credits:
+            raise ProtocolError(
+                CLOSE_POLICY,
+                f"hello.credits: {hello.credits} exceeds max_credits {settings.stream_max_credits}",
+            )
+        try:
+            spec: OperatorSpec = await asyncio.to_thread(
+                resolve_spec,
+                hello.operator or settings.default_operator,
+                hello.peak_nits or settings.default_peak_nits,
+                hello.operator_mode or settings.default_mode,
+            )
+        except InputError as exc:
+            raise ProtocolError(CLOSE_POLICY, clip_reason(f"hello.operator: {exc}")) from None
+        self.hello = hello
+        self.credits = hello.credits
+        self.max_pending = settings.stream_max_credits if hello.mode == "lossless" else 1
+        self.key = BatchKey(spec, hello.height, hello.width, COLOURS[hello.colour], hello.output)
+        await self.ws.send_text(
+            json.dumps(
+                {
+                    "type": "ready",
+                    "version": VERSION,
+                    "session": self.id,
+                    "width": hello.width,
+                    "height": hello.height,
+                    "input": hello.input,
+                    "output": hello.output,
+                    "mode": hello.mode,
+                    "colour": hello.colour,
+                    "operator": spec.name,
+                    "operator_params": dict(spec.params),
+                    "credits": self.credits,
+                    "max_credits": settings.stream_max_credits,
+                    "max_pending": self.max_pending,
+                    "frame_header_bytes": FRAME_HEADER.size,
+                    "result_header_bytes": RESULT_HEADER.size,
+                    "frame_bytes": hello.width * hello.height * BYTES_PER_PIXEL_IN[hello.input],
+                    "result_bytes": hello.width * hello.height * BYTES_PER_PIXEL_OUT[hello.output],
+                    "idle_timeout_s": settings.stream_idle_timeout_s,
+                }
+            )
+        )
+
+    # -- reader --------------------------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        assert self.hello is not None
+        idle = self.settings.stream_idle_timeout_s
+        while True:
+            message = await self._receive(idle)
+            if message.get("bytes") is not None:
+                await self._on_frame(message["bytes"])
+            elif message.get("text") is not None:
+                self._on_text(message["text"])
+            else:
+                raise ProtocolError(CLOSE_UNSUPPORTED, "empty message")
+
+    def _on_text(self, text: str) -> None:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            raise ProtocolError(CLOSE_UNSUPPORTED, "text message is not JSON") from None
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind == "credit":
+            try:
+                credit = Credit.model_validate(data)
+            except ValidationError as exc:
+                raise ProtocolError(CLOSE_POLICY, reason_of(exc, "credit")) from None
+            limit = self.settings.stream_max_credits
+            if self.credits + credit.n > limit:
+                raise ProtocolError(
+                    CLOSE_POLICY, f"credit: {self.credits} + {credit.n} exceeds max_credits {limit}"
+                )
+            self.credits += credit.n
+            self._dispatch()
+        elif kind == "bye":
+            self.draining = True
+            self.changed.set()
+        else:
+            raise ProtocolError(CLOSE_POLICY, clip_reason(f"unknown message type {kind!r}"))
+
+    async def _on_frame(self, message: bytes) -> None:
+        assert self.hello is not None
+        received = time.perf_counter()
+        seq, flags, client_ts = parse_frame_header(message)
+        if self.draining:
+            if self.state.shutting_down.is_set():
+                self._drop(seq, "shutdown")
+                return
+            raise ProtocolError(CLOSE_POLICY, f"frame {seq} after bye")
+        if flags != 0:
+            raise ProtocolError(CLOSE_POLICY, f"frame {seq}: flags must be 0, got {flags}")
+        if seq <= self.last_seq:
+            raise ProtocolError(CLOSE_POLICY, f"frame {seq}: seq must increase (last was {self.last_seq})")
+        self.last_seq = seq
+        hello = self.hello
+        payload = memoryview(message)[FRAME_HEADER.size :]
+        if hello.input in ("jpeg", "png"):
+            start = time.perf_counter()
+            pixels = await asyncio.to_thread(
+                decode_image, bytes(payload), hello.input, hello.height, hello.width, seq
+            )
+            self.metrics.stage_seconds.labels(stage="decode").observe(time.perf_counter() - start)
+        else:
+            pixels = raw_frame(payload, hello.input, hello.height, hello.width, seq)
+        frame = _Frame(seq, client_ts, received, pixels)
+        if hello.mode == "live":
+            while self.pending:
+                self._drop(self.pending.popleft().seq, "stale")
+            self.pending.append(frame)
+        else:
+            while len(self.pending) >= self.max_pending:
+                # Stop reading: TCP backpressure blocks the sender until a credit frees a slot.
+                self.room.clear()
+                await self.room.wait()
+            self.pending.append(frame)
+        self._dispatch()
+
+    # -- dispatch and send ---------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Start frames while credits exceed frames in flight (never run ahead of the client)."""
+        assert self.key is not None and self.hello is not None
+        while self.pending and self.credits - len(self.inflight) > 0:
+            frame = self.pending.popleft()
+            try:
+                future = self.state.batcher.submit(frame.pixels, self.key)
+            except OverloadedError:
+                if self.hello.mode == "live":
+                    self._drop(frame.seq, "overloaded")
+                    continue
+                self.pending.appendleft(frame)
+                if self._retry is None:
+                    self._retry = asyncio.get_running_loop().call_later(0.005, self._retry_dispatch)
+                break
+            self.inflight.append(_InFlight(frame, future))
+        if len(self.pending) < self.max_pending:
+            self.room.set()
+        self.changed.set()
+
+    def _retry_dispatch(self) -> None:
+        self._retry = None
+        self._dispatch()
+
+    async def _sender(self) -> None:
+        assert self.hello is not None
+        operator = self.key.operator.name if self.key else ""
+        while True:
+            while not (self.inflight and self.credits > 0):
+                if self.draining and not self.inflight and not self.pending:
+                    return
+                self.changed.clear()
+                await self.changed.wait()
+            item = self.inflight[0]
+            try:
+                result = await item.future
+            except ItmError as exc:
+                raise ProtocolError(CLOSE_INTERNAL, clip_reason(f"frame {item.frame.seq}: {exc}")) from exc
+            except ValueError as exc:
+                raise ProtocolError(CLOSE_UNSUPPORTED, clip_reason(f"frame {item.frame.seq}: {exc}")) from exc
+            self.inflight.popleft()
+            sent = time.perf_counter()
+            header = RESULT_HEADER.pack(
+                item.frame.seq, 0, item.frame.client_ts, self._us(item.frame.received),
+                self._us(result.infer_start), self._us(result.infer_end), self._us(sent),
+            )
+            await self.ws.send_bytes(header + result.data.tobytes())
+            self.credits -= 1
+            self.metrics.frame_latency_seconds.labels(endpoint="stream").observe(sent - item.frame.received)
+            self.metrics.frames_total.labels(endpoint="stream", operator=operator).inc()
+            self._dispatch()
+
+    async def _control_sender(self) -> None:
+        while True:
+            text = await self.control.get()
+            await self.ws.send_text(text)
+
+    async def _on_shutdown(self) -> None:
+        await self.state.shutting_down.wait()
+        self.draining = True
+        self.changed.set()
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the stream until it ends; always frees its queue entries and in-flight frames."""
+        tasks: list[asyncio.Task[None]] = []
+        code, reason = CLOSE_NORMAL, "bye"
+        try:
+            try:
+                await self.handshake()
+            except ProtocolError as exc:
+                await self._close(exc.code, exc.reason)
+                return
+            reader = asyncio.create_task(self._reader())
+            sender = asyncio.create_task(self._sender())
+            control = asyncio.create_task(self._control_sender())
+            watcher = asyncio.create_task(self._on_shutdown())
+            tasks = [reader, sender, control, watcher]
+            done, _ = await asyncio.wait({reader, sender, control}, return_when=asyncio.FIRST_COMPLETED)
+            finished = done.pop()
+            error = finished.exception()
+            if isinstance(error, ProtocolError):
+                code, reason = error.code, error.reason
+            elif error is not None or finished is not sender:
+                return  # peer vanished (read or write failed): nothing to close, just free everything
+            elif self.state.shutting_down.is_set():
+                code, reason = CLOSE_GOING_AWAY, "server shutting down"
+            # Flush drop reports queued before the end.
+            while not self.control.empty():
+                await self.ws.send_text(self.control.get_nowait())
+            await self._close(code, reason)
+        except (WebSocketDisconnect, _DisconnectedError, RuntimeError, OSError):
+            return
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            if self._retry is not None:
+                self._retry.cancel()
+            for item in self.inflight:
+                item.future.cancel()
+            self.inflight.clear()
+            self.pending.clear()
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self.ws.close(code, clip_reason(reason))
