@@ -1,0 +1,1 @@
+"""Learned ITM models: training (TensorFlow, optional ``train`` extra) and exported LiteRT artefacts."""

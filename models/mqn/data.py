@@ -1,0 +1,388 @@
+"""Training data for MQN: real scene-linear HDR scenes -> (synthetic SDR, absolute HDR target) pairs.
+
+Scenes come from ``<repo>/../shared/data/hdr`` (EXR, BT.709, MANIFEST.csv). Equirectangular panoramas are
+cut into random rectilinear (perspective) views, photos into random crops and rescales. Each view is then
+rendered to SDR the many ways real SDR content is made (exposure, camera response curves, game tone
+mappers, clipping, saturation, sRGB/BT.1886, 8-bit, JPEG, noise) and to an HDR target in the absolute
+convention of :mod:`models.mqn.convention`. Everything is a pure function of a ``numpy.random.Generator``,
+so a seed reproduces a sample exactly. NumPy + Pillow + OpenEXR only (no TensorFlow here).
+"""
+
+import csv
+import io
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import OpenEXR
+from PIL import Image
+
+from models.mqn.convention import luminance, nits_to_pq, reference_nits
+from service.colour.scaling import DEFAULT_PEAK_NITS, SDR_WHITE_NITS
+from service.colour.sdr_transfer import eotf_bt1886, eotf_inverse_bt1886, eotf_inverse_srgb, eotf_srgb
+
+log = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "hdr"
+"""Scenes live next to the repository, never inside it."""
+
+DEFAULT_VAL_SCENES = (
+    "ScanLines_Tree.exr",
+    "MultiView_Fog.exr",
+    "LuminanceChroma_Garden.exr",
+    "hdri_dancing_hall_1k.exr",
+    "hdri_peppermint_powerplant_1k.exr",
+    "hdri_drachenfels_cellar_1k.exr",
+    "hdri_hilly_terrain_01_1k.exr",
+    "hdri_chinese_garden_1k.exr",
+)
+"""Whole held-out scenes: 3 photos + 5 panoramas, indoor/outdoor/night mix, all of singleton families and
+not (to our knowledge) re-distributed under another name elsewhere in the set."""
+
+TRANSFERS = ("srgb", "bt1886")
+CURVES = ("clip", "gamma_crf", "sigmoid_crf", "reinhard", "hable", "aces", "agx")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One manifest row: file name, kind (photo / equirect panorama) and family (split unit)."""
+
+    file: str
+    kind: str
+    family: str
+
+    @property
+    def is_panorama(self) -> bool:
+        """Equirectangular scenes are cut into perspective views."""
+        return "equirect" in self.kind
+
+    @property
+    def split_key(self) -> str:
+        """Family if set, else the file itself: a family never straddles the split."""
+        return self.family or self.file
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Ranges of the SDR synthesis; every field is sampled uniformly unless said otherwise."""
+
+    ev_sigma: float = 1.0
+    ev_max: float = 3.0
+    fov_deg: tuple[float, float] = (45.0, 100.0)
+    pitch_deg: tuple[float, float] = (-30.0, 40.0)
+    p_jpeg: float = 0.5
+    jpeg_quality: tuple[int, int] = (35, 95)
+    p_noise: float = 0.4
+    noise_sigma: tuple[float, float] = (0.002, 0.02)
+    p_saturation: float = 0.5
+    saturation: tuple[float, float] = (0.7, 1.35)
+    peak_nits: float = DEFAULT_PEAK_NITS
+
+
+@dataclass
+class Sample:
+    """One training pair.
+
+    ``sdr`` is H x W x 3 uint8 code values; ``base`` is the PQ code of the SDR at 203 cd/m² (what the head
+    adds its residual to); ``target`` the PQ code of the absolute HDR reference; ``scene`` the view's
+    scene-linear light (for evaluation); ``meta`` how the SDR was made.
+    """
+
+    sdr: U8
+    base: F32
+    target: F32
+    scene: F32
+    meta: dict[str, float | str] = field(default_factory=dict)
+
+
+def read_manifest(data_dir: Path) -> list[Scene]:
+    """Parse MANIFEST.csv (file, kind, family columns)."""
+    with (data_dir / "MANIFEST.csv").open(newline="") as fh:
+        return [Scene(r["file"], r["kind"], r.get("family", "") or "") for r in csv.DictReader(fh)]
+
+
+def split_scenes(
+    scenes: list[Scene], val_files: tuple[str, ...] = DEFAULT_VAL_SCENES
+) -> tuple[list[Scene], list[Scene]]:
+    """Hold out whole scenes; a family goes wholly to validation if any member is listed there.
+
+    Raises
+    ------
+    ValueError
+        If a listed validation scene is not in the manifest.
+    """
+    names = {s.file for s in scenes}
+    missing = set(val_files) - names
+    if missing:
+        raise ValueError(f"validation scenes {sorted(missing)} are not in the manifest")
+    val_keys = {s.split_key for s in scenes if s.file in val_files}
+    train = [s for s in scenes if s.split_key not in val_keys]
+    val = [s for s in scenes if s.split_key in val_keys]
+    return train, val
+
+
+def load_exr(path: Path) -> F32:
+    """Read an RGB EXR as H x W x 3 float32 scene-linear light (NaN/inf/negatives removed)."""
+    with OpenEXR.File(str(path)) as f:
+        ch = f.channels()
+        if "RGB" in ch:
+            rgb = np.asarray(ch["RGB"].pixels, np.float32)
+        else:
+            rgb = np.stack([np.asarray(ch[c].pixels, np.float32) for c in ("R", "G", "B")], axis=-1)
+    return np.clip(np.nan_to_num(rgb, nan=0.0, posinf=0.0, neginf=0.0), 0.0, 65504.0)
+
+
+def _bilinear(img: F32, x: F32, y: F32, wrap_x: bool) -> F32:
+    """Sample ``img`` at float pixel coordinates (pixel centres at integer + 0.5)."""
+    h, w, _ = img.shape
+    x = x - 0.5
+    y = np.clip(y - 0.5, 0.0, h - 1.0)
+    x0 = np.floor(x).astype(np.int64)
+    y0 = np.floor(y).astype(np.int64)
+    fx = (x - x0)[..., None].astype(np.float32)
+    fy = (y - y0)[..., None].astype(np.float32)
+    y1 = np.minimum(y0 + 1, h - 1)
+    if wrap_x:
+        x0, x1 = x0 % w, (x0 + 1) % w
+    else:
+        x0 = np.clip(x0, 0, w - 1)
+        x1 = np.minimum(x0 + 1, w - 1)
+    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+    bot = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+    return (top * (1 - fy) + bot * fy).astype(np.float32)
+
+
+def perspective_view(
+    pano: F32, size: tuple[int, int], fov_deg: float, yaw_deg: float, pitch_deg: float, roll_deg: float = 0.0
+) -> F32:
+    """Rectilinear view of an equirectangular panorama (what a camera pointed that way would see).
+
+    Parameters
+    ----------
+    pano : numpy.ndarray
+        H x 2H x 3 equirectangular scene light.
+    size : tuple of int
+        Output (height, width).
+    fov_deg : float
+        Horizontal field of view.
+    """
+    h, w = size
+    half = np.tan(np.radians(fov_deg) / 2.0)
+    xs = (np.arange(w) + 0.5) / w * 2.0 - 1.0
+    ys = ((np.arange(h) + 0.5) / h * 2.0 - 1.0) * (h / w)
+    u, v = np.meshgrid(xs * half, ys * half)
+    d = np.stack([u, -v, np.ones_like(u)], axis=-1)
+    d /= np.linalg.norm(d, axis=-1, keepdims=True)
+    r, p, yw = np.radians([roll_deg, pitch_deg, yaw_deg])
+    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]])
+    ry = np.array([[np.cos(yw), 0, np.sin(yw)], [0, 1, 0], [-np.sin(yw), 0, np.cos(yw)]])
+    d = d @ (ry @ rx @ rz).T
+    lon = np.arctan2(d[..., 0], d[..., 2])
+    lat = np.arcsin(np.clip(d[..., 1], -1.0, 1.0))
+    ph, pw = pano.shape[:2]
+    px = ((lon / (2 * np.pi) + 0.5) * pw).astype(np.float32)
+    py = ((0.5 - lat / np.pi) * ph).astype(np.float32)
+    return _bilinear(pano, px, py, wrap_x=True)
+
+
+def photo_view(img: F32, size: tuple[int, int], rng: np.random.Generator) -> F32:
+    """Random crop at a random scale (between native and the whole short side), resized to ``size``."""
+    h, w = size
+    ih, iw = img.shape[:2]
+    max_scale = min(ih / h, iw / w)
+    scale = float(np.exp(rng.uniform(0.0, np.log(max(max_scale, 1.0)))))
+    ch, cw = min(ih, round(h * scale)), min(iw, round(w * scale))
+    y0 = int(rng.integers(0, ih - ch + 1))
+    x0 = int(rng.integers(0, iw - cw + 1))
+    crop = img[y0 : y0 + ch, x0 : x0 + cw]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    if (ch, cw) == (h, w):
+        return np.ascontiguousarray(crop, np.float32)
+    ys = (np.arange(h) + 0.5) * ch / h
+    xs = (np.arange(w) + 0.5) * cw / w
+    gx, gy = np.meshgrid(xs.astype(np.float32), ys.astype(np.float32))
+    return _bilinear(np.ascontiguousarray(crop, np.float32), gx, gy, wrap_x=False)
+
+
+# --- tone curves: relative scene light x (1.0 = exposure's diffuse white) -> SDR display light [0, 1] ---
+
+
+def _hable(x: F32) -> F32:
+    a, b, c, d, e, f = 0.15, 0.50, 0.10, 0.20, 0.02, 0.30
+    return ((x * (a * x + c * b) + d * e) / (x * (a * x + b) + d * f)) - e / f
+
+
+def _agx(x: F32) -> F32:
+    """AgX-like: log2 encoding over [-12.47, +4.03] EV around 0.18, Troy Sobotka's default sigmoid fit."""
+    lo, hi = -12.47393, 4.026069
+    t = np.clip((np.log2(np.maximum(x * 0.18 / 0.18, 1e-10)) - lo) / (hi - lo), 0.0, 1.0)
+    t2 = t * t
+    t4 = t2 * t2
+    s = 15.5 * t4 * t2 - 40.14 * t4 * t + 31.96 * t4 - 6.868 * t2 * t + 0.4298 * t2 + 0.1191 * t - 0.00232
+    return np.clip(s, 0.0, 1.0) ** 2.2
+
+
+def tone_curve(x: F32, curve: str, rng: np.random.Generator) -> tuple[F32, dict[str, float | str]]:
+    """Render relative scene light to SDR display light with one randomly parametrised curve.
+
+    Camera CRFs (``gamma_crf``, ``sigmoid_crf``) return *code-domain* values displayed by the transfer's
+    EOTF; game tone mappers and ``clip`` return display light directly. Both end as display light here.
+    """
+    x = np.maximum(x, 0.0)
+    meta: dict[str, float | str] = {"curve": curve}
+    match curve:
+        case "clip":
+            d = np.minimum(x, 1.0)
+        case "gamma_crf":
+            g = float(rng.uniform(1.8, 2.6))
+            meta["crf_gamma"] = g
+            code = np.minimum(x, 1.0) ** (1.0 / g)
+            d = code**2.2
+        case "sigmoid_crf":
+            n = float(rng.uniform(0.6, 1.2))
+            k = float(rng.uniform(0.3, 1.0))
+            meta["crf_n"], meta["crf_k"] = n, k
+            code = (x**n / (x**n + k**n)) * (1.0 + k**n)
+            d = np.minimum(code, 1.0) ** 2.2
+        case "reinhard":
+            white = float(np.exp(rng.uniform(np.log(1.5), np.log(16.0))))
+            meta["white"] = white
+            d = x * (1.0 + x / white**2) / (1.0 + x)
+        case "hable":
+            white = 11.2
+            bias = float(rng.uniform(1.5, 3.0))
+            meta["bias"] = bias
+            d = _hable(x * bias) / _hable(np.float32(white))
+        case "aces":
+            y = x * float(rng.uniform(0.6, 1.0))
+            d = (y * (2.51 * y + 0.03)) / (y * (2.43 * y + 0.59) + 0.14)
+        case "agx":
+            d = _agx(x)
+        case _:
+            raise ValueError(f"curve '{curve}' is not known; expected one of {CURVES}")
+    return np.clip(d, 0.0, 1.0).astype(np.float32), meta
+
+
+def encode_sdr(display: F32, transfer: str) -> F32:
+    """SDR display light -> non-linear code value in [0, 1] (inverse display EOTF)."""
+    enc = eotf_inverse_srgb if transfer == "srgb" else eotf_inverse_bt1886
+    return np.asarray(enc(display), np.float32)
+
+
+def decode_sdr(code: npt.NDArray[np.floating], transfer: str) -> F32:
+    """Non-linear code value in [0, 1] -> SDR display light (what a viewer sees, 1.0 = white)."""
+    dec = eotf_srgb if transfer == "srgb" else eotf_bt1886
+    return np.asarray(dec(code), np.float32)
+
+
+def _jpeg(u8: U8, quality: int) -> U8:
+    buf = io.BytesIO()
+    Image.fromarray(u8).save(buf, format="JPEG", quality=quality, subsampling=2)
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB"), np.uint8)
+
+
+def synthesize(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig) -> Sample:
+    """Render one scene-linear view to a (SDR, base, target) training pair.
+
+    Exposure is auto-exposure (log-average luminance to 0.18) plus a clipped Gaussian EV offset, so most
+    samples look like competent SDR and a few are badly exposed, as real content is.
+    """
+    y = luminance(scene)
+    key = float(np.exp(np.mean(np.log(np.maximum(y, 1e-6)))))
+    ev = float(np.clip(rng.normal(0.0, cfg.ev_sigma), -cfg.ev_max, cfg.ev_max))
+    exposure = 0.18 / max(key, 1e-6) * 2.0**ev
+    x = scene * np.float32(exposure)
+    curve = CURVES[int(rng.integers(len(CURVES)))]
+    display, meta = tone_curve(x, curve, rng)
+    meta["ev"] = ev
+    if rng.random() < cfg.p_saturation:
+        s = float(rng.uniform(*cfg.saturation))
+        lum = luminance(display)[..., None]
+        display = np.clip(lum + s * (display - lum), 0.0, 1.0)
+        meta["saturation"] = s
+    if rng.random() < cfg.p_noise:
+        sigma = float(rng.uniform(*cfg.noise_sigma))
+        # Shot + read noise in linear light, before the 8-bit encode, as a sensor adds it.
+        noise = rng.standard_normal(display.shape).astype(np.float32)
+        display = np.clip(display + noise * sigma * np.sqrt(display + 0.01), 0.0, 1.0)
+        meta["noise"] = sigma
+    transfer = TRANSFERS[int(rng.integers(len(TRANSFERS)))]
+    meta["transfer"] = transfer
+    code = encode_sdr(display, transfer)
+    sdr = np.clip(np.round(code * 255.0), 0, 255).astype(np.uint8)
+    if rng.random() < cfg.p_jpeg:
+        q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+        sdr = _jpeg(sdr, q)
+        meta["jpeg"] = q
+    sdr_display = decode_sdr(sdr.astype(np.float32) / 255.0, transfer)
+    ref = reference_nits(scene, sdr_display, cfg.peak_nits)
+    return Sample(
+        sdr=sdr,
+        base=nits_to_pq(sdr_display * SDR_WHITE_NITS),
+        target=nits_to_pq(ref),
+        scene=scene,
+        meta=meta,
+    )
+
+
+class SceneBank:
+    """All scenes of one split, decoded once and kept in memory (float16 halves the footprint)."""
+
+    def __init__(self, data_dir: Path, scenes: list[Scene]) -> None:
+        self.scenes = scenes
+        self.images = [load_exr(data_dir / s.file).astype(np.float16) for s in scenes]
+
+    def view(self, index: int, size: tuple[int, int], rng: np.random.Generator, cfg: SynthesisConfig) -> F32:
+        """A random perspective view (panoramas) or crop (photos) of scene ``index``."""
+        img = self.images[index].astype(np.float32)
+        if self.scenes[index].is_panorama:
+            return perspective_view(
+                img,
+                size,
+                fov_deg=float(rng.uniform(*cfg.fov_deg)),
+                yaw_deg=float(rng.uniform(-180.0, 180.0)),
+                pitch_deg=float(rng.uniform(*cfg.pitch_deg)),
+                roll_deg=float(rng.normal(0.0, 3.0)),
+            )
+        return photo_view(img, size, rng)
+
+    def sample(
+        self, rng: np.random.Generator, size: tuple[int, int], cfg: SynthesisConfig, index: int | None = None
+    ) -> Sample:
+        """One synthesised pair from a uniformly chosen (or the given) scene."""
+        i = int(rng.integers(len(self.images))) if index is None else index
+        out = synthesize(self.view(i, size, rng, cfg), rng, cfg)
+        out.meta["scene"] = self.scenes[i].file
+        return out
+
+
+def batches(
+    bank: SceneBank, batch_size: int, size: tuple[int, int], cfg: SynthesisConfig, seed: int
+) -> Iterator[tuple[F32, F32, F32]]:
+    """Endless (sdr in [0, 1], base PQ, target PQ) batches, NHWC float32, deterministic given ``seed``."""
+    rng = np.random.default_rng(seed)
+    while True:
+        items = [bank.sample(rng, size, cfg) for _ in range(batch_size)]
+        yield (
+            np.stack([s.sdr for s in items]).astype(np.float32) / 255.0,
+            np.stack([s.base for s in items]),
+            np.stack([s.target for s in items]),
+        )
+
+
+def fixed_samples(
+    bank: SceneBank, per_scene: int, size: tuple[int, int], cfg: SynthesisConfig, seed: int
+) -> list[Sample]:
+    """A fixed, seeded set of views per scene: the validation / calibration set."""
+    rng = np.random.default_rng(seed)
+    return [bank.sample(rng, size, cfg, index=i) for i in range(len(bank.images)) for _ in range(per_scene)]

@@ -1,0 +1,142 @@
+"""Export a trained MQN to LiteRT: ``python -m models.export [--run mqn_v1]``.
+
+* ``models/artifacts/mqn_backbone_int8.tflite``: full-integer PTQ (weights *and* activations), calibrated on
+  real training crops, TFLITE_BUILTINS_INT8 only; uint8 input (scale 1/255: raw 8-bit pixels go straight
+  in), float32 output (the dequantize is the last op, so the head receives float features).
+* ``models/artifacts/mqn_head_dr.tflite``: dynamic-range quantization (int8 weights, float32 activations).
+* ``models/artifacts/mqn.json``: the output convention, processing resolution and provenance.
+
+The split is the paper's: int8 everywhere except the last few layers that produce HDR values.
+"""
+
+import argparse
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.mqn.data import REPO_ROOT, SceneBank, SynthesisConfig, fixed_samples, read_manifest, split_scenes
+
+ARTIFACTS = REPO_ROOT / "models" / "artifacts"
+BACKBONE_FILE = "mqn_backbone_int8.tflite"
+HEAD_FILE = "mqn_head_dr.tflite"
+META_FILE = "mqn.json"
+FAST_LONG_SIDE = 384
+"""Fast mode processing resolution (long side, px); chosen from the measured latency budget."""
+STRIDE = 32
+
+
+def load_trained(run_dir: Path, which: str = "best") -> tuple[Any, Any, Any, Any]:
+    """(config, full model, backbone, head) with the run's ``<which>.weights.h5`` loaded."""
+    from models.mqn.model import MQNConfig, build_mqn
+
+    cfg = MQNConfig.from_json(json.loads((run_dir / "model.json").read_text()))
+    model, backbone, head = build_mqn(cfg)
+    model.load_weights(run_dir / f"{which}.weights.h5")
+    return cfg, model, backbone, head
+
+
+def calibration_crops(data_dir: Path, val_scenes: tuple[str, ...], n_per_scene: int, size: int) -> np.ndarray:
+    """Representative SDR inputs (uint8) from *training* scenes, synthesised the way training saw them."""
+    train, _ = split_scenes(read_manifest(data_dir), val_scenes)
+    bank = SceneBank(data_dir, train)
+    return np.stack(
+        [s.sdr for s in fixed_samples(bank, n_per_scene, (size, size), SynthesisConfig(), seed=777)]
+    )
+
+
+def convert_backbone(backbone: Any, crops: np.ndarray) -> bytes:
+    """Full int8 PTQ of the backbone (uint8 in, float32 out)."""
+    import tensorflow as tf
+
+    def representative() -> Iterator[list[np.ndarray]]:
+        # One frame with exact 0 and 255 pins the input range to [0, 1], so the uint8 input is scale 1/255.
+        pin = crops[:1].astype(np.float32) / 255.0
+        pin[0, 0, 0] = 0.0
+        pin[0, 0, 1] = 1.0
+        yield [pin]
+        for c in crops:
+            yield [c[None].astype(np.float32) / 255.0]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(backbone)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.uint8
+    conv.inference_output_type = tf.float32
+    return bytes(conv.convert())
+
+
+def convert_head(head: Any) -> bytes:
+    """Dynamic-range quantization of the head: int8 weights, float activations, builtin ops only."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(head)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return bytes(conv.convert())
+
+
+def export(
+    run_dir: Path, out_dir: Path, data_dir: Path, n_per_scene: int = 3, size: int = 256, which: str = "best"
+) -> dict[str, Any]:
+    """Convert both parts and write the metadata JSON; returns the metadata."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(2)
+    train_cfg = json.loads((run_dir / "config.json").read_text())
+    cfg, model, backbone, head = load_trained(run_dir, which)
+    crops = calibration_crops(data_dir, tuple(train_cfg["val_scenes"]), n_per_scene, size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / BACKBONE_FILE).write_bytes(convert_backbone(backbone, crops))
+    (out_dir / HEAD_FILE).write_bytes(convert_head(head))
+    summary_path = REPO_ROOT / train_cfg["log_root"] / train_cfg["run"] / "summary.json"
+    meta = {
+        "model": "mqn",
+        "backbone": BACKBONE_FILE,
+        "head": HEAD_FILE,
+        "output": "PQ (SMPTE ST 2084) code of absolute display light, linear BT.709 primaries before PQ",
+        "sdr_white_nits": 203.0,
+        "peak_nits": 1000.0,
+        "head_inputs": {
+            "features": cfg.features,
+            "base": "PQ code of the SDR decoded and scaled to 203 cd/m²",
+        },
+        "backbone_input": "uint8 non-linear SDR code values, RGB, NHWC",
+        "stride": STRIDE,
+        "fast_long_side": FAST_LONG_SIDE,
+        "architecture": cfg.to_json(),
+        "params": int(model.count_params()),
+        "calibration": {"frames": len(crops), "size": size, "source": "training scenes, synthesised SDR"},
+        "weights": which,
+        "training": json.loads(summary_path.read_text()) if summary_path.exists() else None,
+    }
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    from models.mqn.data import DEFAULT_DATA_DIR
+
+    p = argparse.ArgumentParser(prog="python -m models.export", description=__doc__)
+    p.add_argument("--run", default="mqn_v1")
+    p.add_argument("--checkpoints", type=Path, default=REPO_ROOT / "models" / "checkpoints")
+    p.add_argument("--out", type=Path, default=ARTIFACTS)
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    p.add_argument("--weights", choices=("best", "last"), default="best")
+    p.add_argument("--calibration-per-scene", type=int, default=3)
+    args = p.parse_args(argv)
+    meta = export(
+        args.checkpoints / args.run, args.out, args.data_dir, args.calibration_per_scene, which=args.weights
+    )
+    print(json.dumps({k: meta[k] for k in ("backbone", "head", "params")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

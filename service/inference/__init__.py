@@ -1,0 +1,1 @@
+"""Inference runtime: the LiteRT engine (:mod:`.engine`), the dynamic batcher and the worker pool."""

@@ -1,0 +1,207 @@
+"""LiteRT runtime of the MQN model: the only module that imports ``ai_edge_litert``.
+
+One :class:`MQNEngine` per process loads the artefact metadata; each *thread* that calls :meth:`MQNEngine.run`
+gets its own pair of interpreters (LiteRT interpreters are not thread-safe, and ``invoke()`` releases the
+GIL, so two worker threads really run in parallel). Interpreters are cached per input shape: resizing
+costs ~1.5 s at 1080p and dynamic shapes fall out of XNNPACK, so a shape is set up once and reused.
+TensorFlow is never imported here.
+"""
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+ARTIFACTS_DIR = Path(__file__).resolve().parents[2] / "models" / "artifacts"
+"""Where ``python -m models.export`` writes, and where the shipped weights live."""
+
+
+@contextmanager
+def map_litert_errors() -> Iterator[None]:
+    """Translate LiteRT's ``RuntimeError``/``ValueError`` into :class:`EngineError` at this boundary.
+
+    Raises
+    ------
+    EngineError
+        For any failure inside the interpreter (allocation, resize, invoke).
+    """
+    try:
+        yield
+    except EngineError:
+        raise
+    except (RuntimeError, ValueError) as exc:
+        raise EngineError(f"LiteRT failed: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Paths and metadata of one exported MQN (``mqn.json`` next to two ``.tflite`` files)."""
+
+    backbone: Path
+    head: Path
+    meta: dict[str, Any]
+
+    @classmethod
+    def load(cls, directory: Path = ARTIFACTS_DIR) -> "ModelFiles":
+        """Read ``mqn.json`` and check both model files exist.
+
+        Raises
+        ------
+        EngineError
+            If the metadata or a model file is missing.
+        """
+        meta_path = directory / "mqn.json"
+        if not meta_path.exists():
+            raise EngineError(f"MQN metadata {meta_path} is missing; run `python -m models.export`")
+        meta = json.loads(meta_path.read_text())
+        files = cls(directory / meta["backbone"], directory / meta["head"], meta)
+        for p in (files.backbone, files.head):
+            if not p.exists():
+                raise EngineError(f"MQN model file {p} is missing")
+        return files
+
+    @property
+    def stride(self) -> int:
+        """Inputs are padded to a multiple of this (the backbone's total downsampling)."""
+        return int(self.meta.get("stride", 32))
+
+
+class _Pair:
+    """Backbone + head interpreters set up for one input shape (one thread only)."""
+
+    def __init__(self, files: ModelFiles, shape: tuple[int, int, int], threads: int) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        n, h, w = shape
+        with map_litert_errors():
+            self.backbone = Interpreter(model_path=str(files.backbone), num_threads=threads)
+            self.head = Interpreter(model_path=str(files.head), num_threads=threads)
+            b_in = self.backbone.get_input_details()[0]
+            self.b_in = b_in["index"]
+            self.backbone.resize_tensor_input(self.b_in, [n, h, w, 3], strict=False)
+            self.backbone.allocate_tensors()
+            self.b_out = self.backbone.get_output_details()[0]["index"]
+            feats = int(self.backbone.get_output_details()[0]["shape"][-1])
+            self.h_feat = self.h_base = -1
+            for d in self.head.get_input_details():
+                is_base = (
+                    "base" in d["name"]
+                    if ("base" in d["name"] or "feature" in d["name"])
+                    else (int(d["shape_signature"][-1]) == 3 and feats != 3)
+                )
+                if is_base:
+                    self.h_base = d["index"]
+                else:
+                    self.h_feat = d["index"]
+            self.head.resize_tensor_input(self.h_feat, [n, h, w, feats], strict=False)
+            self.head.resize_tensor_input(self.h_base, [n, h, w, 3], strict=False)
+            self.head.allocate_tensors()
+            self.h_out = self.head.get_output_details()[0]["index"]
+
+    def __call__(self, sdr: npt.NDArray[np.uint8], base: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        with map_litert_errors():
+            self.backbone.set_tensor(self.b_in, sdr)
+            self.backbone.invoke()
+            self.head.set_tensor(self.h_feat, self.backbone.get_tensor(self.b_out))
+            self.head.set_tensor(self.h_base, base)
+            self.head.invoke()
+            return np.array(self.head.get_tensor(self.h_out), dtype=np.float32, copy=True)
+
+
+class MQNEngine:
+    """Runs the mixed-precision MQN (int8 backbone + dynamic-range head) on NHWC batches.
+
+    Parameters
+    ----------
+    files : ModelFiles, optional
+        The exported model; defaults to the shipped artefacts.
+    num_threads : int
+        XNNPACK threads per interpreter (per worker thread).
+    max_shapes : int
+        Interpreter pairs kept per thread (LRU); each 1080p pair holds ~1.6 GiB of activations.
+    """
+
+    def __init__(self, files: ModelFiles | None = None, num_threads: int = 2, max_shapes: int = 3) -> None:
+        if num_threads < 1 or max_shapes < 1:
+            raise ValueError(f"num_threads {num_threads} and max_shapes {max_shapes} must be >= 1")
+        self.files = files or ModelFiles.load()
+        self.num_threads = num_threads
+        self.max_shapes = max_shapes
+        self._local = threading.local()
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The artefact metadata (convention, processing resolution, provenance)."""
+        return self.files.meta
+
+    def _pairs(self) -> "OrderedDict[tuple[int, int, int], _Pair]":
+        pairs: OrderedDict[tuple[int, int, int], _Pair] | None = getattr(self._local, "pairs", None)
+        if pairs is None:
+            pairs = OrderedDict()
+            self._local.pairs = pairs
+        return pairs
+
+    def _pair(self, shape: tuple[int, int, int]) -> _Pair:
+        pairs = self._pairs()
+        if shape in pairs:
+            pairs.move_to_end(shape)
+            return pairs[shape]
+        t0 = time.perf_counter()
+        pair = _Pair(self.files, shape, self.num_threads)
+        pairs[shape] = pair
+        while len(pairs) > self.max_shapes:
+            pairs.popitem(last=False)
+        log.debug("MQN interpreters for %s ready in %.2f s", shape, time.perf_counter() - t0)
+        return pair
+
+    def run(self, sdr: npt.NDArray[np.uint8], base: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Predict the HDR PQ code for a batch.
+
+        Parameters
+        ----------
+        sdr : numpy.ndarray
+            N x H x W x 3 uint8 SDR code values (RGB).
+        base : numpy.ndarray
+            N x H x W x 3 float32 PQ code of the SDR placed at 203 cd/m² (see ``models.mqn.convention``).
+
+        Returns
+        -------
+        numpy.ndarray
+            N x H x W x 3 float32 PQ code of absolute display light (input primaries).
+
+        Raises
+        ------
+        EngineError
+            If LiteRT fails.
+        """
+        n, h, w, _ = sdr.shape
+        s = self.files.stride
+        ph, pw = -h % s, -w % s
+        if ph or pw:
+            # Edge replication, not zeros: a black border would pull the head's instance norm statistics.
+            pad = ((0, 0), (0, ph), (0, pw), (0, 0))
+            sdr = np.pad(sdr, pad, mode="edge")
+            base = np.pad(base, pad, mode="edge")
+        out = self._pair((n, h + ph, w + pw))(
+            np.ascontiguousarray(sdr, np.uint8), np.ascontiguousarray(base, np.float32)
+        )
+        return out[:, :h, :w]
+
+    def warm_up(self, batch: int, height: int, width: int) -> None:
+        """Build this thread's interpreters for a shape and run them once (first invoke is slow)."""
+        self.run(
+            np.zeros((batch, height, width, 3), np.uint8), np.zeros((batch, height, width, 3), np.float32)
+        )
