@@ -26,9 +26,15 @@ from service.errors import EngineError, InputError, ItmError, JobCancelledError,
 from service.images.exr import write_exr
 from service.images.png import write_pq_png
 from service.images.read import read_sdr_image
-from service.operators.base import Operator
-from service.video.decode import Batch, DecodeOptions, VideoReader
-from service.video.encode import EncodeOptions, HDR10Writer, check_codec_container, container_format
+from service.operators.base import ColourDescription, Nits, Operator
+from service.video.decode import Batch, DecodeOptions, Packet, Stream, VideoReader
+from service.video.encode import (
+    EncodeOptions,
+    HDR10Writer,
+    check_codec_container,
+    container_format,
+    copy_stream_properties,
+)
 from service.video.hdr10_metadata import ContentLightLevel, HDR10Metadata, MasteringDisplay
 from service.video.light import measure_content_light, rewrite_content_light
 
@@ -151,10 +157,10 @@ def convert_video(
                 if (s.type == "audio" and options.copy_audio)
                 or (s.type == "subtitle" and options.copy_subtitles)
             ]
-            pending_packets: list = []
+            pending_packets: list[Packet] = []
             writer: HDR10Writer | None = None
 
-            def on_packet(packet) -> None:  # type: ignore[no-untyped-def]
+            def on_packet(packet: Packet) -> None:
                 if writer is None:
                     pending_packets.append(packet)
                 else:
@@ -182,6 +188,7 @@ def convert_video(
                         raise JobCancelledError("conversion cancelled")
                     if writer is None:
                         writer = _open_writer(pass1, fmt, reader, batch, options, placeholder, streams)
+                        copy_stream_properties(reader.video_stream, writer.video)
                         for packet in pending_packets:
                             writer.copy(packet)
                         pending_packets.clear()
@@ -258,7 +265,7 @@ def _open_writer(
     batch: Batch,
     options: ConvertOptions,
     metadata: HDR10Metadata,
-    streams: list,  # type: ignore[type-arg]
+    streams: list[Stream],
 ) -> HDR10Writer:
     """Open the pass-1 writer once the first batch is known (rotation comes from the first frame)."""
     info = reader.info
@@ -277,7 +284,9 @@ def _open_writer(
     )
 
 
-def _run_operator(operator: Operator, batch: Batch, colour, timings: dict[str, float]):  # type: ignore[no-untyped-def]
+def _run_operator(
+    operator: Operator, batch: Batch, colour: ColourDescription, timings: dict[str, float]
+) -> Nits:
     """Call the operator, turning its unexpected failures into :class:`EngineError`."""
     t = time.perf_counter()
     try:

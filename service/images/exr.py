@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import OpenEXR
+import OpenEXR  # type: ignore[import-not-found]
 
 from service.colour.primaries import PRIMARIES_BT2020
 

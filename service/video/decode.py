@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import av
 import av.container
+import av.rational
 import av.stream
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,11 @@ from service.errors import AlreadyHDRError, CorruptStreamError, InputError, Unsu
 from service.operators.base import ColourDescription
 from service.video.errors import map_av_errors
 from service.video.frames import to_rgb24
+
+type Packet = av.Packet[Any]
+"""A demuxed packet of any stream (what passthrough callbacks receive)."""
+type Stream = av.stream.Stream
+"""A stream of an opened container (what the writer copies)."""
 
 SD_MAX_HEIGHT = 719
 """Frames up to this many lines are SD and default to BT.601 when untagged (as FFmpeg and mpv assume)."""
@@ -81,6 +87,11 @@ class Batch:
     time_base: Fraction
     rotation: int
     """Display rotation of the frames, degrees counter-clockwise (from the display matrix)."""
+
+
+def _fraction(value: "av.rational.AVRational | Fraction") -> Fraction:
+    """PyAV rationals as plain fractions (hashable, exact, and what our dataclasses promise)."""
+    return Fraction(value.numerator, value.denominator)
 
 
 def _enum[E: (Transfer, Primaries, Matrix, Range)](cls: type[E], value: int, default: E) -> E:
@@ -171,7 +182,7 @@ class VideoReader:
 
     def _probe(self) -> VideoInfo:
         if not self.container.streams.video:
-            kinds = sorted({s.type for s in self.container.streams}) or ["no"]
+            kinds: list[str] = sorted({s.type for s in self.container.streams}) or ["no"]
             raise UnsupportedFormatError(
                 f"input '{self.path.name}' has no video stream ({' and '.join(kinds)} streams only; "
                 "audio-only file?)"
@@ -213,11 +224,11 @@ class VideoReader:
             height=height,
             codec=cc.name,
             pix_fmt=pix_fmt,
-            time_base=Fraction(time_base),
-            frame_rate=Fraction(rate),
+            time_base=_fraction(time_base),
+            frame_rate=_fraction(rate),
             frames=int(frames),
             duration_s=duration_s,
-            sample_aspect_ratio=Fraction(sar) if sar else None,
+            sample_aspect_ratio=_fraction(sar) if sar else None,
             colour=colour,
             matrix=matrix,
             range=rng,
@@ -237,7 +248,7 @@ class VideoReader:
         size: int,
         *,
         passthrough: Sequence[av.stream.Stream] = (),
-        on_packet: Callable[[av.Packet], None] | None = None,
+        on_packet: Callable[[Packet], None] | None = None,
         max_frames: int | None = None,
     ) -> Iterator[Batch]:
         """Decode the video stream into batches of at most ``size`` frames.

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self, cast
 
 import av
 import av.container
 import av.stream
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
+from av.video.stream import VideoStream
 
 from service.errors import InputError, UnsupportedFormatError
 from service.video.errors import map_av_errors
@@ -98,6 +99,18 @@ def encoder_params(options: EncodeOptions, metadata: HDR10Metadata, keyint: int)
     params = svtav1_params(metadata) | {"keyint": str(keyint)}
     params |= dict(options.params)
     return {"preset": preset, "crf": str(crf), "svtav1-params": join_params(params)}
+
+
+_UNCOPIED_TAGS = frozenset({"duration", "encoder", "number_of_frames", "number_of_bytes", "bps"})
+"""Tags that describe the old encode (MKV statistics tags), which the muxer rewrites or which would lie."""
+
+
+def copy_stream_properties(src: av.stream.Stream, dst: av.stream.Stream) -> None:
+    """Copy language/title tags and disposition (default, forced...), which templates leave behind."""
+    dst.metadata.update(
+        {k: v for k, v in src.metadata.items() if k.lower().split("-")[0] not in _UNCOPIED_TAGS}
+    )
+    dst.disposition = src.disposition
 
 
 class HDR10Writer:
@@ -182,7 +195,7 @@ class HDR10Writer:
                 f"{options.codec} video cannot be written to {self.path.suffix} files"
             )
         with map_av_errors("output", self.path.name):
-            stream = self.container.add_stream(ENCODERS[options.codec], rate=frame_rate)
+            stream = cast(VideoStream, self.container.add_stream(ENCODERS[options.codec], rate=frame_rate))
         cc = stream.codec_context
         cc.width, cc.height = width, height
         cc.pix_fmt = "yuv420p10le"
@@ -212,7 +225,9 @@ class HDR10Writer:
                 )
                 continue
             with map_av_errors("output", self.path.name):
-                self.copied[src.index] = self.container.add_stream_from_template(src)
+                out = self.container.add_stream_from_template(src)
+            copy_stream_properties(src, out)
+            self.copied[src.index] = out
 
     def write(self, planes: Planes, pts: int) -> None:
         """Encode one frame of kernel output at ``pts`` (source time base)."""
@@ -223,7 +238,7 @@ class HDR10Writer:
             self._mux_video(self.video.encode(frame))
         self.frames += 1
 
-    def copy(self, packet: av.Packet) -> None:
+    def copy(self, packet: av.Packet[Any]) -> None:
         """Mux a packet of a copied input stream unchanged (ignored for skipped streams)."""
         out = self.copied.get(packet.stream.index)
         if out is None or (packet.dts is None and packet.pts is None):
@@ -232,7 +247,7 @@ class HDR10Writer:
         with map_av_errors("output", self.path.name):
             self.container.mux(packet)
 
-    def _mux_video(self, packets: Iterable[av.Packet]) -> None:
+    def _mux_video(self, packets: Iterable[av.Packet[Any]]) -> None:
         for packet in packets:
             # libx265 emits garbage DTS on 1-2 frame encodes; MP4 rejects dts > pts or non-monotonic dts.
             if packet.pts is not None and packet.dts is not None and packet.dts > packet.pts:

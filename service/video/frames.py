@@ -1,5 +1,7 @@
 """VideoFrame <-> NumPy: plane copies that respect FFmpeg's padded line sizes."""
 
+from typing import cast
+
 import av
 import numpy as np
 import numpy.typing as npt
@@ -38,7 +40,7 @@ def yuv420p10_frame(planes: Planes) -> av.VideoFrame:
 def yuv420p10_planes(frame: av.VideoFrame) -> Planes:
     """(Y, U, V) views of a decoded ``yuv420p10le`` frame; valid while the frame lives."""
     if frame.format.name != "yuv420p10le":
-        frame = frame.reformat(format="yuv420p10le")
+        frame = frame.reformat(format="yuv420p10le")  # rare: only non-HDR10 inputs to the statistics
     return plane_view(frame, 0), plane_view(frame, 1), plane_view(frame, 2)
 
 
@@ -55,5 +57,4 @@ def to_rgb24(frame: av.VideoFrame, matrix: Matrix, rng: Range) -> npt.NDArray[np
         src_color_range=src_range,
         dst_color_range=ColorRange.JPEG,
     )
-    array: npt.NDArray[np.uint8] = rgb.to_ndarray()
-    return array
+    return cast(npt.NDArray[np.uint8], rgb.to_ndarray())

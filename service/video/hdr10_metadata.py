@@ -157,7 +157,7 @@ def escape_rbsp(rbsp: bytes) -> bytes:
     return bytes(out)
 
 
-def _read_sei_number(rbsp: bytes, pos: int) -> tuple[int, int]:
+def _read_sei_number(rbsp: bytes | bytearray, pos: int) -> tuple[int, int]:
     value = 0
     while rbsp[pos] == 0xFF:
         value += 255
@@ -275,7 +275,7 @@ def patch_hvcc(extradata: bytes, light: ContentLightLevel) -> bytes:
 # --- AV1 ------------------------------------------------------------------------------------------------
 
 
-def _read_leb128(data: bytes, pos: int) -> tuple[int, int]:
+def _read_leb128(data: bytes | bytearray, pos: int) -> tuple[int, int]:
     value = 0
     for i in range(8):
         byte = data[pos + i]

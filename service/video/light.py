@@ -14,6 +14,7 @@ import numpy as np
 
 from service.colour.kernels import light_levels_yuv420p10
 from service.errors import JobCancelledError
+from service.video.encode import copy_stream_properties
 from service.video.errors import map_av_errors
 from service.video.frames import yuv420p10_planes
 from service.video.hdr10_metadata import (
@@ -80,6 +81,7 @@ def rewrite_content_light(src: Path, dst: Path, *, format: str, light: ContentLi
         for stream in inp.streams:
             # opaque: reuse the demuxed stream's codec (libdav1d has no encoder of that name to look up).
             target = out.add_stream_from_template(stream, opaque=True)
+            copy_stream_properties(stream, target)
             if stream is video:
                 if codec == "hevc":
                     target.codec_context.extradata = patch_hvcc(extradata, light)

@@ -150,3 +150,70 @@ def test_flickering_ref_720p_av1_first_frames(tmp_path, data_video):
     _check_hdr10(dst, result, 12)
     with av.open(str(dst)) as container:
         assert container.streams.video[0].time_base is not None
+
+
+def test_rotation_sar_vfr_and_subtitles_survive(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    src = tmp_path / "rot.mp4"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        stream.codec_context.time_base = Fraction(1, 100)
+        stream.set_display_rotation(90)
+        pts = 0
+        for i in range(8):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 100)
+            pts += (4, 12)[i % 2]  # variable frame rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,300\nHello\n\n2\n00:00:00,300 --> 00:00:00,600\nWorld\n")
+    with_subs = tmp_path / "subs.mkv"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(src),
+            "-i",
+            str(srt),
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-c",
+            "copy",
+            "-metadata:s:s:0",
+            "language=eng",
+            str(with_subs),
+        ],
+        check=True,
+    )
+    for source, dst in ((src, tmp_path / "out.mp4"), (with_subs, tmp_path / "out.mkv")):
+        result = convert_video(source, dst, create_operator("bt2408", peak_nits=1000.0))
+        with av.open(str(source)) as c:
+            src_frames = list(c.decode(video=0))
+            src_times = [float(f.time) for f in src_frames]
+            src_rotation = src_frames[0].rotation  # 90 from MP4; Debian's ffmpeg 5.1 drops it in MKV
+        with av.open(str(dst)) as c:
+            frames = list(c.decode(video=0))
+            assert [round(float(f.time), 3) for f in frames] == [round(t, 3) for t in src_times]
+            assert frames[0].rotation == src_rotation
+            assert c.streams.video[0].sample_aspect_ratio == Fraction(4, 3)
+        assert result.warnings == ()
+    assert src_rotation == 0 and frames[0].rotation == 0  # the MKV leg
+    streams = ffprobe(tmp_path / "out.mkv", "-show_streams")["streams"]
+    assert [s["codec_name"] for s in streams] == ["hevc", "subrip"]
+    assert streams[1]["tags"]["language"] == "eng"
+    # MP4 cannot hold SubRip: skipped with a warning, not a failure
+    result = convert_video(with_subs, tmp_path / "subs_out.mp4", create_operator("bt2408", peak_nits=1000.0))
+    assert len(result.warnings) == 1 and "subtitle stream #1" in result.warnings[0]
