@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -77,6 +77,39 @@ class ModelFiles:
     def stride(self) -> int:
         """Inputs are padded to a multiple of this (the backbone's total downsampling)."""
         return int(self.meta.get("stride", 32))
+
+
+class Predictor(Protocol):
+    """What the ``mqn`` operator needs from a runtime (the LiteRT engine, or a float model in evaluation)."""
+
+    @property
+    def stride(self) -> int:
+        """Spatial sizes the network is run at are multiples of this."""
+        ...
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Artefact metadata (``fast_long_side``, ``peak_nits`` ...)."""
+        ...
+
+    def run(self, sdr: npt.NDArray[np.uint8], base: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """N x H x W x 3 uint8 SDR + base PQ -> predicted PQ, same shape."""
+        ...
+
+
+def pad_to_stride(
+    arrays: tuple[npt.NDArray[Any], ...], stride: int
+) -> tuple[tuple[npt.NDArray[Any], ...], int, int]:
+    """Edge-pad NHWC arrays so H and W are multiples of ``stride``; returns them and the original H, W.
+
+    Edge replication, not zeros: a black border would pull the head's instance-norm statistics.
+    """
+    h, w = arrays[0].shape[1:3]
+    ph, pw = -h % stride, -w % stride
+    if not (ph or pw):
+        return arrays, h, w
+    pad = ((0, 0), (0, ph), (0, pw), (0, 0))
+    return tuple(np.pad(a, pad, mode="edge") for a in arrays), h, w
 
 
 class _Pair:
@@ -147,6 +180,11 @@ class MQNEngine:
         """The artefact metadata (convention, processing resolution, provenance)."""
         return self.files.meta
 
+    @property
+    def stride(self) -> int:
+        """Network stride (inputs are padded to a multiple)."""
+        return self.files.stride
+
     def _pairs(self) -> "OrderedDict[tuple[int, int, int], _Pair]":
         pairs: OrderedDict[tuple[int, int, int], _Pair] | None = getattr(self._local, "pairs", None)
         if pairs is None:
@@ -187,15 +225,9 @@ class MQNEngine:
         EngineError
             If LiteRT fails.
         """
-        n, h, w, _ = sdr.shape
-        s = self.files.stride
-        ph, pw = -h % s, -w % s
-        if ph or pw:
-            # Edge replication, not zeros: a black border would pull the head's instance norm statistics.
-            pad = ((0, 0), (0, ph), (0, pw), (0, 0))
-            sdr = np.pad(sdr, pad, mode="edge")
-            base = np.pad(base, pad, mode="edge")
-        out = self._pair((n, h + ph, w + pw))(
+        (sdr, base), h, w = pad_to_stride((sdr, base), self.files.stride)
+        n, hp, wp, _ = sdr.shape
+        out = self._pair((n, hp, wp))(
             np.ascontiguousarray(sdr, np.uint8), np.ascontiguousarray(base, np.float32)
         )
         return out[:, :h, :w]

@@ -23,7 +23,7 @@ from PIL import Image
 
 from service.colour.pq import eotf_inverse_st2084
 from service.colour.scaling import DEFAULT_PEAK_NITS, SDR_WHITE_NITS
-from service.inference.engine import ModelFiles, MQNEngine
+from service.inference.engine import ModelFiles, MQNEngine, Predictor
 from service.operators.base import ColourDescription, Frames, Nits, Operator, OperatorInfo, ParamSpec
 from service.operators.classical import PEAK_PARAM
 
@@ -179,12 +179,15 @@ class MQN(Operator):
         ),
     )
 
-    def __init__(self, peak_nits: float = DEFAULT_PEAK_NITS, mode: str = "fast", threads: int = 2) -> None:
+    def __init__(
+        self, peak_nits: float = DEFAULT_PEAK_NITS, mode: str = "fast", engine: Predictor | None = None
+    ) -> None:
         super().__init__(peak_nits)
         if mode not in MODES:
             raise ValueError(f"mode '{mode}' is not known; expected one of {MODES}")
         self.mode = mode
-        self.engine = _engine(threads)
+        # ``engine`` lets evaluation plug in the float Keras model; the service always uses LiteRT.
+        self.engine: Predictor = engine if engine is not None else _engine(2)
         self.long_side = int(self.engine.meta.get("fast_long_side", 384))
         # The network was trained for a 1000 cd/m² peak; a lower peak clips, a higher one is not used.
         self.clip_nits = float(
@@ -202,7 +205,7 @@ class MQN(Operator):
         matrix = colour.to_bt2020_matrix().astype(np.float32)
         n, h, w, _ = frames.shape
         out = np.empty((n, h, w, 3), np.float32)
-        ph, pw = processing_size(h, w, self.long_side, self.engine.files.stride)
+        ph, pw = processing_size(h, w, self.long_side, self.engine.stride)
         if self.mode == "quality" or ph * pw >= h * w:
             pq = self.engine.run(frames, lut_pq[frames])
             _pq_to_nits(pq, matrix, np.float32(self.clip_nits), out)
