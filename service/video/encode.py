@@ -156,6 +156,7 @@ class HDR10Writer:
         self.warnings: list[str] = []
         self.frames = 0
         self._last_dts: int | None = None
+        self._max_reorder = 32 * max(1, round(1 / (frame_rate * time_base)))  # ticks of 32 frames
         with map_av_errors("output", path.name):
             self.container: av.container.OutputContainer = av.open(str(path), "w", format=format)
         try:
@@ -238,7 +239,7 @@ class HDR10Writer:
             self._mux_video(self.video.encode(frame))
         self.frames += 1
 
-    def copy(self, packet: av.Packet[Any]) -> None:
+    def copy(self, packet: "av.Packet[Any]") -> None:
         """Mux a packet of a copied input stream unchanged (ignored for skipped streams)."""
         out = self.copied.get(packet.stream.index)
         if out is None or (packet.dts is None and packet.pts is None):
@@ -247,10 +248,13 @@ class HDR10Writer:
         with map_av_errors("output", self.path.name):
             self.container.mux(packet)
 
-    def _mux_video(self, packets: Iterable[av.Packet[Any]]) -> None:
+    def _mux_video(self, packets: "Iterable[av.Packet[Any]]") -> None:
         for packet in packets:
-            # libx265 emits garbage DTS on 1-2 frame encodes; MP4 rejects dts > pts or non-monotonic dts.
-            if packet.pts is not None and packet.dts is not None and packet.dts > packet.pts:
+            # libx265 emits garbage DTS on 1-2 frame encodes (dts > pts, or ~-1e14); MP4 rejects both.
+            # Real reordering delay never exceeds x265's 16 B-frames, so anything further off is garbage.
+            if packet.pts is not None and packet.dts is not None and (
+                packet.dts > packet.pts or packet.dts < packet.pts - self._max_reorder
+            ):
                 packet.dts = packet.pts
             if self._last_dts is not None and packet.dts is not None and packet.dts <= self._last_dts:
                 packet.dts = self._last_dts + 1
