@@ -90,7 +90,12 @@ class DynamicBatcher:
         self._pending += 1
         self.metrics.queue_depth.set(self._pending)
         self._wakeup.set()
+        future.add_done_callback(self._on_done)
         return future
+
+    def _on_done(self, future: "asyncio.Future[FrameResult]") -> None:
+        if future.cancelled():
+            self._wakeup.set()  # let the owner purge it now rather than at the next batch
 
     async def submit_wait(self, frame: npt.NDArray[np.uint8], key: BatchKey) -> "asyncio.Future[FrameResult]":
         """Like :meth:`submit`, but wait for room instead of failing (for jobs, which must not drop)."""
@@ -111,6 +116,7 @@ class DynamicBatcher:
                 self._queues[key] = kept
             else:
                 del self._queues[key]
+        self.metrics.queue_depth.set(self._pending)
 
     def _take(self, key: BatchKey) -> list[FrameRequest]:
         queue = self._queues[key]
