@@ -157,6 +157,11 @@ def convert_video(
                 if (s.type == "audio" and options.copy_audio)
                 or (s.type == "subtitle" and options.copy_subtitles)
             ]
+            dropped = [
+                f"{s.type} stream #{s.index} ({_codec_name(s)}) is not converted or copied; dropped"
+                for s in reader.container.streams
+                if s is not reader.video_stream and s.type not in ("audio", "subtitle")
+            ]
             pending_packets: list[Packet] = []
             writer: HDR10Writer | None = None
 
@@ -253,9 +258,13 @@ def convert_video(
         mastering=mastering,
         operator=operator.name,
         operator_params=operator.params,
-        warnings=tuple(writer.warnings),
+        warnings=(*dropped, *writer.warnings),
         timings=timings,
     )
+
+
+def _codec_name(stream: Stream) -> str:
+    return stream.codec_context.name if stream.codec_context is not None else "unknown codec"
 
 
 def _open_writer(

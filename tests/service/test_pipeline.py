@@ -217,3 +217,39 @@ def test_rotation_sar_vfr_and_subtitles_survive(tmp_path):
     # MP4 cannot hold SubRip: skipped with a warning, not a failure
     result = convert_video(with_subs, tmp_path / "subs_out.mp4", create_operator("bt2408", peak_nits=1000.0))
     assert len(result.warnings) == 1 and "subtitle stream #1" in result.warnings[0]
+
+
+def test_extra_video_streams_are_dropped_with_a_warning(tmp_path, clip_factory):
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    src = clip_factory(frames=5)
+    two = tmp_path / "two.mkv"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(src),
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=32x32:rate=1:duration=1",
+            "-map",
+            "0",
+            "-map",
+            "1:v",
+            "-c:v:0",
+            "copy",
+            "-c:v:1",
+            "mjpeg",
+            str(two),
+        ],
+        check=True,
+    )
+    result = convert_video(two, tmp_path / "out.mkv", create_operator("bt2408", peak_nits=1000.0))
+    assert result.warnings == ("video stream #1 (mjpeg) is not converted or copied; dropped",)
+    assert [s["codec_name"] for s in ffprobe(tmp_path / "out.mkv", "-show_streams")["streams"]] == ["hevc"]
