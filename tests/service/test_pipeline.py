@@ -10,6 +10,7 @@ from service.errors import AlreadyHDRError, CorruptStreamError, JobCancelledErro
 from service.operators import create_operator
 from service.pipeline import ConversionResult, ConvertOptions, Progress, convert_video
 from service.video.encode import EncodeOptions
+from service.video.hdr10_metadata import unescape_rbsp
 
 from .conftest import ffprobe, first_frame_side_data, reference_light_levels, video_packets
 
@@ -30,10 +31,85 @@ def _check_hdr10(path: Path, result: ConversionResult, frames: int) -> None:
     assert float(Fraction(mastering["red_x"])) == pytest.approx(0.680, abs=1e-4)  # Display P3
     light = side["Content light level metadata"]
     assert (light["max_content"], light["max_average"]) == (result.max_cll, result.max_fall)
+    assert _cll_in_bitstream(path) == {(result.max_cll, result.max_fall)}  # no placeholder left anywhere
     ref_cll, ref_fall, ref_frames = reference_light_levels(path)
     assert ref_frames == frames
     assert result.max_cll == pytest.approx(ref_cll, rel=0.01, abs=1)
     assert result.max_fall == pytest.approx(ref_fall, rel=0.01, abs=1)
+
+
+def _cll_in_bitstream(path: Path) -> set[tuple[int, int]]:
+    """Every (MaxCLL, MaxFALL) written anywhere in the video bitstream: packets and hvcC/av1C."""
+    found: set[tuple[int, int]] = set()
+
+    def hevc_nals(data: bytes, size_len: int) -> list[bytes]:
+        out, pos = [], 0
+        while pos + size_len <= len(data):
+            n = int.from_bytes(data[pos : pos + size_len], "big")
+            out.append(data[pos + size_len : pos + size_len + n])
+            pos += size_len + n
+        return out
+
+    def scan_hevc(nal: bytes) -> None:
+        if (nal[0] >> 1) & 0x3F == 39:
+            rbsp = unescape_rbsp(nal[2:])
+            pos = 0
+            while pos < len(rbsp) - 1:
+                kind, size = rbsp[pos], rbsp[pos + 1]  # all x265 SEI here are < 255 bytes
+                if kind == 144:
+                    found.add(
+                        (
+                            int.from_bytes(rbsp[pos + 2 : pos + 4], "big"),
+                            int.from_bytes(rbsp[pos + 4 : pos + 6], "big"),
+                        )
+                    )
+                pos += 2 + size
+
+    def scan_av1(data: bytes) -> None:
+        pos = 0
+        while pos < len(data):
+            header = data[pos]
+            pos += 1 + bool(header & 4)
+            size = shift = 0
+            while True:
+                byte = data[pos]
+                size |= (byte & 0x7F) << shift
+                pos += 1
+                shift += 7
+                if not byte & 0x80:
+                    break
+            if (header >> 3) & 0xF == 5 and data[pos] == 1:
+                found.add(
+                    (
+                        int.from_bytes(data[pos + 1 : pos + 3], "big"),
+                        int.from_bytes(data[pos + 3 : pos + 5], "big"),
+                    )
+                )
+            pos += size
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        extradata = bytes(stream.codec_context.extradata or b"")
+        hevc = stream.codec_context.name == "hevc"
+        if hevc:
+            pos = 23
+            for _ in range(extradata[22]):
+                count = int.from_bytes(extradata[pos + 1 : pos + 3], "big")
+                pos += 3
+                for _ in range(count):
+                    n = int.from_bytes(extradata[pos : pos + 2], "big")
+                    scan_hevc(extradata[pos + 2 : pos + 2 + n])
+                    pos += 2 + n
+        else:
+            scan_av1(extradata[4:])
+        for packet in container.demux(stream):
+            if packet.size:
+                if hevc:
+                    for nal in hevc_nals(bytes(packet), 4):
+                        scan_hevc(nal)
+                else:
+                    scan_av1(bytes(packet))
+    return found
 
 
 def _no_leftovers(directory: Path, *expected: str) -> None:
