@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from models.mqn.artifacts import FLOAT_WEIGHTS
 from models.mqn.convention import midtone_mask, midtone_scale, reference_nits
 from models.mqn.data import (
     DEFAULT_DATA_DIR,
@@ -75,7 +76,7 @@ class FloatPredictor:
 def make_cases(
     data_dir: Path, per_scene: int, size: tuple[int, int], seed: int = 2026
 ) -> list[dict[str, Any]]:
-    """Fixed validation cases: SDR uint8, its colour tag, the scene view (BT.709 linear) and the scene name."""
+    """Fixed validation cases: SDR uint8, its colour tag, the scene view (BT.709 linear), scene name."""
     _, val = split_scenes(read_manifest(data_dir), DEFAULT_VAL_SCENES)
     bank = SceneBank(data_dir, val)
     rng = np.random.default_rng(seed)
@@ -136,18 +137,18 @@ def aggregate(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 def methods(artifacts: Path, run_dir: Path | None) -> dict[str, Operator]:
-    """Every row of the table: baselines, mqn quantized (LiteRT) and, if a checkpoint exists, mqn float."""
+    """Every row of the table: baselines, mqn quantized (LiteRT) and, if float weights exist, mqn float."""
     from service.inference.engine import ModelFiles, MQNEngine
     from service.operators.mqn import MQN
 
     ops: dict[str, Operator] = {name: create_operator(name, peak_nits=PEAK) for name in BASELINES}
     engine = MQNEngine(ModelFiles.load(artifacts), num_threads=2)
-    if run_dir is not None and (run_dir / "best.weights.h5").exists():
+    float_dir = run_dir if run_dir is not None else artifacts
+    if (float_dir / FLOAT_WEIGHTS).exists():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from models.mqn.export import load_trained
+        from models.mqn.export import load_float
 
-        _, model, _, _ = load_trained(run_dir, engine.meta.get("weights", "best"))
-        fp = FloatPredictor(model, engine.meta)
+        fp = FloatPredictor(load_float(float_dir)[1], engine.meta)
         ops["mqn fast (float)"] = MQN(PEAK, "fast", engine=fp)
         ops["mqn quality (float)"] = MQN(PEAK, "quality", engine=fp)
     ops["mqn fast (int8+DR)"] = MQN(PEAK, "fast", engine=engine)
@@ -175,7 +176,8 @@ def markdown(table: dict[str, dict[str, float]]) -> str:
     """The model-card table."""
     head = (
         "| method | abs PU21-PSNR ↑ | abs PQ-SSIM ↑ | abs ΔE_ITP ↓ | shape PU21-PSNR ↑ | shape PQ-SSIM ↑ "
-        "| shape ΔE_ITP ↓ | mid-tone ratio | highlights PU21-PSNR ↑ |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| shape ΔE_ITP ↓ | mid-tone ratio | highlights PU21-PSNR ↑ |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = [
         f"| {n} | {r['abs_pu21_psnr']:.2f} | {r['abs_pq_ssim']:.4f} | {r['abs_de_itp']:.2f} "
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__)
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     p.add_argument("--artifacts", type=Path, default=REPO_ROOT / "models" / "artifacts")
-    p.add_argument("--run-dir", type=Path, default=REPO_ROOT / "models" / "checkpoints" / "mqn_v1")
+    p.add_argument("--float-dir", type=Path, default=None, help="float weights dir (default: artifacts)")
     p.add_argument("--per-scene", type=int, default=3)
     p.add_argument("--size", default="640x360", help="WxH of each validation view")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "results" / "eval.json")
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: no scenes at {args.data_dir}")
         return 0
     cases = make_cases(args.data_dir, args.per_scene, (h, w))
-    table = evaluate(cases, methods(args.artifacts, args.run_dir))
+    table = evaluate(cases, methods(args.artifacts, args.float_dir))
     md = markdown(table)
     print(md)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ The split is the paper's: int8 everywhere except the last few layers that produc
 """
 
 import argparse
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -18,12 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from models.mqn.artifacts import (
+    ARTIFACTS,
+    BACKBONE_FILE,
+    FLOAT_MODEL_JSON,
+    FLOAT_WEIGHTS,
+    HEAD_FILE,
+    META_FILE,
+)
 from models.mqn.data import REPO_ROOT, SceneBank, SynthesisConfig, fixed_samples, read_manifest, split_scenes
 
-ARTIFACTS = REPO_ROOT / "models" / "artifacts"
-BACKBONE_FILE = "mqn_backbone_int8.tflite"
-HEAD_FILE = "mqn_head_dr.tflite"
-META_FILE = "mqn.json"
 FAST_LONG_SIDE = 384
 """Fast mode processing resolution (long side, px); chosen from the measured latency budget."""
 STRIDE = 32
@@ -31,11 +36,20 @@ STRIDE = 32
 
 def load_trained(run_dir: Path, which: str = "best") -> tuple[Any, Any, Any, Any]:
     """(config, full model, backbone, head) with the run's ``<which>.weights.h5`` loaded."""
+    return _load(run_dir / "model.json", run_dir / f"{which}.weights.h5")
+
+
+def load_float(artifacts: Path = ARTIFACTS) -> tuple[Any, Any, Any, Any]:
+    """The shipped float model (reference for parity tests and the float rows of the model card)."""
+    return _load(artifacts / FLOAT_MODEL_JSON, artifacts / FLOAT_WEIGHTS)
+
+
+def _load(config: Path, weights: Path) -> tuple[Any, Any, Any, Any]:
     from models.mqn.model import MQNConfig, build_mqn
 
-    cfg = MQNConfig.from_json(json.loads((run_dir / "model.json").read_text()))
+    cfg = MQNConfig.from_json(json.loads(config.read_text()))
     model, backbone, head = build_mqn(cfg)
-    model.load_weights(run_dir / f"{which}.weights.h5")
+    model.load_weights(weights)
     return cfg, model, backbone, head
 
 
@@ -87,13 +101,16 @@ def export(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(2)
+    with contextlib.suppress(RuntimeError):  # already initialised (e.g. inside a test session)
+        tf.config.threading.set_intra_op_parallelism_threads(2)
     train_cfg = json.loads((run_dir / "config.json").read_text())
     cfg, model, backbone, head = load_trained(run_dir, which)
     crops = calibration_crops(data_dir, tuple(train_cfg["val_scenes"]), n_per_scene, size)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / BACKBONE_FILE).write_bytes(convert_backbone(backbone, crops))
     (out_dir / HEAD_FILE).write_bytes(convert_head(head))
+    model.save_weights(out_dir / FLOAT_WEIGHTS)
+    (out_dir / FLOAT_MODEL_JSON).write_text(json.dumps(cfg.to_json(), indent=2))
     summary_path = REPO_ROOT / train_cfg["log_root"] / train_cfg["run"] / "summary.json"
     meta = {
         "model": "mqn",

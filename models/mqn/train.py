@@ -114,8 +114,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     from models.mqn.losses import LossWeights, mqn_loss
     from models.mqn.model import MQNConfig, build_mqn
 
-    tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        log.warning("TensorFlow already initialised in this process; keeping its thread settings")
     keras.utils.set_random_seed(cfg.seed)
 
     ckpt_dir = cfg.resolve(cfg.checkpoint_root) / cfg.run

@@ -1,0 +1,107 @@
+"""Data synthesis: determinism, the family-aware split, views and the absolute target convention."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from models.mqn.artifacts import ARTIFACTS, BACKBONE_FILE, FLOAT_WEIGHTS, HEAD_FILE, META_FILE
+from models.mqn.convention import PQ_PEAK, pq_to_nits, reference_nits
+from models.mqn.data import (
+    CURVES,
+    DEFAULT_DATA_DIR,
+    Scene,
+    SceneBank,
+    SynthesisConfig,
+    perspective_view,
+    read_manifest,
+    split_scenes,
+    synthesize,
+    tone_curve,
+)
+
+needs_tf = pytest.mark.skipif(
+    importlib.util.find_spec("tensorflow") is None, reason="tensorflow (the `train` extra) is not installed"
+)
+needs_litert = pytest.mark.skipif(
+    importlib.util.find_spec("ai_edge_litert") is None, reason="ai-edge-litert is not installed"
+)
+needs_data = pytest.mark.skipif(
+    not (DEFAULT_DATA_DIR / "MANIFEST.csv").exists(), reason=f"no HDR scenes at {DEFAULT_DATA_DIR}"
+)
+needs_artifacts = pytest.mark.skipif(
+    not all((ARTIFACTS / f).exists() for f in (BACKBONE_FILE, HEAD_FILE, META_FILE)),
+    reason=f"no exported MQN in {ARTIFACTS}",
+)
+needs_float = pytest.mark.skipif(
+    not (ARTIFACTS / FLOAT_WEIGHTS).exists(), reason=f"no float MQN weights in {ARTIFACTS}"
+)
+
+pytestmark = pytest.mark.data
+
+
+def _scene(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.exp(rng.normal(-1.0, 1.5, (48, 64, 3))).astype(np.float32)
+    img[10:14, 20:24] = 80.0  # a light source
+    return img
+
+
+def test_synthesis_is_deterministic_given_a_seed() -> None:
+    a = synthesize(_scene(), np.random.default_rng(7), SynthesisConfig())
+    b = synthesize(_scene(), np.random.default_rng(7), SynthesisConfig())
+    c = synthesize(_scene(), np.random.default_rng(8), SynthesisConfig())
+    np.testing.assert_array_equal(a.sdr, b.sdr)
+    np.testing.assert_array_equal(a.target, b.target)
+    assert a.meta == b.meta
+    assert not np.array_equal(a.sdr, c.sdr) or a.meta != c.meta
+
+
+def test_target_is_absolute_pq_clipped_at_peak() -> None:
+    for seed in range(10):
+        s = synthesize(_scene(seed), np.random.default_rng(seed), SynthesisConfig())
+        assert s.sdr.dtype == np.uint8 and s.sdr.shape == (48, 64, 3)
+        assert s.target.min() >= 0.0 and s.target.max() <= PQ_PEAK + 1e-6
+        assert s.base.max() <= 0.5808  # the BT.2408 placement never exceeds 203 cd/m²
+
+
+@pytest.mark.parametrize("curve", CURVES)
+def test_tone_curves_map_into_sdr_range_monotonically(curve: str) -> None:
+    x = np.geomspace(1e-4, 100.0, 200).astype(np.float32)
+    d, _ = tone_curve(x, curve, np.random.default_rng(0))
+    assert d.min() >= 0.0 and d.max() <= 1.0
+    assert np.all(np.diff(d) >= -1e-6)
+
+
+def test_reference_midtones_sit_at_bt2408() -> None:
+    # A clip-curve SDR of scene light x shows x at 203 x cd/m²: the reference must agree on mid-tones.
+    scene = np.full((16, 16, 3), 0.25, np.float32)
+    ref = reference_nits(scene * 37.0, np.minimum(scene, 1.0))
+    np.testing.assert_allclose(ref, 0.25 * 203.0, rtol=1e-4)
+    assert float(pq_to_nits(PQ_PEAK)) == pytest.approx(1000.0, rel=1e-4)
+
+
+def test_perspective_view_of_a_constant_panorama_is_constant() -> None:
+    pano = np.full((64, 128, 3), 3.0, np.float32)
+    v = perspective_view(pano, (20, 30), fov_deg=90.0, yaw_deg=170.0, pitch_deg=30.0)
+    assert v.shape == (20, 30, 3)
+    np.testing.assert_allclose(v, 3.0, rtol=1e-5)
+
+
+def test_split_keeps_families_on_one_side() -> None:
+    scenes = [Scene("a.exr", "photo", "fam"), Scene("b.exr", "photo", "fam"), Scene("c.exr", "photo", "")]
+    train, val = split_scenes(scenes, ("a.exr",))
+    assert {s.file for s in val} == {"a.exr", "b.exr"} and [s.file for s in train] == ["c.exr"]
+    with pytest.raises(ValueError, match="not in the manifest"):
+        split_scenes(scenes, ("zzz.exr",))
+
+
+@needs_data
+def test_real_split_has_no_shared_family_and_views_are_finite() -> None:
+    train, val = split_scenes(read_manifest(DEFAULT_DATA_DIR))
+    fam_t = {s.split_key for s in train}
+    assert not fam_t & {s.split_key for s in val}
+    assert len(val) >= 6 and len(train) >= 40
+    bank = SceneBank(DEFAULT_DATA_DIR, val[:2])
+    s = bank.sample(np.random.default_rng(0), (32, 48), SynthesisConfig())
+    assert np.isfinite(s.target).all() and s.sdr.shape == (32, 48, 3)

@@ -1,0 +1,67 @@
+"""The LiteRT engine: per-thread interpreters, shape cache, stride padding, no TensorFlow at serving time."""
+
+import importlib.util
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from models.mqn.artifacts import ARTIFACTS, BACKBONE_FILE, HEAD_FILE, META_FILE
+
+pytestmark = [
+    pytest.mark.litert,
+    pytest.mark.skipif(
+        importlib.util.find_spec("ai_edge_litert") is None, reason="ai-edge-litert is not installed"
+    ),
+    pytest.mark.skipif(
+        not all((ARTIFACTS / f).exists() for f in (BACKBONE_FILE, HEAD_FILE, META_FILE)),
+        reason=f"no exported MQN in {ARTIFACTS}",
+    ),
+]
+
+
+def test_each_thread_gets_its_own_interpreters_and_shapes_are_cached() -> None:
+    from service.inference.engine import MQNEngine
+
+    engine = MQNEngine(num_threads=1, max_shapes=2)
+    sdr = np.full((1, 64, 64, 3), 128, np.uint8)
+    base = np.full((1, 64, 64, 3), 0.4, np.float32)
+    first = engine.run(sdr, base)
+    pair = engine._pairs()[(1, 64, 64)]
+    engine.run(sdr, base)
+    assert engine._pairs()[(1, 64, 64)] is pair  # cached, not rebuilt
+    seen: list[object] = []
+    results: list[np.ndarray] = []
+
+    def work() -> None:
+        results.append(engine.run(sdr, base))
+        seen.append(engine._pairs()[(1, 64, 64)])
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert seen[0] is not pair
+    np.testing.assert_array_equal(results[0], first)
+
+
+def test_lru_keeps_at_most_max_shapes_and_pads_to_stride() -> None:
+    from service.inference.engine import MQNEngine
+
+    engine = MQNEngine(num_threads=1, max_shapes=2)
+    for h, w in ((33, 40), (64, 64), (70, 90)):
+        out = engine.run(np.zeros((1, h, w, 3), np.uint8), np.zeros((1, h, w, 3), np.float32))
+        assert out.shape == (1, h, w, 3)
+    assert list(engine._pairs()) == [(1, 64, 64), (1, 96, 96)]
+
+
+def test_serving_path_never_imports_tensorflow() -> None:
+    code = (
+        "import sys, numpy as np\n"
+        "from service.operators import create_operator, ColourDescription\n"
+        "op = create_operator('mqn', peak_nits=1000.0)\n"
+        "op(np.zeros((1, 64, 64, 3), np.uint8), ColourDescription.video())\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
