@@ -172,7 +172,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     start = int(step_var.numpy())
     weights = LossWeights(**cfg.loss)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def train_step(sdr: Any, base: Any, tgt: Any) -> Any:
         with tf.GradientTape() as tape:
             pred = model([sdr, base], training=True)
@@ -181,7 +181,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return total, terms
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def predict(sdr: Any, base: Any) -> Any:
         return model([sdr, base], training=False)
 
