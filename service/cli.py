@@ -13,7 +13,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from service.colour.primaries import PRIMARIES_BT2020, PRIMARIES_DISPLAY_P3
 from service.colour.scaling import DEFAULT_PEAK_NITS
+from service.colour.tags import Matrix, Primaries, Range, Transfer
 from service.errors import InputError, ItmError
 from service.operators import available_operators, create_operator
 from service.operators.base import Operator, ParamSpec
@@ -23,6 +25,14 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MASTERING_PRIMARIES = {"p3": PRIMARIES_DISPLAY_P3, "bt2020": PRIMARIES_BT2020}
+_NOT_OVERRIDES = {"UNSPECIFIED", "LINEAR", "SMPTE2084", "ARIB_STD_B67", "RGB"}  # not SDR Y'CbCr video
+INPUT_OVERRIDES: dict[str, list[Transfer] | list[Primaries] | list[Matrix] | list[Range]] = {
+    "transfer": [m for m in Transfer if m.name not in _NOT_OVERRIDES],
+    "primaries": [m for m in Primaries if m.name not in _NOT_OVERRIDES],
+    "matrix": [m for m in Matrix if m.name not in _NOT_OVERRIDES],
+    "range": [m for m in Range if m.name not in _NOT_OVERRIDES],
+}
 
 Command = tuple[Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]  # type: ignore[type-arg]
 
@@ -97,6 +107,17 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--batch", type=int, default=8, help="frames per operator call")
     p.add_argument("--max-frames", type=int, default=None, help="convert only the first N frames")
     p.add_argument("--no-audio", action="store_true", help="drop audio instead of copying it")
+    p.add_argument("--no-subtitles", action="store_true", help="drop subtitles instead of copying them")
+    p.add_argument(
+        "--mastering-primaries",
+        choices=sorted(MASTERING_PRIMARIES),
+        default="p3",
+        help="ST 2086 mastering display primaries (default p3, D65)",
+    )
+    tags = p.add_argument_group("input colour overrides (default: tags, else BT.709 for HD, BT.601 for SD)")
+    for name, members in INPUT_OVERRIDES.items():
+        choices = [m.name.lower() for m in members]
+        tags.add_argument(f"--input-{name}", choices=choices, default=None, metavar="|".join(choices))
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
 
 
@@ -104,14 +125,27 @@ def _convert(args: argparse.Namespace) -> int:
     from tqdm import tqdm  # type: ignore[import-untyped]
 
     from service.pipeline import ConvertOptions, Progress, convert_video
+    from service.video.decode import DecodeOptions
     from service.video.encode import EncodeOptions
+    from service.video.hdr10_metadata import MasteringDisplay
 
     operator = make_operator(args)
+    decode = DecodeOptions(
+        transfer=Transfer[args.input_transfer.upper()] if args.input_transfer else None,
+        primaries=Primaries[args.input_primaries.upper()] if args.input_primaries else None,
+        matrix=Matrix[args.input_matrix.upper()] if args.input_matrix else None,
+        range=Range[args.input_range.upper()] if args.input_range else None,
+    )
     options = ConvertOptions(
         encode=EncodeOptions(codec=args.codec, crf=args.crf, preset=args.preset, params=dict(args.param)),
+        decode=decode,
+        mastering=MasteringDisplay(
+            MASTERING_PRIMARIES[args.mastering_primaries], max_nits=operator.peak_nits
+        ),
         batch_size=args.batch,
         max_frames=args.max_frames,
         copy_audio=not args.no_audio,
+        copy_subtitles=not args.no_subtitles,
     )
     bar = tqdm(
         total=None,

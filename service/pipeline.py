@@ -56,6 +56,12 @@ class ConvertOptions:
     copy_audio: bool = True
     copy_subtitles: bool = True
 
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise InputError(f"batch_size {self.batch_size} is invalid; expected >= 1")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise InputError(f"max_frames {self.max_frames} is invalid; expected >= 1 or None")
+
 
 @dataclass(frozen=True)
 class Progress:

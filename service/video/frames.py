@@ -50,6 +50,8 @@ def to_rgb24(frame: av.VideoFrame, matrix: Matrix, rng: Range) -> npt.NDArray[np
     swscale otherwise guesses from the frame's tags, which are missing in most files; the probe's
     defaults (BT.709 for HD, BT.601 for SD) are applied here instead. 8 bits lose nothing for SDR input.
     """
+    if matrix is Matrix.RGB:  # RGB-coded input (gbrp, rgb24...): no matrix, no range to undo
+        return cast(npt.NDArray[np.uint8], frame.to_ndarray(format="rgb24"))
     src_range = ColorRange.JPEG if rng is Range.JPEG else ColorRange.MPEG
     rgb = frame.reformat(
         format="rgb24",

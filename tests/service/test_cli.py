@@ -169,3 +169,24 @@ def test_image_errors(tmp_path, capsys):
     assert main(["image", str(bad), str(tmp_path / "x.tif")]) == 1
     assert "suffix '.tif'" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.png"]
+
+
+def test_colour_overrides_mastering_primaries_and_rgb_input(tmp_path, capsys):
+    white = np.full((48, 64, 3), 255, np.uint8)
+    rgb_src = make_clip(tmp_path / "rgb.mkv", codec="libx264rgb", pix_fmt="rgb24", rgb=white)
+    dst = tmp_path / "o.mkv"
+    assert (
+        main(["convert", str(rgb_src), str(dst), "--operator", "bt2408", "--mastering-primaries", "bt2020"])
+        == 0
+    )
+    # RGB input, no matrix: white lands on code 573 (203.9 cd/m²) everywhere, no chroma fringes
+    assert "MaxCLL 204 MaxFALL 204" in capsys.readouterr().err
+    side = first_frame_side_data(dst)["Mastering display metadata"]
+    assert Fraction(side["red_x"]) == Fraction(708, 1000)
+    # full-range override on a limited-range clip lifts its black: average light must go up
+    src = make_clip(tmp_path / "grey.mp4", rgb=np.full((48, 64, 3), 40, np.uint8), frames=3)
+    levels = []
+    for extra in ([], ["--input-range", "jpeg"]):
+        assert main(["convert", str(src), str(tmp_path / "g.mkv"), "--operator", "bt2408", *extra]) == 0
+        levels.append(int(capsys.readouterr().err.split("MaxFALL ")[1].split()[0]))
+    assert levels[1] > levels[0]
