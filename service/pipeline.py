@@ -187,7 +187,6 @@ def convert_video(
                 np.empty((info.height // 2, info.width // 2), np.uint16),
             )
             first_pts: int | None = None
-            last_pts = 0
             batches = reader.batches(
                 options.batch_size, passthrough=streams, on_packet=on_packet, max_frames=options.max_frames
             )
@@ -212,7 +211,6 @@ def convert_video(
                         timings["colour"] += t2 - t
                         timings["encode"] += time.perf_counter() - t2
                     first_pts = batch.pts[0] if first_pts is None else first_pts
-                    last_pts = max(last_pts, *batch.pts)
                     if progress is not None:
                         done = reader.frames_decoded
                         fps = done / max(time.perf_counter() - started, 1e-9)
@@ -222,7 +220,6 @@ def convert_video(
                 reader.check_complete()
                 if writer is None:  # pragma: no cover - check_complete raises first
                     raise EngineError("no frame was decoded")
-                t = time.perf_counter()
                 writer.close()
                 timings["encode"] += time.perf_counter() - t
             except BaseException:
@@ -264,7 +261,7 @@ def convert_video(
         mastering=mastering,
         operator=operator.name,
         operator_params=operator.params,
-        warnings=(*dropped, *writer.warnings),
+        warnings=(*info.warnings, *dropped, *writer.warnings),
         timings=timings,
     )
 

@@ -76,6 +76,8 @@ class VideoInfo:
     colour: ColourDescription
     matrix: Matrix
     range: Range
+    warnings: tuple[str, ...] = ()
+    """Tags that could not be honoured (reported in the conversion result)."""
 
 
 @dataclass(frozen=True)
@@ -94,10 +96,17 @@ def _fraction(value: "av.rational.AVRational | Fraction") -> Fraction:
     return Fraction(value.numerator, value.denominator)
 
 
-def _enum[E: (Transfer, Primaries, Matrix, Range)](cls: type[E], value: int, default: E) -> E:
+def _enum[E: (Transfer, Primaries, Matrix, Range)](
+    cls: type[E], value: int, default: E, warnings: list[str] | None = None
+) -> E:
+    """Tag value -> enum member; unspecified or unknown values give ``default`` (unknown ones say so)."""
     try:
         member = cls(value)
     except ValueError:
+        if warnings is not None and value not in (0, 2):  # 0 reserved, 2 unspecified: nothing to report
+            warnings.append(
+                f"input {cls.__name__.lower()} tag {value} is not supported; using {default.name}"
+            )
         return default
     return default if member.name == "UNSPECIFIED" else member
 
@@ -110,8 +119,11 @@ def resolve_colour(
     height: int,
     pix_fmt: str,
     options: DecodeOptions,
+    warnings: list[str] | None = None,
 ) -> tuple[ColourDescription, Matrix, Range]:
     """Colour description, Y'CbCr matrix and range from stream tags, overrides and size-based defaults.
+
+    Unknown transfer or primaries tags fall back to the defaults and add a line to ``warnings``.
 
     Raises
     ------
@@ -122,16 +134,16 @@ def resolve_colour(
     """
     sd = height <= SD_MAX_HEIGHT
     sd_primaries = Primaries.BT470BG if height in (288, 576) else Primaries.SMPTE170M
-    try:
-        raw_trc = Transfer(stream_trc)
-    except ValueError:
-        raw_trc = Transfer.UNSPECIFIED
-    transfer = options.transfer or raw_trc
+    transfer = options.transfer or _enum(Transfer, stream_trc, Transfer.UNSPECIFIED, warnings)
     if transfer in HDR_TRANSFERS:
         raise AlreadyHDRError(f"input is tagged {transfer.name} (HDR already); itmstream converts SDR only")
     if transfer in (Transfer.UNSPECIFIED, Transfer.LINEAR):
         transfer = Transfer.BT709
-    primaries = options.primaries or _enum(Primaries, stream_pri, sd_primaries if sd else Primaries.BT709)
+    primaries = options.primaries or _enum(
+        Primaries, stream_pri, sd_primaries if sd else Primaries.BT709, warnings
+    )
+    if stream_spc == Matrix.RGB and not pix_fmt.startswith(_RGB_FORMATS):
+        stream_spc = Matrix.UNSPECIFIED  # a "GBR" tag on Y'CbCr pixels is a muxing mistake
     if pix_fmt.startswith(_RGB_FORMATS):
         matrix = Matrix.RGB
     elif options.matrix is not None:
@@ -205,8 +217,16 @@ class VideoReader:
                 f"input '{name}' is {width}x{height}; HDR10 (4:2:0) needs even width and height"
             )
         pix_fmt = cc.format.name if cc.format is not None else ""
+        warnings: list[str] = []
         colour, matrix, rng = resolve_colour(
-            cc.color_trc, cc.color_primaries, cc.colorspace, cc.color_range, height, pix_fmt, self.options
+            cc.color_trc,
+            cc.color_primaries,
+            cc.colorspace,
+            cc.color_range,
+            height,
+            pix_fmt,
+            self.options,
+            warnings,
         )
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
         time_base = stream.time_base or Fraction(1, 90000)
@@ -232,6 +252,7 @@ class VideoReader:
             colour=colour,
             matrix=matrix,
             range=rng,
+            warnings=tuple(warnings),
         )
 
     @property

@@ -107,3 +107,12 @@ def test_truncated_mkv_is_reported(clip_factory):
         for _ in reader.batches(8):
             pass
         reader.check_complete()
+
+
+def test_unknown_tags_fall_back_with_a_warning(clip_factory):
+    path = clip_factory(width=1280, height=720, frames=2, colour={"color_primaries": 12, "colorspace": 0})
+    with VideoReader(path) as reader:
+        info = reader.info
+    assert info.colour.primaries is Primaries.BT709  # P3-D65 (12) has no chromaticities here yet
+    assert info.warnings == ("input primaries tag 12 is not supported; using BT709",)
+    assert info.matrix is Matrix.BT709  # an RGB matrix tag on Y'CbCr pixels is ignored
