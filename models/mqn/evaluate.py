@@ -159,6 +159,7 @@ def methods(artifacts: Path, run_dir: Path | None) -> dict[str, Operator]:
 def evaluate(cases: list[dict[str, Any]], ops: dict[str, Operator]) -> dict[str, dict[str, float]]:
     """Run every method on every case; per-method aggregates (plus seconds per case)."""
     table = {}
+    kept: dict[str, list[npt.NDArray[np.float32]]] = {}
     for name, op in ops.items():
         rows = []
         t = 0.0
@@ -167,8 +168,16 @@ def evaluate(cases: list[dict[str, Any]], ops: dict[str, Operator]) -> dict[str,
             out = op(case["sdr"][None], case["colour"])[0]
             t += time.perf_counter() - t0
             rows.append(score_case(out, case))
+            if name.startswith("mqn"):
+                kept.setdefault(name, []).append(out)
         table[name] = aggregate(rows) | {"s_per_case": t / len(cases)}
         print(f"{name}: {json.dumps({k: round(v, 4) for k, v in table[name].items()})}", flush=True)
+    # Quantized vs float directly (not through the reference): how much the int8 backbone costs.
+    for mode in ("fast", "quality"):
+        q, f = kept.get(f"mqn {mode} (int8+DR)"), kept.get(f"mqn {mode} (float)")
+        if q and f:
+            psnr = float(np.mean([pu21_psnr(a, b, PEAK) for a, b in zip(q, f, strict=True)]))
+            table[f"mqn {mode} (int8+DR)"]["pu21_psnr_vs_float"] = psnr
     return table
 
 
