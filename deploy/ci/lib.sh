@@ -33,7 +33,7 @@ tools_venv() {
     stamp="$venv/.have-$(printf '%s\n' "$@" | sha1sum | cut -c1-12)"
     if [[ ! -f "$stamp" ]]; then
         log "pip install $*"
-        "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" >&2
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check "$@" >&2 || return 1
         touch "$stamp"
     fi
     printf '%s\n' "$venv/bin"
