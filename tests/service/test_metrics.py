@@ -1,0 +1,63 @@
+"""Metrics: every name of the issue registered on a fresh registry, buckets fit milliseconds."""
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from service.metrics import LATENCY_BUCKETS, STAGES, batch_buckets, build_metrics
+
+NAMES = [
+    "itm_stage_seconds",
+    "itm_frame_latency_seconds",
+    "itm_queue_wait_seconds",
+    "itm_batch_size",
+    "itm_frames_total",
+    "itm_frames_dropped_total",
+    "itm_requests_total",
+    "itm_active_streams",
+    "itm_jobs",
+    "itm_queue_depth",
+    "itm_model_info",
+]
+
+
+def test_every_metric_is_registered() -> None:
+    registry = CollectorRegistry()
+    build_metrics(registry, 8)
+    names = {metric.name for metric in registry.collect()}
+    for name in NAMES:
+        assert name.removesuffix("_total") in names
+
+
+def test_stages_and_job_states_are_exported_before_first_use() -> None:
+    registry = CollectorRegistry()
+    build_metrics(registry)
+    text = generate_latest(registry).decode()
+    for stage in STAGES:
+        assert f'itm_stage_seconds_count{{stage="{stage}"}} 0.0' in text
+    assert registry.get_sample_value("itm_jobs", {"state": "queued"}) == 0
+
+
+def test_counting_on_fresh_registries_is_independent() -> None:
+    first, second = CollectorRegistry(), CollectorRegistry()
+    metrics = build_metrics(first)
+    build_metrics(second)
+    metrics.frames_total.labels(endpoint="stream", operator="bt2408").inc(3)
+    metrics.frame_latency_seconds.labels(endpoint="stream").observe(0.012)
+    assert first.get_sample_value("itm_frames_total", {"endpoint": "stream", "operator": "bt2408"}) == 3
+    assert second.get_sample_value("itm_frames_total", {"endpoint": "stream", "operator": "bt2408"}) is None
+    bucket = {"endpoint": "stream", "le": "0.02"}
+    assert first.get_sample_value("itm_frame_latency_seconds_bucket", bucket) == 1
+
+
+def test_building_twice_on_one_registry_fails() -> None:
+    registry = CollectorRegistry()
+    build_metrics(registry)
+    with pytest.raises(ValueError):
+        build_metrics(registry)
+
+
+def test_buckets() -> None:
+    assert LATENCY_BUCKETS[0] <= 0.001 and 0.033 in LATENCY_BUCKETS
+    assert batch_buckets(8) == (1.0, 2.0, 4.0, 8.0)
+    assert batch_buckets(6) == (1.0, 2.0, 4.0, 6.0)
+    assert batch_buckets(1) == (1.0,)
