@@ -62,6 +62,13 @@ def calibration_crops(data_dir: Path, val_scenes: tuple[str, ...], n_per_scene: 
     )
 
 
+def export_models(backbone: Any, head: Any, cfg: Any) -> tuple[Any, Any]:
+    """See :func:`models.mqn.model.export_models` (imported lazily: it needs TensorFlow)."""
+    from models.mqn.model import export_models as cut
+
+    return cut(backbone, head, cfg)
+
+
 def convert_backbone(backbone: Any, crops: np.ndarray) -> bytes:
     """Full int8 PTQ of the backbone (uint8 in, float32 out)."""
     import tensorflow as tf
@@ -103,12 +110,15 @@ def export(
 
     with contextlib.suppress(RuntimeError):  # already initialised (e.g. inside a test session)
         tf.config.threading.set_intra_op_parallelism_threads(2)
+    from models.mqn.model import EXPORT_SPLIT
+
     train_cfg = json.loads((run_dir / "config.json").read_text())
     cfg, model, backbone, head = load_trained(run_dir, which)
+    q_part, f_part = export_models(backbone, head, cfg)
     crops = calibration_crops(data_dir, tuple(train_cfg["val_scenes"]), n_per_scene, size)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / BACKBONE_FILE).write_bytes(convert_backbone(backbone, crops))
-    (out_dir / HEAD_FILE).write_bytes(convert_head(head))
+    (out_dir / BACKBONE_FILE).write_bytes(convert_backbone(q_part, crops))
+    (out_dir / HEAD_FILE).write_bytes(convert_head(f_part))
     model.save_weights(out_dir / FLOAT_WEIGHTS)
     (out_dir / FLOAT_MODEL_JSON).write_text(json.dumps(cfg.to_json(), indent=2))
     summary_path = REPO_ROOT / train_cfg["log_root"] / train_cfg["run"] / "summary.json"
@@ -119,8 +129,10 @@ def export(
         "output": "PQ (SMPTE ST 2084) code of absolute display light, linear BT.709 primaries before PQ",
         "sdr_white_nits": 203.0,
         "peak_nits": 1000.0,
+        "split": f"int8 up to {EXPORT_SPLIT} (half resolution); full-resolution stage + head in float",
         "head_inputs": {
-            "features": cfg.features,
+            "features": "backbone output (half resolution)",
+            "sdr": "uint8 SDR code values (full resolution)",
             "base": "PQ code of the SDR decoded and scaled to 203 cd/m²",
         },
         "backbone_input": "uint8 non-linear SDR code values, RGB, NHWC",

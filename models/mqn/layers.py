@@ -24,6 +24,15 @@ class ResizeLike(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mqn")
+class ToUnit(keras.layers.Layer):
+    """uint8 code values -> float32 in [0, 1] (CAST + MUL in TFLite), so callers can pass raw pixels."""
+
+    def call(self, x: Any) -> Any:
+        """Cast and scale."""
+        return tf.cast(x, tf.float32) * (1.0 / 255.0)
+
+
+@keras.saving.register_keras_serializable(package="mqn")
 class InstanceNorm(keras.layers.Layer):
     """Instance normalisation (per frame, per channel) from mean/variance reductions.
 

@@ -15,7 +15,14 @@ import keras
 import numpy as np
 
 from models.mqn.convention import PQ_PEAK
-from models.mqn.layers import ChannelAttention, InstanceNorm, ResidualBound, ResizeLike, SpatialAttention
+from models.mqn.layers import (
+    ChannelAttention,
+    InstanceNorm,
+    ResidualBound,
+    ResizeLike,
+    SpatialAttention,
+    ToUnit,
+)
 
 IRLB_SETTINGS = (
     (1, 16, 1, 1),
@@ -149,6 +156,34 @@ def build_mqn(cfg: MQNConfig) -> tuple[keras.Model, keras.Model, keras.Model]:
     base = keras.Input((None, None, 3), name="base")
     out = head([backbone(sdr), base])
     return keras.Model([sdr, base], out, name="mqn"), backbone, head
+
+
+EXPORT_SPLIT = "dec_half_relu"
+"""Last layer of the int8 part. Everything after it (resize to full resolution, concat with the input,
+1x1 conv + BN + ReLU, then the head) runs with float activations: measured on the trained model, the int8
+features at this point keep ~28 dB SNR per channel, but the full-resolution concat forces the 8-bit input
+onto the features' quantization scale and the SNR of the full-resolution features drops below 0 dB."""
+
+
+def export_models(
+    backbone: keras.Model, head: keras.Model, cfg: MQNConfig
+) -> tuple[keras.Model, keras.Model]:
+    """Re-cut the trained graph for deployment: (int8 part, float part), sharing the trained layers.
+
+    int8 part: SDR in [0, 1] -> half-resolution features. float part: (features, SDR uint8, base PQ) -> PQ.
+    Together they compute exactly the training model.
+    """
+    q = keras.Model(backbone.input, backbone.get_layer(EXPORT_SPLIT).output, name="mqn_backbone_int8")
+    feats = keras.Input((None, None, int(q.output.shape[-1])), name="features")
+    sdr = keras.Input((None, None, 3), dtype="uint8", name="sdr")
+    base = keras.Input((None, None, 3), name="base")
+    x01 = ToUnit(name="sdr_unit")(sdr)
+    x = backbone.get_layer("dec_full_up")(feats, x01)
+    x = backbone.get_layer("dec_full_cat")([x, x01])
+    for name in ("dec_full_conv", "dec_full_bn", "dec_full_relu"):
+        x = backbone.get_layer(name)(x)
+    out = head([x, base])
+    return q, keras.Model([feats, sdr, base], out, name="mqn_head_float")
 
 
 def count_macs(model: keras.Model, height: int, width: int) -> int:

@@ -113,7 +113,11 @@ def pad_to_stride(
 
 
 class _Pair:
-    """Backbone + head interpreters set up for one input shape (one thread only)."""
+    """Backbone + head interpreters set up for one input shape (one thread only).
+
+    The int8 backbone ends at half resolution; the float head takes its features, the uint8 SDR frame (it
+    mixes the input back in at full resolution, in float) and the BT.2408 base.
+    """
 
     def __init__(self, files: ModelFiles, shape: tuple[int, int, int], threads: int) -> None:
         from ai_edge_litert.interpreter import Interpreter
@@ -127,20 +131,23 @@ class _Pair:
             self.backbone.resize_tensor_input(self.b_in, [n, h, w, 3], strict=False)
             self.backbone.allocate_tensors()
             self.b_out = self.backbone.get_output_details()[0]["index"]
-            feats = int(self.backbone.get_output_details()[0]["shape"][-1])
-            self.h_feat = self.h_base = -1
+            # Dynamic-shape models only know their output shape after an invoke; it doubles as warm-up.
+            self.backbone.set_tensor(self.b_in, np.zeros((n, h, w, 3), np.uint8))
+            self.backbone.invoke()
+            feat_shape = list(self.backbone.get_tensor(self.b_out).shape)
+            self.h_feat = self.h_sdr = self.h_base = -1
             for d in self.head.get_input_details():
-                is_base = (
-                    "base" in d["name"]
-                    if ("base" in d["name"] or "feature" in d["name"])
-                    else (int(d["shape_signature"][-1]) == 3 and feats != 3)
-                )
-                if is_base:
+                if "base" in d["name"]:
                     self.h_base = d["index"]
+                    self.head.resize_tensor_input(d["index"], [n, h, w, 3], strict=False)
+                elif "sdr" in d["name"]:
+                    self.h_sdr = d["index"]
+                    self.head.resize_tensor_input(d["index"], [n, h, w, 3], strict=False)
                 else:
                     self.h_feat = d["index"]
-            self.head.resize_tensor_input(self.h_feat, [n, h, w, feats], strict=False)
-            self.head.resize_tensor_input(self.h_base, [n, h, w, 3], strict=False)
+                    self.head.resize_tensor_input(d["index"], feat_shape, strict=False)
+            if min(self.h_feat, self.h_sdr, self.h_base) < 0:
+                raise EngineError(f"head {files.head} lacks one of the inputs features, sdr, base")
             self.head.allocate_tensors()
             self.h_out = self.head.get_output_details()[0]["index"]
 
@@ -149,6 +156,7 @@ class _Pair:
             self.backbone.set_tensor(self.b_in, sdr)
             self.backbone.invoke()
             self.head.set_tensor(self.h_feat, self.backbone.get_tensor(self.b_out))
+            self.head.set_tensor(self.h_sdr, sdr)
             self.head.set_tensor(self.h_base, base)
             self.head.invoke()
             return np.array(self.head.get_tensor(self.h_out), dtype=np.float32, copy=True)
