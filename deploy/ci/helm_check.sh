@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Lint and validate the Helm chart offline (no cluster, no helm binary).
+#
+#  1. helm lint --strict (Helm's Go SDK via PyPI helm-python-sdk), Kubernetes 1.30; any WARNING fails.
+#  2. helm template for three value sets (defaults; single replica with a PVC and API keys; no
+#     autoscaling and no ServiceMonitor), each piped into `kubernetes-validate --strict -k 1.30.0`; its
+#     WARN lines (unknown kind or removed apiVersion) fail the check too.
+#  3. The ServiceMonitor (a CRD that kubernetes-validate has no schema for) is checked structurally, and
+#     cross-references are checked: selectors match pod labels, the HPA targets the Deployment, probes,
+#     resources, non-root and read-only root filesystem are set.
+#  4. Forbidden values fail to render (a PVC shared by autoscaled replicas).
+#
+# Idempotent; ~5-10 s once tools are installed.
+set -euo pipefail
+CHECK_NAME=helm
+# shellcheck source=deploy/ci/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+started=$(date +%s)
+WORK="$(mktemp -d /tmp/itm-helm.XXXXXX)"
+trap 'status=$?; rm -rf "$WORK"; log "$([[ $status -eq 0 ]] && echo PASS || echo FAIL) in $(( $(date +%s) - started )) s"; exit $status' EXIT
+KUBE_VERSION=1.30.0
+
+TOOLS="$(tools_venv 'helm-python-sdk==0.2.2' 'kubernetes-validate==1.37.0' 'PyYAML>=6')"
+CHART="$DEPLOY_DIR/helm/itmstream"
+
+# The validator must reject what it should: guard against a silently passing tool.
+printf 'apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {portz: []}\n' >"$WORK/bad.yaml"
+if "$TOOLS/kubernetes-validate" --strict -k "$KUBE_VERSION" --quiet "$WORK/bad.yaml" >/dev/null 2>&1; then
+    die "kubernetes-validate accepted an invalid Service; the check would prove nothing"
+fi
+
+timeout 120 "$TOOLS/python" - "$CHART" "$WORK" "$KUBE_VERSION" <<'PY' || die "helm lint/render"
+import sys
+from pathlib import Path
+
+import helm_python as helm
+import yaml
+
+chart_dir, work, kube = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
+
+VALUE_SETS = {
+    "defaults": {},
+    "single-persistent": {
+        "replicaCount": 1, "autoscaling": {"enabled": False},
+        "persistence": {"enabled": True, "storageClass": "fast"},
+        "apiKeys": {"existingSecret": "itm-keys"},
+    },
+    "fixed-replicas": {
+        "replicaCount": 3, "autoscaling": {"enabled": False}, "serviceMonitor": {"enabled": False},
+        "service": {"sessionAffinity": "None"},
+    },
+}
+
+failed = False
+for name, values in VALUE_SETS.items():
+    report = helm.lint(chart_dir, values or None, strict=True, kube_version=f"v{kube}")
+    for message in report["messages"]:
+        level = SEVERITY.get(message["severity"], "?")
+        print(f"lint[{name}] {level} {message['path']}: {message['error']}", file=sys.stderr)
+        failed |= message["severity"] >= 2
+    for error in report["errors"]:
+        print(f"lint[{name}] ERROR {error}", file=sys.stderr)
+        failed = True
+if failed:
+    sys.exit("helm lint --strict reported warnings or errors")
+print(f"helm lint --strict clean for {len(VALUE_SETS)} value sets", file=sys.stderr)
+
+chart = helm.Chart.load(chart_dir)
+
+
+def docs_of(values: dict) -> list[dict]:
+    rendered = chart.render(values or None, name="itm", namespace="media", is_install=True)
+    docs = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        docs += [d for d in yaml.safe_load_all(text) if d]
+    return docs
+
+
+def check(name: str, docs: list[dict]) -> None:
+    by_kind: dict[str, list[dict]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    (deploy,) = by_kind["Deployment"]
+    (service,) = by_kind["Service"]
+    pod = deploy["spec"]["template"]
+    pod_labels = pod["metadata"]["labels"]
+
+    def selects(selector: dict, labels: dict, what: str) -> None:
+        assert selector and all(labels.get(k) == v for k, v in selector.items()), f"{name}: {what} selects nothing"
+
+    selects(deploy["spec"]["selector"]["matchLabels"], pod_labels, "Deployment selector")
+    selects(service["spec"]["selector"], pod_labels, "Service selector")
+    (container,) = pod["spec"]["containers"]
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert probe in container, f"{name}: no {probe}"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["requests"] and container["resources"]["limits"], f"{name}: no resources"
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/data", "/tmp"} <= mounts, f"{name}: data and tmp must be writable volumes"
+    for hpa in by_kind.get("HorizontalPodAutoscaler", []):
+        target = hpa["spec"]["scaleTargetRef"]
+        assert (target["kind"], target["name"]) == ("Deployment", deploy["metadata"]["name"])
+        assert "replicas" not in deploy["spec"], f"{name}: Deployment.replicas fights the HPA"
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        selects(pdb["spec"]["selector"]["matchLabels"], pod_labels, "PodDisruptionBudget selector")
+    for monitor in by_kind.get("ServiceMonitor", []):
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"], "ServiceMonitor")
+        ports = {p["name"] for p in service["spec"]["ports"]}
+        for endpoint in monitor["spec"]["endpoints"]:
+            assert endpoint["port"] in ports and endpoint["path"] == "/metrics", endpoint
+    claim = [v for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v]
+    pvcs = {p["metadata"]["name"] for p in by_kind.get("PersistentVolumeClaim", [])}
+    assert {v["persistentVolumeClaim"]["claimName"] for v in claim} == pvcs, f"{name}: PVC mismatch"
+    # Everything but the CRD goes to kubernetes-validate.
+    builtin = [d for d in docs if d["kind"] != "ServiceMonitor"]
+    (work / f"{name}.yaml").write_text(yaml.safe_dump_all(builtin, sort_keys=False))
+    print(f"{name}: {', '.join(sorted(f'{k} x{len(v)}' for k, v in by_kind.items()))}", file=sys.stderr)
+
+
+for name, values in VALUE_SETS.items():
+    check(name, docs_of(values))
+
+try:
+    docs_of({"persistence": {"enabled": True}, "autoscaling": {"enabled": True}})
+except helm.HelmError as exc:
+    assert "exactly one replica" in str(exc), exc
+else:
+    sys.exit("a PVC shared by autoscaled replicas rendered; it must fail")
+PY
+
+for rendered in "$WORK"/*.yaml; do
+    [[ "$(basename "$rendered")" == bad.yaml ]] && continue
+    out="$("$TOOLS/kubernetes-validate" --strict -k "$KUBE_VERSION" - <"$rendered" 2>&1)" \
+        || { printf '%s\n' "$out" >&2; die "kubernetes-validate: $(basename "$rendered")"; }
+    if grep -qvE '^INFO ' <<<"$out"; then
+        printf '%s\n' "$out" >&2
+        die "kubernetes-validate printed warnings for $(basename "$rendered")"
+    fi
+    log "kubernetes-validate --strict -k $KUBE_VERSION: $(basename "$rendered" .yaml) $(grep -c '^INFO' <<<"$out") resources passed"
+done
