@@ -7,11 +7,15 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
-from service.colour.tags import HDR_TRANSFERS, Transfer
+from service.colour.tags import HDR_TRANSFERS, Primaries, Transfer
 from service.errors import AlreadyHDRError, CorruptStreamError, InputError, UnsupportedFormatError
 from service.operators.base import ColourDescription
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SDR_TRANSFERS = {
+    t.value for t in Transfer if t not in HDR_TRANSFERS and t not in (Transfer.UNSPECIFIED, Transfer.LINEAR)
+}
+_KNOWN_PRIMARIES = {p.value for p in Primaries if p is not Primaries.UNSPECIFIED}
 
 MAX_PIXELS = 8192 * 8192
 """Refuse larger images before decoding them (Pillow's own bomb check is only a warning below 2x this)."""
@@ -46,7 +50,7 @@ def read_sdr_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> SDRImage:
         raise InputError(f"input image '{path.name}' does not exist")
     if path.stat().st_size == 0:
         raise CorruptStreamError(f"input image '{path.name}' is empty (0 bytes)")
-    _refuse_hdr_png(path)
+    colour = _png_cicp_colour(path) or ColourDescription.still()
     warnings: list[str] = []
     try:
         with Image.open(path) as image:
@@ -66,11 +70,13 @@ def read_sdr_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> SDRImage:
         raise CorruptStreamError(f"input image '{path.name}' is truncated or corrupt ({exc})") from exc
     if icc and b"sRGB" not in icc[:512]:
         warnings.append(f"'{path.name}' has an ICC profile that is not sRGB; treated as sRGB")
-    return SDRImage(rgb, ColourDescription.still(), tuple(warnings))
+    return SDRImage(rgb, colour, tuple(warnings))
 
 
-def _refuse_hdr_png(path: Path) -> None:
-    """Raise if a PNG's cICP chunk (which Pillow ignores) declares PQ or HLG.
+def _png_cicp_colour(path: Path) -> ColourDescription | None:
+    """Colour description from a PNG's cICP chunk (which Pillow ignores); None without one.
+
+    Transfer and primaries codes we do not know fall back to sRGB / BT.709, the still-image defaults.
 
     Raises
     ------
@@ -79,20 +85,25 @@ def _refuse_hdr_png(path: Path) -> None:
     """
     with path.open("rb") as f:
         if f.read(8) != _PNG_SIGNATURE:
-            return
+            return None
         while header := f.read(8):
             if len(header) < 8:
-                return
+                return None
             size, kind = int.from_bytes(header[:4], "big"), header[4:]
             if kind in (b"IDAT", b"IEND"):
-                return
+                return None
             data = f.read(size)
             f.seek(4, 1)  # CRC
-            if kind == b"cICP" and len(data) == 4 and data[1] in {t.value for t in HDR_TRANSFERS}:
-                raise AlreadyHDRError(
-                    f"input image '{path.name}' is tagged {Transfer(data[1]).name} (HDR already); "
-                    "itmstream converts SDR only"
-                )
+            if kind == b"cICP" and len(data) == 4:
+                if data[1] in {t.value for t in HDR_TRANSFERS}:
+                    raise AlreadyHDRError(
+                        f"input image '{path.name}' is tagged {Transfer(data[1]).name} (HDR already); "
+                        "itmstream converts SDR only"
+                    )
+                transfer = Transfer(data[1]) if data[1] in _SDR_TRANSFERS else Transfer.IEC61966_2_1
+                primaries = Primaries(data[0]) if data[0] in _KNOWN_PRIMARIES else Primaries.BT709
+                return ColourDescription(transfer, primaries)
+    return None
 
 
 def _to_rgb8(image: Image.Image, name: str, warnings: list[str]) -> npt.NDArray[np.uint8]:

@@ -97,3 +97,18 @@ def test_bad_images(tmp_path: Path):
     src.write_bytes(src.read_bytes()[:300])
     with pytest.raises(CorruptStreamError, match="truncated or corrupt"):
         read_sdr_image(src)
+
+
+def test_sdr_cicp_tag_is_honoured(tmp_path):
+    from service.colour.tags import Primaries, Transfer
+    from service.images.png import chunk
+
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (2, 2), (128, 128, 128)).save(plain)
+    assert read_sdr_image(plain).colour.transfer is Transfer.IEC61966_2_1  # untagged still: sRGB
+    data = plain.read_bytes()
+    ihdr_end = 8 + 12 + 13
+    tagged = tmp_path / "bt709.png"
+    tagged.write_bytes(data[:ihdr_end] + chunk(b"cICP", bytes((1, 1, 0, 1))) + data[ihdr_end:])
+    colour = read_sdr_image(tagged).colour
+    assert (colour.transfer, colour.primaries) == (Transfer.BT709, Primaries.BT709)
