@@ -329,3 +329,34 @@ def test_extra_video_streams_are_dropped_with_a_warning(tmp_path, clip_factory):
     result = convert_video(two, tmp_path / "out.mkv", create_operator("bt2408", peak_nits=1000.0))
     assert result.warnings == ("video stream #1 (mjpeg) is not converted or copied; dropped",)
     assert [s["codec_name"] for s in ffprobe(tmp_path / "out.mkv", "-show_streams")["streams"]] == ["hevc"]
+
+
+def test_concurrent_conversions_in_worker_threads(tmp_path, clip_factory):
+    # The REST workers call convert_video from threads: no shared state may leak between jobs.
+    sources = [
+        clip_factory(f"s{i}.mp4", frames=10, rgb=np.full((48, 64, 3), v, np.uint8))
+        for i, v in enumerate((255, 60))
+    ]
+    results: dict[int, ConversionResult] = {}
+    errors: list[BaseException] = []
+
+    def job(i: int) -> None:
+        try:
+            codec = ("hevc", "av1")[i]
+            results[i] = convert_video(
+                sources[i],
+                tmp_path / f"o{i}.mkv",
+                create_operator("bt2408", peak_nits=1000.0),
+                ConvertOptions(encode=EncodeOptions(codec=codec)),
+            )
+        except BaseException as exc:  # reported below, in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=job, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert results[0].max_cll == pytest.approx(204, abs=2)  # white -> 203 cd/m²
+    assert results[1].max_cll < 20  # dark grey stays dark: no leakage from the other job
