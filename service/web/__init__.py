@@ -1,0 +1,1 @@
+"""The browser demo served at ``/``: static files plus the router that serves them."""

@@ -1,0 +1,54 @@
+"""``GET /`` and ``GET /static/{name}``: the browser demo (upload, progress, download; a live stream panel).
+
+The page is plain HTML, CSS and JavaScript with no build step. It talks only to the public API
+(``/v1/operators``, ``/v1/jobs``, ``/v1/stream``), so it doubles as a reference browser client. Files are
+served from a fixed allow-list read at import, never from a path taken from the request.
+"""
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, Response
+
+from service.api.problems import NotFoundError
+
+STATIC_DIR = Path(__file__).parent / "static"
+MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+               ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+ASSETS: dict[str, tuple[bytes, str]] = {
+    path.name: (path.read_bytes(), MEDIA_TYPES[path.suffix])
+    for path in sorted(STATIC_DIR.iterdir())
+    if path.suffix in MEDIA_TYPES and path.name != "index.html"
+}
+INDEX = (STATIC_DIR / "index.html").read_bytes()
+# The page loads nothing from other origins; inline scripts and styles are not used either.
+CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+    "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+
+router = APIRouter(tags=["web"], include_in_schema=False)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def index() -> HTMLResponse:
+    """The demo page."""
+    return HTMLResponse(INDEX, headers=HEADERS)
+
+
+@router.get("/static/{name}")
+async def asset(name: str) -> Response:
+    """One of the page's static files.
+
+    Raises
+    ------
+    NotFoundError
+        If ``name`` is not one of the shipped files.
+    """
+    found = ASSETS.get(name)
+    if found is None:
+        raise NotFoundError(f"static file '{name}' does not exist")
+    body, media_type = found
+    return Response(body, media_type=media_type, headers=HEADERS)
