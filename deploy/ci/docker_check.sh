@@ -113,6 +113,17 @@ log "docker build $IMAGE"
 timeout 1200 "$DOCKER" build --network host --build-arg "PIP_CERT=$HOST_CA" -t "$IMAGE" "$REPO_DIR" \
     >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log" >&2; die "docker build"; }
 log "built: $("$DOCKER" image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
+# Runtime dependencies only, and every model artifact of the work tree bundled into the installed package.
+artifacts="$(cd "$REPO_DIR" && find models/artifacts -maxdepth 1 \( -name '*.tflite' -o -name '*.json' \) -printf '%f\n' 2>/dev/null | sort | tr '\n' ' ')"
+"$DOCKER" run --rm --network none -e "ARTIFACTS=$artifacts" "$IMAGE" python -c '
+import importlib.util, os, pathlib, models
+for banned in ("tensorflow", "keras", "pytest"):
+    assert importlib.util.find_spec(banned) is None, f"{banned} is installed in the runtime image"
+have = {p.name for p in (pathlib.Path(models.__file__).parent / "artifacts").glob("*")}
+missing = set(os.environ["ARTIFACTS"].split()) - have
+assert not missing, f"model artifacts not bundled: {sorted(missing)}"
+print("no tensorflow/keras/pytest; bundled artifacts:", " ".join(sorted(have)) or "none")
+' >&2 || die "image contents"
 
 PORT="$(free_port)"
 "$DOCKER" run -d --name itm-ci --network host \
