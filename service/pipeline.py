@@ -2,8 +2,9 @@
 
 The output appears atomically. Pass 1 encodes into a hidden temporary file next to the destination with a
 placeholder content light level; pass 2 decodes that file to measure MaxCLL/MaxFALL on the frames a display
-will actually show, remuxes it with the measured values patched into the bitstream, and ``os.replace``-s the
-result onto the destination. Temporaries are removed on success, failure and cancellation, so a reader of
+will actually show, remuxes it with the measured values patched into the bitstream (MP4/MOV also get
+``mdcv``/``clli`` boxes, see :mod:`service.video.mp4_boxes`), and ``os.replace``-s the result onto the
+destination. Temporaries are removed on success, failure and cancellation, so a reader of
 the destination directory never sees a partial or unmeasured file.
 
 :func:`convert_video` is what the CLI and the REST workers call. It keeps no global state, checks ``cancel``
@@ -37,6 +38,7 @@ from service.video.encode import (
 )
 from service.video.hdr10_metadata import ContentLightLevel, HDR10Metadata, MasteringDisplay
 from service.video.light import measure_content_light, rewrite_content_light
+from service.video.mp4_boxes import add_hdr10_boxes
 
 STAGES = ("decode", "operator", "colour", "encode", "finalize")
 IMAGE_FORMATS = {".exr": "exr", ".png": "png"}
@@ -238,6 +240,14 @@ def convert_video(
         if measured_frames != frames:
             raise EngineError(f"encoder wrote {measured_frames} frames for {frames} input frames")
         rewrite_content_light(pass1, pass2, format=fmt, light=light)
+        notes: list[str] = []
+        if fmt in ("mp4", "mov"):
+            try:
+                boxed = add_hdr10_boxes(pass2, mastering, light)
+            except OSError as exc:
+                raise OutputError(f"cannot write '{pass2.name}': {exc.strerror or exc}") from exc
+            if not boxed:
+                notes.append("mdcv/clli boxes not added (unexpected MP4 layout); metadata is in-band only")
         if cancel is not None and cancel.is_set():
             raise JobCancelledError("conversion cancelled")
         try:
@@ -261,7 +271,7 @@ def convert_video(
         mastering=mastering,
         operator=operator.name,
         operator_params=operator.params,
-        warnings=(*info.warnings, *dropped, *writer.warnings),
+        warnings=(*info.warnings, *dropped, *writer.warnings, *notes),
         timings=timings,
     )
 

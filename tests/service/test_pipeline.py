@@ -32,6 +32,11 @@ def _check_hdr10(path: Path, result: ConversionResult, frames: int) -> None:
     light = side["Content light level metadata"]
     assert (light["max_content"], light["max_average"]) == (result.max_cll, result.max_fall)
     assert _cll_in_bitstream(path) == {(result.max_cll, result.max_fall)}  # no placeholder left anywhere
+    if path.suffix == ".mp4":  # container-level boxes too
+        stream_side = {sd["side_data_type"]: sd for sd in stream.get("side_data_list", [])}
+        assert Fraction(stream_side["Mastering display metadata"]["max_luminance"]) == 1000
+        box = stream_side["Content light level metadata"]
+        assert (box["max_content"], box["max_average"]) == (result.max_cll, result.max_fall)
     ref_cll, ref_fall, ref_frames = reference_light_levels(path)
     assert ref_frames == frames
     assert result.max_cll == pytest.approx(ref_cll, rel=0.01, abs=1)
