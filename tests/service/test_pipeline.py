@@ -32,7 +32,7 @@ def _check_hdr10(path: Path, result: ConversionResult, frames: int) -> None:
     light = side["Content light level metadata"]
     assert (light["max_content"], light["max_average"]) == (result.max_cll, result.max_fall)
     assert _cll_in_bitstream(path) == {(result.max_cll, result.max_fall)}  # no placeholder left anywhere
-    if path.suffix == ".mp4":  # container-level boxes too
+    if path.suffix in (".mp4", ".mov"):  # container-level boxes too
         stream_side = {sd["side_data_type"]: sd for sd in stream.get("side_data_list", [])}
         assert Fraction(stream_side["Mastering display metadata"]["max_luminance"]) == 1000
         box = stream_side["Content light level metadata"]
@@ -121,7 +121,10 @@ def _no_leftovers(directory: Path, *expected: str) -> None:
     assert sorted(p.name for p in directory.iterdir()) == sorted(expected)
 
 
-@pytest.mark.parametrize(("codec", "suffix"), [("hevc", ".mp4"), ("av1", ".mkv"), ("hevc", ".mkv")])
+@pytest.mark.parametrize(
+    ("codec", "suffix"),
+    [("hevc", ".mp4"), ("av1", ".mkv"), ("hevc", ".mkv"), ("av1", ".mp4"), ("hevc", ".mov")],
+)
 def test_synthetic_clip_with_audio(tmp_path, clip_factory, codec, suffix):
     src = clip_factory(frames=20, width=96, height=64, audio=True)
     out_dir = tmp_path / "out"
