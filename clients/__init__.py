@@ -12,6 +12,7 @@ from clients.http import AsyncClient, Client
 from clients.models import Job, JobOptions, JobPage, JobProgress, JobState, Operator
 from clients.protocol import Ready, StreamDrop, StreamEvent, StreamOptions, StreamResult, unpack_rgb10a2
 from clients.stream import AsyncStream, Stream, stream_url
+from clients.video import VideoFrames
 
 __all__ = [
     "APIError",
@@ -34,6 +35,7 @@ __all__ = [
     "StreamEvent",
     "StreamOptions",
     "StreamResult",
+    "VideoFrames",
     "WaitTimeoutError",
     "stream_url",
     "unpack_rgb10a2",

@@ -9,12 +9,10 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
-import numpy as np
-import numpy.typing as npt
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from clients.errors import ClientError
@@ -22,6 +20,7 @@ from clients.http import Client
 from clients.models import Job, JobOptions
 from clients.protocol import StreamDrop, StreamOptions
 from clients.stream import Stream
+from clients.video import VideoFrames
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -66,31 +65,11 @@ def _convert(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _video_frames(path: Path, limit: int | None) -> tuple[Iterator[npt.NDArray[np.uint8]], int, int, float]:
-    """RGB frames of a video file with PyAV (imported here: only ``stream`` needs it)."""
-    import av
-
-    container = av.open(str(path))
-    video = container.streams.video[0]
-    width, height = video.codec_context.width, video.codec_context.height
-    rate = float(video.average_rate or 25)
-
-    def frames() -> Iterator[npt.NDArray[np.uint8]]:
-        try:
-            for index, frame in enumerate(container.decode(video)):
-                if limit is not None and index >= limit:
-                    return
-                yield np.asarray(frame.to_ndarray(format="rgb24"), np.uint8)
-        finally:
-            container.close()
-
-    return frames(), width, height, rate
-
-
 def _stream(args: argparse.Namespace) -> int:
     """Stream a video's frames and print fps, latency and drops once a second, then a summary."""
-    frames, width, height, rate = _video_frames(Path(args.input), args.max_frames)
-    fps = rate if args.fps is None else (args.fps or None)
+    frames = VideoFrames.open(args.input, args.max_frames)
+    width, height = frames.width, frames.height
+    fps = frames.fps if args.fps is None else (args.fps or None)
     if args.mode == "lossless" and args.fps is None:
         fps = None
     options = StreamOptions(

@@ -94,3 +94,15 @@ def test_refusals_raise_stream_closed(server_factory: Any) -> None:
     assert info.value.code == 1008 and "exceeds the limit" in info.value.reason
     with Stream.connect(live.url, StreamOptions(32, 24), api_key="k") as stream:
         assert len(list(stream.run(frames(2)))) == 2
+
+
+def test_video_file_frames_stream_through(server: Any, clip: Any) -> None:
+    from clients import VideoFrames
+
+    source = VideoFrames.open(clip, limit=8)
+    assert (source.width, source.height, source.fps) == (64, 48, 25.0)
+    options = StreamOptions(source.width, source.height, colour="bt709", credits=2)
+    with Stream.connect(server.url, options) as stream:
+        results = [e for e in stream.run(source) if isinstance(e, StreamResult)]
+    assert [r.seq for r in results] == list(range(8))
+    assert results[0].pixels().shape == (48, 64, 3)
