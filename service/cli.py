@@ -4,7 +4,7 @@ Every failure the user can cause ends as exactly one line on stderr (``itmstream
 non-zero exit status: 2 for usage errors (argparse's convention), 1 for an input or output that cannot be
 converted, 130 on Ctrl-C. No partial output is ever left behind (the pipeline writes atomically).
 
-Subcommands register themselves in :data:`COMMANDS`; the REST server adds ``serve`` there.
+Subcommands are listed in :data:`COMMANDS`; ``serve`` hands over to :mod:`service.server`.
 """
 
 import argparse
@@ -282,12 +282,29 @@ def _operators(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- serve ----------------------------------------------------------------------------------------------
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("serve", help="run the REST and WebSocket service (settings from ITM_* variables)")
+    p.add_argument("--host", default=None, help="override ITM_HOST")
+    p.add_argument("--port", type=int, default=None, help="override ITM_PORT")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from service.server import serve  # the server stack is imported only when serving
+
+    serve(args.host, args.port)
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Command] = {
     "convert": (_convert_parser, _convert),
     "image": (_image_parser, _image),
     "operators": (_operators_parser, _operators),
+    "serve": (_serve_parser, _serve),
 }
-"""name -> (add its subparser, run it). ``serve`` is registered here by the server module."""
+"""name -> (add its subparser, run it); ``serve`` only wires :func:`service.server.serve`."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -190,3 +190,11 @@ def test_colour_overrides_mastering_primaries_and_rgb_input(tmp_path, capsys):
         assert main(["convert", str(src), str(tmp_path / "g.mkv"), "--operator", "bt2408", *extra]) == 0
         levels.append(int(capsys.readouterr().err.split("MaxFALL ")[1].split()[0]))
     assert levels[1] > levels[0]
+
+
+def test_serve_is_wired_without_importing_the_server():
+    from service.cli import COMMANDS, build_parser
+
+    args = build_parser().parse_args(["serve", "--port", "9000"])
+    assert (args.command, args.port, args.host) == ("serve", 9000, None)
+    assert COMMANDS["serve"][1].__name__ == "_serve"
