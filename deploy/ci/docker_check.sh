@@ -188,5 +188,7 @@ log "HEALTHCHECK healthy"
 timeout 60 "$DOCKER" stop -t 30 itm-ci >/dev/null
 code="$("$DOCKER" inspect -f '{{.State.ExitCode}}' itm-ci)"
 [[ "$code" == 0 ]] || die "exit status $code after SIGTERM"
-"$DOCKER" logs itm-ci 2>&1 | grep -q "itmstream stopped" || die "no drain on SIGTERM (no 'itmstream stopped' log)"
+# Logs to a file first: `docker logs | grep -q` can fail under pipefail when grep exits early (SIGPIPE).
+"$DOCKER" logs itm-ci >"$WORK/container.log" 2>&1
+grep -q "itmstream stopped" "$WORK/container.log" || die "no drain on SIGTERM (no 'itmstream stopped' log)"
 log "clean exit on SIGTERM"

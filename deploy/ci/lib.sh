@@ -12,7 +12,7 @@ apt_install() {
     local missing=()
     local pkg
     for pkg in "$@"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+        [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" == "install ok installed" ]] || missing+=("$pkg")
     done
     [[ ${#missing[@]} -eq 0 ]] && return 0
     log "apt-get install ${missing[*]}"
