@@ -229,6 +229,7 @@ def convert_video(
                     writer.abort()
                 raise
             frames = reader.frames_decoded
+            decode_warnings = tuple(reader.decode_warnings)
             end_s = reader.end_s or 0.0
             duration_s = end_s - float((first_pts or 0) * info.time_base)
         if progress is not None:
@@ -271,7 +272,7 @@ def convert_video(
         mastering=mastering,
         operator=operator.name,
         operator_params=operator.params,
-        warnings=(*info.warnings, *dropped, *writer.warnings, *notes),
+        warnings=(*info.warnings, *decode_warnings, *dropped, *writer.warnings, *notes),
         timings=timings,
     )
 

@@ -181,6 +181,8 @@ class VideoReader:
         self.options = options or DecodeOptions()
         self.frames_decoded = 0
         self.end_s: float | None = None
+        self.decode_warnings: list[str] = []
+        """Things noticed while decoding (interlacing...), for the conversion result."""
         self._frame_duration = 0
         if self.path.is_file() and self.path.stat().st_size == 0:
             raise CorruptStreamError(f"input '{self.path.name}' is empty (0 bytes)")
@@ -314,6 +316,10 @@ class VideoReader:
                             f"{frame.width}x{frame.height}); not supported"
                         )
                     rotation = int(frame.rotation or 0)
+                    if self.frames_decoded == 0 and frame.interlaced_frame:
+                        self.decode_warnings.append(
+                            "input is interlaced; frames are converted as progressive (no deinterlacing)"
+                        )
                     frame_pts = self._pts(frame)
                     pending.append(to_rgb24(frame, info.matrix, info.range))
                     pts.append(frame_pts)

@@ -26,6 +26,14 @@ def _bad_inputs(tmp: Path) -> dict[str, Path]:
     good = make_clip(tmp / "good.mp4", frames=30)
     files["truncated_mp4"] = tmp / "truncated.mp4"  # moov at the end: cut off
     files["truncated_mp4"].write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    fast = tmp / "fast.mp4"  # moov first: opens fine, then runs out of samples
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(good), "-c", "copy", "-movflags", "+faststart", str(fast)],
+        check=True,
+    )
+    files["truncated_faststart"] = tmp / "truncated_faststart.mp4"
+    files["truncated_faststart"].write_bytes(fast.read_bytes()[: fast.stat().st_size // 2])
+    fast.unlink()
     mkv = make_clip(tmp / "good.mkv", frames=40)
     files["truncated_mkv"] = tmp / "truncated.mkv"  # decodes short without an FFmpeg error
     files["truncated_mkv"].write_bytes(mkv.read_bytes()[: mkv.stat().st_size // 2])
@@ -52,6 +60,7 @@ EXPECTED = {
     "random": "not a readable video",
     "truncated_mp4": "truncated or corrupt",
     "truncated_mkv": "truncated or corrupt",
+    "truncated_faststart": "truncated or corrupt",
     "audio_only": "no video stream",
     "unknown_codec": "codec this build cannot decode",
     "odd_size": "needs even width and height",

@@ -368,3 +368,35 @@ def test_concurrent_conversions_in_worker_threads(tmp_path, clip_factory):
     assert errors == []
     assert results[0].max_cll == pytest.approx(204, abs=2)  # white -> 203 cd/m²
     assert results[1].max_cll < 20  # dark grey stays dark: no leakage from the other job
+
+
+def test_interlaced_input_is_reported(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    src = tmp_path / "il.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=64x48:rate=25:duration=0.2",
+            "-c:v",
+            "libx264",
+            "-flags",
+            "+ildct+ilme",
+            "-x264opts",
+            "tff=1",
+            "-pix_fmt",
+            "yuv420p",
+            str(src),
+        ],
+        check=True,
+    )
+    result = convert_video(src, tmp_path / "o.mkv", create_operator("bt2408", peak_nits=1000.0))
+    assert result.warnings == ("input is interlaced; frames are converted as progressive (no deinterlacing)",)
