@@ -1,0 +1,34 @@
+"""Fast-mode pieces that need no model: processing size, guided gain-map fit, box filter."""
+
+import numpy as np
+import pytest
+
+from service.operators.mqn import _box, guided_coefficients, processing_size
+
+GAIN_ATOL = 1e-4
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "expected"), [(1080, 1920, (224, 384)), (720, 1280, (224, 384)), (480, 640, (288, 384))]
+)
+def test_processing_size_is_stride_aligned_with_long_side(h: int, w: int, expected: tuple[int, int]) -> None:
+    assert processing_size(h, w, 384) == expected
+
+
+def test_box_matches_a_direct_window_mean() -> None:
+    x = np.random.default_rng(0).random((2, 9, 11, 3), np.float32)
+    pad = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="edge")
+    direct = np.empty_like(x)
+    for i in range(9):
+        for j in range(11):
+            direct[:, i, j] = pad[:, i : i + 5, j : j + 5].mean(axis=(1, 2))
+    np.testing.assert_allclose(_box(x, 2), direct, atol=1e-5)
+
+
+def test_guided_fit_reproduces_a_gain_that_is_affine_in_the_guide() -> None:
+    guide = np.random.default_rng(1).random((1, 16, 20, 1), np.float32)
+    gain = np.concatenate([1.0 + 2.0 * guide, np.full_like(guide, 1.5), 3.0 - guide], axis=-1)
+    a, b = guided_coefficients(guide, gain, radius=2, eps=1e-8)
+    np.testing.assert_allclose(a * guide + b, gain, atol=5e-3)
+    a, b = guided_coefficients(guide, np.full((1, 16, 20, 3), 2.0, np.float32))
+    np.testing.assert_allclose(a * guide + b, 2.0, atol=GAIN_ATOL)
