@@ -130,6 +130,20 @@ PORT="$(free_port)"
     -e ITM_HOST=127.0.0.1 -e "ITM_PORT=$PORT" -e ITM_WORKERS=1 "$IMAGE" >/dev/null
 wait_http "http://127.0.0.1:$PORT/readyz" 240 || die "/readyz"
 log "ready on 127.0.0.1:$PORT"
+# The browser demo, once service/app.py includes service.web.routes.router: its files must be in the wheel.
+python3 - "http://127.0.0.1:$PORT" <<'PY' || die "browser demo"
+import json, sys, urllib.error, urllib.request
+try:
+    page = urllib.request.urlopen(sys.argv[1] + "/", timeout=10).read().decode()
+    script = urllib.request.urlopen(sys.argv[1] + "/static/app.js", timeout=10).read().decode()
+    assert "<title>itmstream" in page and "/v1/stream" in script, "unexpected demo content"
+    print("browser demo served at /", file=sys.stderr)
+except urllib.error.HTTPError as exc:
+    detail = json.loads(exc.read() or b"{}").get("detail", "") if exc.code == 404 else ""
+    if "not installed" in detail:
+        sys.exit(f"demo route is wired but its files are missing from the image: {detail}")
+    print(f"browser demo not wired into the app yet (GET / -> {exc.code})", file=sys.stderr)
+PY
 
 # -- 5. checks -------------------------------------------------------------------------------------
 uid="$("$DOCKER" exec itm-ci id -u)"

@@ -2,9 +2,12 @@
 
 The page is plain HTML, CSS and JavaScript with no build step. It talks only to the public API
 (``/v1/operators``, ``/v1/jobs``, ``/v1/stream``), so it doubles as a reference browser client. Files are
-served from a fixed allow-list read at import, never from a path taken from the request.
+served from a fixed allow-list, never from a path taken from the request. They are read on first use, not
+at import, so an install without them (a wheel built without the package data) still serves the API and
+answers 404 here with the reason.
 """
 
+from functools import cache
 from pathlib import Path
 
 from fastapi import APIRouter
@@ -13,14 +16,10 @@ from fastapi.responses import HTMLResponse, Response
 from service.api.problems import NotFoundError
 
 STATIC_DIR = Path(__file__).parent / "static"
-MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-               ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
-ASSETS: dict[str, tuple[bytes, str]] = {
-    path.name: (path.read_bytes(), MEDIA_TYPES[path.suffix])
-    for path in sorted(STATIC_DIR.iterdir())
-    if path.suffix in MEDIA_TYPES and path.name != "index.html"
+MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml",
 }
-INDEX = (STATIC_DIR / "index.html").read_bytes()
 # The page loads nothing from other origins; inline scripts and styles are not used either.
 CSP = (
     "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
@@ -32,10 +31,46 @@ HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", 
 router = APIRouter(tags=["web"], include_in_schema=False)
 
 
+@cache
+def _assets() -> dict[str, tuple[bytes, str]]:
+    """Every shipped file by name (empty when the package was installed without them)."""
+    if not STATIC_DIR.is_dir():
+        return {}
+    return {
+        path.name: (path.read_bytes(), MEDIA_TYPES[path.suffix])
+        for path in sorted(STATIC_DIR.iterdir())
+        if path.suffix in MEDIA_TYPES
+    }
+
+
+def _asset(name: str) -> tuple[bytes, str]:
+    """One shipped file.
+
+    Raises
+    ------
+    NotFoundError
+        If it does not exist, naming the likely packaging cause when no file is installed at all.
+    """
+    assets = _assets()
+    if not assets:
+        raise NotFoundError(f"demo files are not installed ({STATIC_DIR} is missing or empty)")
+    found = assets.get(name)
+    if found is None:
+        raise NotFoundError(f"static file '{name}' does not exist")
+    return found
+
+
 @router.get("/", response_class=HTMLResponse)
 async def index() -> HTMLResponse:
-    """The demo page."""
-    return HTMLResponse(INDEX, headers=HEADERS)
+    """The demo page.
+
+    Raises
+    ------
+    NotFoundError
+        If the demo files are not installed.
+    """
+    body, _ = _asset("index.html")
+    return HTMLResponse(body, headers=HEADERS)
 
 
 @router.get("/static/{name}")
@@ -47,8 +82,7 @@ async def asset(name: str) -> Response:
     NotFoundError
         If ``name`` is not one of the shipped files.
     """
-    found = ASSETS.get(name)
-    if found is None:
+    if name == "index.html":  # one address per document: the page lives at /
         raise NotFoundError(f"static file '{name}' does not exist")
-    body, media_type = found
+    body, media_type = _asset(name)
     return Response(body, media_type=media_type, headers=HEADERS)

@@ -53,6 +53,18 @@ def test_index_and_assets_are_served(tmp_path: Path) -> None:
         assert response.headers["content-type"] == "application/problem+json"
 
 
+def test_missing_demo_files_do_not_break_the_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web, "STATIC_DIR", tmp_path / "absent")
+    web._assets.cache_clear()
+    try:
+        client = TestClient(demo_app(Settings(data_dir=tmp_path)))
+        response = client.get("/")
+        assert response.status_code == 404 and "not installed" in response.json()["detail"]
+        assert client.get("/healthz").status_code == 200
+    finally:
+        web._assets.cache_clear()
+
+
 # -- headless Chromium --------------------------------------------------------------------------------
 
 
