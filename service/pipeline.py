@@ -2,10 +2,10 @@
 
 The output appears atomically. Pass 1 encodes into a hidden temporary file next to the destination with a
 placeholder content light level; pass 2 decodes that file to measure MaxCLL/MaxFALL on the frames a display
-will actually show, remuxes it with the measured values patched into the bitstream (MP4/MOV also get
-``mdcv``/``clli`` boxes, see :mod:`service.video.mp4_boxes`), and ``os.replace``-s the result onto the
-destination. Temporaries are removed on success, failure and cancellation, so a reader of
-the destination directory never sees a partial or unmeasured file.
+will actually show, remuxes it with the measured values patched into the bitstream (and copied into the
+container: ``mdcv``/``clli`` boxes in MP4/MOV, MasteringMetadata/MaxCLL/MaxFALL in Matroska), and
+``os.replace``-s the result onto the destination. Temporaries are removed on success, failure and
+cancellation, so a reader of the destination directory never sees a partial or unmeasured file.
 
 :func:`convert_video` is what the CLI and the REST workers call. It keeps no global state, checks ``cancel``
 between batches, and reports :class:`Progress` after every batch, so it can run in any worker thread.
@@ -37,7 +37,7 @@ from service.video.encode import (
     copy_stream_properties,
 )
 from service.video.hdr10_metadata import ContentLightLevel, HDR10Metadata, MasteringDisplay
-from service.video.light import measure_content_light, rewrite_content_light
+from service.video.light import make_metadata_template, measure_content_light, rewrite_content_light
 from service.video.mp4_boxes import add_hdr10_boxes
 
 STAGES = ("decode", "operator", "colour", "encode", "finalize")
@@ -156,6 +156,7 @@ def convert_video(
     placeholder = HDR10Metadata(mastering, ContentLightLevel(round(mastering.max_nits), 1))
     timings = dict.fromkeys(STAGES, 0.0)
     pass1, pass2 = _temp_path(dst, "encode"), _temp_path(dst, "final")
+    template_path = _temp_path(dst, "template").with_suffix(".mp4")
     try:
         with VideoReader(src, options.decode) as reader:
             info = reader.info
@@ -240,8 +241,14 @@ def convert_video(
         light, measured_frames = measure_content_light(pass1, threads=options.decode.threads, cancel=cancel)
         if measured_frames != frames:
             raise EngineError(f"encoder wrote {measured_frames} frames for {frames} input frames")
-        rewrite_content_light(pass1, pass2, format=fmt, light=light)
         notes: list[str] = []
+        template = None
+        if fmt == "matroska":  # container-level copy of the metadata, via a stream template
+            if make_metadata_template(pass1, template_path, mastering, light):
+                template = template_path
+            else:
+                notes.append("MasteringMetadata/MaxCLL not added to the track; metadata is in-band only")
+        rewrite_content_light(pass1, pass2, format=fmt, light=light, video_template=template)
         if fmt in ("mp4", "mov"):
             try:
                 boxed = add_hdr10_boxes(pass2, mastering, light)
@@ -259,6 +266,7 @@ def convert_video(
     finally:
         _unlink(pass1)
         _unlink(pass2)
+        _unlink(template_path)
     return ConversionResult(
         path=dst,
         frames=frames,

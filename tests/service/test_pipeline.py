@@ -32,7 +32,7 @@ def _check_hdr10(path: Path, result: ConversionResult, frames: int) -> None:
     light = side["Content light level metadata"]
     assert (light["max_content"], light["max_average"]) == (result.max_cll, result.max_fall)
     assert _cll_in_bitstream(path) == {(result.max_cll, result.max_fall)}  # no placeholder left anywhere
-    if path.suffix in (".mp4", ".mov"):  # container-level boxes too
+    if path.suffix in (".mp4", ".mov", ".mkv"):  # container level too: mdcv/clli boxes, Matroska Colour
         stream_side = {sd["side_data_type"]: sd for sd in stream.get("side_data_list", [])}
         assert Fraction(stream_side["Mastering display metadata"]["max_luminance"]) == 1000
         box = stream_side["Content light level metadata"]
