@@ -18,7 +18,18 @@ CHECK_NAME=docker
 # shellcheck source=deploy/ci/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-PY312="${ITM_PYTHON312:-/root/.pyenv/versions/3.12.1}"
+# A self-contained CPython 3.12 prefix (pyenv build) to copy into the stand-in base at the same path.
+find_python312() {
+    local candidate
+    for candidate in "${ITM_PYTHON312:-}" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*; do
+        [[ -n "$candidate" && -x "$candidate/bin/python3.12" ]] || continue
+        case "$candidate" in /usr | /usr/local | /) continue ;; esac  # never copy a system prefix
+        printf '%s\n' "$candidate"
+        return 0
+    done
+    return 1
+}
+PY312="$(find_python312)" || { echo "docker_check: no CPython 3.12 prefix found (set ITM_PYTHON312)" >&2; exit 1; }
 BASE_NAME="python:3.12-slim"
 IMAGE="itmstream:ci"
 SUITE="${ITM_DEBIAN_SUITE:-bookworm}"
