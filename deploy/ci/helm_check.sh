@@ -8,7 +8,7 @@
 #  3. The ServiceMonitor (a CRD that kubernetes-validate has no schema for) is checked structurally, and
 #     cross-references are checked: selectors match pod labels, the HPA targets the Deployment, probes,
 #     resources, non-root and read-only root filesystem are set.
-#  4. Forbidden values fail to render (a PVC shared by autoscaled replicas).
+#  4. Forbidden values fail to render (values.schema.json types; a PVC shared by autoscaled replicas).
 #
 # Idempotent; ~5-10 s once tools are installed.
 set -euo pipefail
@@ -127,6 +127,13 @@ def check(name: str, docs: list[dict]) -> None:
 
 for name, values in VALUE_SETS.items():
     check(name, docs_of(values))
+
+try:
+    docs_of({"service": {"port": "eighty"}})
+except helm.HelmError as exc:
+    assert "/service/port" in str(exc), exc
+else:
+    sys.exit("values.schema.json accepted service.port='eighty'")
 
 try:
     docs_of({"persistence": {"enabled": True}, "autoscaling": {"enabled": True}})
