@@ -85,6 +85,14 @@ class _Download:
     def headers(self) -> dict[str, str]:
         return {"Range": f"bytes={self.offset}-"} if self.offset else {}
 
+    def complete(self, response: httpx.Response) -> bool:
+        """Whether a 416 answer (``Content-Range: bytes */N``) says the .part file already holds all N bytes.
+
+        Any other 416 means the .part file belongs to something else, and the download starts over.
+        """
+        total = response.headers.get("content-range", "").rpartition("/")[2]
+        return total.isdigit() and int(total) == self.offset
+
     def open(self, response: httpx.Response) -> tuple[IO[bytes], int | None]:
         """Open the .part file for the answer: append after a 206, start over after a 200."""
         if response.status_code == 206:
@@ -281,6 +289,8 @@ class Client:
         state = _Download(Path(dest), resume)
         with self.http.stream("GET", f"/v1/jobs/{job_id}/result", headers=state.headers()) as response:
             if response.status_code == 416:
+                if state.complete(response):
+                    return state.finish(state.offset, state.offset)
                 state.part.unlink(missing_ok=True)
                 return self.download(job_id, dest, on_progress=on_progress, resume=False)
             if not response.is_success:
@@ -448,6 +458,8 @@ class AsyncClient:
         state = _Download(Path(dest), resume)
         async with self.http.stream("GET", f"/v1/jobs/{job_id}/result", headers=state.headers()) as response:
             if response.status_code == 416:
+                if state.complete(response):
+                    return state.finish(state.offset, state.offset)
                 state.part.unlink(missing_ok=True)
                 return await self.download(job_id, dest, on_progress=on_progress, resume=False)
             if not response.is_success:

@@ -43,8 +43,12 @@ def test_download_resumes_from_partial_file_with_range(server: Any, clip: Path, 
         # A .part file longer than the result (a different file) is refused with 416 and started over.
         (tmp_path / "again.mp4.part").write_bytes(full + b"junk")
         again = api.download(job.id, tmp_path / "again.mp4")
-    assert resumed.read_bytes() == full == again.read_bytes()
-    assert ranges[:2] == ["bytes=1000-", f"bytes={len(full) + 4}-"]
+        # A .part file that is already complete is only moved into place.
+        (tmp_path / "done.mp4.part").write_bytes(full)
+        done = api.download(job.id, tmp_path / "done.mp4")
+    assert resumed.read_bytes() == full == again.read_bytes() == done.read_bytes()
+    # resumed: 1 request; again: 416 then a full GET; done: a single 416 ("bytes */N" = what it has).
+    assert ranges == ["bytes=1000-", f"bytes={len(full) + 4}-", None, f"bytes={len(full)}-"]
     assert progress[0] > 1000 and progress[-1] == len(full)
 
 
