@@ -118,6 +118,24 @@ class _Download:
         return self.dest
 
 
+class _Retry:
+    """When to resend a request the server refused as overloaded (503), and after how long."""
+
+    def __init__(self, retries: int, max_backoff_s: float) -> None:
+        self.retries = retries
+        self.max_backoff_s = max_backoff_s
+
+    def delay(self, response: httpx.Response, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or ``None`` to stop (success, other error, or spent)."""
+        if response.status_code != 503 or attempt >= self.retries:
+            return None
+        try:
+            wait = float(response.headers.get("retry-after", ""))
+        except ValueError:
+            wait = 2.0**attempt
+        return max(0.0, min(wait, self.max_backoff_s))
+
+
 def _final(job: Job) -> Job:
     if job.state is JobState.SUCCEEDED:
         return job
@@ -136,7 +154,12 @@ class Client:
     timeout : httpx.Timeout or float
         Per-request timeouts (uploads and downloads are streamed, so this bounds stalls, not sizes).
     transport : httpx.BaseTransport, optional
-        For tests (``httpx.MockTransport``) or custom retries.
+        For tests (``httpx.MockTransport``) or custom transports.
+    retries : int
+        How often a request refused with 503 (queue full) is sent again, after the server's ``Retry-After``
+        (capped at ``max_backoff_s``). A 503 means nothing was accepted, so even uploads are safe to repeat.
+    max_backoff_s : float
+        Longest wait between those attempts.
 
     Examples
     --------
@@ -146,10 +169,11 @@ class Client:
 
     def __init__(
         self, base_url: str, *, api_key: str | None = None, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.BaseTransport | None = None, retries: int = 2, max_backoff_s: float = 30.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
+        self.retry = _Retry(retries, max_backoff_s)
         self.http = httpx.Client(
             base_url=self.base_url, headers=_auth(api_key), timeout=timeout, transport=transport
         )
@@ -166,8 +190,17 @@ class Client:
         """Close the connection pool."""
         self.http.close()
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        response = self.http.request(method, url, **kwargs)
+    def _send(
+        self, method: str, url: str, *, body: Callable[[], Any] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        attempt = 0
+        while True:
+            response = self.http.request(method, url, content=body() if body else None, **kwargs)
+            delay = self.retry.delay(response, attempt)
+            if delay is None:
+                break
+            attempt += 1
+            time.sleep(delay)
         _raise_for_problem(response)
         return response
 
@@ -220,7 +253,7 @@ class Client:
                     if on_upload:
                         on_upload(sent, size)
 
-        response = self._send("POST", "/v1/jobs", content=body(), headers=headers, params=params)
+        response = self._send("POST", "/v1/jobs", body=body, headers=headers, params=params)
         return Job.from_json(response.json())
 
     def get(self, job_id: str) -> Job:
@@ -338,7 +371,7 @@ class Client:
         for key in ("codec", "crf", "preset", "container"):
             params.pop(key, None)
         return self._send(
-            "POST", "/v1/images", content=data, params=params,
+            "POST", "/v1/images", body=lambda: data, params=params,
             headers={"Content-Type": "application/octet-stream"},
         ).content
 
@@ -348,10 +381,11 @@ class AsyncClient:
 
     def __init__(
         self, base_url: str, *, api_key: str | None = None, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None, retries: int = 2, max_backoff_s: float = 30.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
+        self.retry = _Retry(retries, max_backoff_s)
         self.http = httpx.AsyncClient(
             base_url=self.base_url, headers=_auth(api_key), timeout=timeout, transport=transport
         )
@@ -368,8 +402,17 @@ class AsyncClient:
         """Close the connection pool."""
         await self.http.aclose()
 
-    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        response = await self.http.request(method, url, **kwargs)
+    async def _send(
+        self, method: str, url: str, *, body: Callable[[], Any] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        attempt = 0
+        while True:
+            response = await self.http.request(method, url, content=body() if body else None, **kwargs)
+            delay = self.retry.delay(response, attempt)
+            if delay is None:
+                break
+            attempt += 1
+            await asyncio.sleep(delay)
         _raise_for_problem(response)
         return response
 
@@ -403,7 +446,7 @@ class AsyncClient:
                     if on_upload:
                         on_upload(sent, size)
 
-        response = await self._send("POST", "/v1/jobs", content=body(), headers=headers, params=params)
+        response = await self._send("POST", "/v1/jobs", body=body, headers=headers, params=params)
         return Job.from_json(response.json())
 
     async def get(self, job_id: str) -> Job:

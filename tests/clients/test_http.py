@@ -1,4 +1,5 @@
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +129,47 @@ def test_async_client_round_trip(server: Any, clip: Path, tmp_path: Path) -> Non
 
     done, data, ids = asyncio.run(scenario())
     assert done.state is JobState.SUCCEEDED and len(data) == done.result_bytes and done.id in ids
+
+
+class Gate:
+    """A converter that holds each job in ``running`` until released, then converts for real."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+
+    def __call__(
+        self, src: Path, dst: Path, operator: Any, options: Any, *, progress: Any, cancel: Any
+    ) -> Any:
+        from service.errors import JobCancelledError
+        from service.pipeline import convert_video
+
+        while not self.release.is_set():
+            if cancel.wait(0.01):
+                raise JobCancelledError("cancelled")
+        return convert_video(src, dst, operator, options, progress=progress, cancel=cancel)
+
+
+def test_overloaded_submit_is_retried_after_retry_after(server_factory: Any, clip: Path) -> None:
+    import threading
+
+    gate = Gate()
+    live = server_factory(converter=gate, job_concurrency=1, job_queue_size=1)
+    statuses: list[int] = []
+    with Client(live.url, retries=0) as strict, Client(live.url, retries=50, max_backoff_s=0.1) as patient:
+        strict.http.event_hooks["response"] = [lambda r: statuses.append(r.status_code)]
+        running = strict.submit(clip)
+        deadline = time.monotonic() + 30
+        while strict.get(running.id).state is not JobState.RUNNING:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        strict.submit(clip)  # fills the queue of one
+        with pytest.raises(APIError) as info:
+            strict.submit(clip)
+        assert info.value.status == 503 and info.value.retry_after_s
+        patient.http.event_hooks["response"] = [lambda r: statuses.append(r.status_code)]
+        threading.Timer(0.5, gate.release.set).start()
+        third = patient.submit(clip)
+        assert patient.wait(third.id, poll_s=0.05, timeout=120).state is JobState.SUCCEEDED
+    assert statuses.count(503) >= 2  # the strict client's and at least one retried attempt
