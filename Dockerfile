@@ -75,4 +75,4 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
 
 # SIGTERM makes uvicorn drain: readiness flips to 503, streams finish in-flight frames, jobs stop.
 STOPSIGNAL SIGTERM
-CMD ["python", "-c", "from service.server import serve; serve()"]
+CMD ["itmstream", "serve"]

@@ -94,13 +94,13 @@ PY
 promtool check rules "$WORK/panels.yml" >&2 || die "a dashboard expression does not parse"
 
 # -- 4. a real Prometheus scraping a real itmstream ------------------------------------------------
-if [[ ! -x "$REPO_DIR/.venv/bin/python" ]] || ! "$REPO_DIR/.venv/bin/python" -c 'import service.app' 2>/dev/null; then
+if [[ ! -x "$REPO_DIR/.venv/bin/itmstream" ]] || ! "$REPO_DIR/.venv/bin/python" -c 'import service.app' 2>/dev/null; then
     log "no project venv: scripts/bootstrap.sh"
     (cd "$REPO_DIR" && timeout 900 scripts/bootstrap.sh >&2)
 fi
 PORT="$(free_port)"
 ITM_HOST=127.0.0.1 ITM_PORT="$PORT" ITM_DATA_DIR="$WORK/data" ITM_WORKERS=1 \
-    "$REPO_DIR/.venv/bin/python" -c 'from service.server import serve; serve()' >"$WORK/service.log" 2>&1 &
+    "$REPO_DIR/.venv/bin/itmstream" serve >"$WORK/service.log" 2>&1 &
 SERVICE_PID=$!
 wait_http "http://127.0.0.1:$PORT/readyz" 180 || die "itmstream not ready"
 # One real still conversion, so the latency histograms and frame counters have samples.
