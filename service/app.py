@@ -112,6 +112,7 @@ def create_app(
             ttl_s=settings.job_ttl_s, default_operator=settings.default_operator,
             default_mode=settings.default_mode, default_peak=settings.default_peak_nits,
             max_width=settings.max_width, max_height=settings.max_height, converter=converter,
+            isolate=settings.job_isolation,
         )
         app.state.itm = state
         warm = asyncio.get_running_loop().create_task(_warm_up(state))

@@ -45,7 +45,15 @@ class Settings(BaseSettings):
     job_ttl_s: float = Field(
         default=86400.0, gt=0, description="Uploads and results are deleted this long after."
     )
-    job_concurrency: int = Field(default=1, ge=1, le=16, description="Conversion jobs running at once.")
+    job_concurrency: int = Field(
+        default=1, ge=1, le=1,
+        description="Conversion jobs at once; 1 until two concurrent convert_video calls stop crashing PyAV.",
+    )
+    job_isolation: bool = Field(
+        default=True,
+        description="Convert each job in a child process (a crash fails the job, not the server); "
+        "False runs it in-process with its frames on the shared batcher.",
+    )
     job_queue_size: int = Field(default=32, ge=1, description="Queued jobs before uploads get 503.")
 
     default_operator: str = Field(default="bt2446a", description="Operator when a request names none.")

@@ -27,7 +27,9 @@ import numpy as np
 from service.errors import ItmError, JobCancelledError
 from service.inference.batcher import DynamicBatcher
 from service.inference.types import BatchKey, OperatorSpec, resolve_spec
+from service.jobs.isolated import Outcome, run_isolated
 from service.jobs.models import FINAL_STATES, JobOptions, JobState
+from service.jobs.probe import Prober
 from service.jobs.store import JobRecord, JobStore
 from service.metrics import Metrics
 from service.operators import ColourDescription, Operator, OperatorInfo
@@ -107,7 +109,7 @@ class JobManager:
     def __init__(
         self, data_dir: Path, store: JobStore, batcher: DynamicBatcher, metrics: Metrics, *,
         concurrency: int, ttl_s: float, default_operator: str, default_mode: str, default_peak: float,
-        max_width: int, max_height: int, converter: Converter | None = None,
+        max_width: int, max_height: int, converter: Converter | None = None, isolate: bool = True,
     ) -> None:
         self.data_dir = data_dir
         self.jobs_dir = data_dir / "jobs"
@@ -123,12 +125,14 @@ class JobManager:
         self.max_width = max_width
         self.max_height = max_height
         self._converter = converter
+        self.isolate = isolate
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._cancel: dict[str, threading.Event] = {}
         self._deleting: set[str] = set()
         self._stopping = False
         self._last_progress: dict[str, float] = {}
+        self.prober = Prober()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -141,6 +145,7 @@ class JobManager:
             if not record.upload_path.is_file():
                 self.store.update(record.id, state=JobState.FAILED, error="upload lost in a server restart")
             elif record.attempts >= MAX_ATTEMPTS:
+                shutil.rmtree(self.jobs_dir / record.id, ignore_errors=True)
                 self.store.update(
                     record.id, state=JobState.FAILED,
                     error=f"server stopped while the job ran ({record.attempts} attempts); not retried",
@@ -160,12 +165,16 @@ class JobManager:
         self._stopping = True
         for event in self._cancel.values():
             event.set()
+        deadline = time.perf_counter() + 30.0
+        while self._cancel and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)  # conversions notice the event between batches
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await asyncio.to_thread(self.prober.close)
 
     # -- API operations ----------------------------------------------------------------------------------
 
@@ -212,6 +221,7 @@ class JobManager:
         record = self.store.get(job_id)
         if record is None:
             return None
+        was_final = record.state in FINAL_STATES
         self._deleting.add(job_id)
         try:
             event = self._cancel.get(job_id)
@@ -219,8 +229,7 @@ class JobManager:
                 event.set()
                 while job_id in self._cancel:
                     await asyncio.sleep(0.01)
-                record = self.store.get(job_id) or record
-            if record.state in FINAL_STATES:
+            if was_final:
                 self.store.delete(job_id)
             else:
                 self.store.update(job_id, state=JobState.CANCELLED, error="cancelled by the client")
@@ -259,6 +268,8 @@ class JobManager:
     async def _runner(self) -> None:
         while True:
             job_id = await self._queue.get()
+            if self._stopping:
+                return
             record = self.store.get(job_id)
             if record is None or record.state is not JobState.QUEUED or job_id in self._deleting:
                 continue
@@ -288,6 +299,10 @@ class JobManager:
         started = time.perf_counter()
         try:
             outcome = await asyncio.to_thread(self._convert, record, cancel, asyncio.get_running_loop())
+        except asyncio.CancelledError:
+            cancel.set()  # the conversion thread stops at its next batch
+            self.store.update(record.id, state=JobState.QUEUED, frames_done=0, fps=0.0, eta_s=None)
+            raise
         except JobCancelledError:
             if self._stopping and record.id not in self._deleting:
                 self.store.update(record.id, state=JobState.QUEUED, frames_done=0, fps=0.0, eta_s=None)
@@ -302,6 +317,9 @@ class JobManager:
         else:
             size = record.result_path.stat().st_size
             frames = int(getattr(outcome, "frames", 0))
+            if isinstance(outcome, Outcome):  # in-process runs count their frames in BatchedOperator
+                operator = record.options.operator or self.default_operator
+                self.metrics.frames_total.labels(endpoint="jobs", operator=operator).inc(frames)
             _remove(record.upload_path)
             self.store.update(
                 record.id, state=JobState.SUCCEEDED, result_bytes=size, frames_done=frames,
@@ -331,6 +349,14 @@ class JobManager:
             ),
             decode=DecodeOptions(max_width=self.max_width, max_height=self.max_height),
         )
+        if self._converter is None and self.isolate:
+            return run_isolated(
+                record.upload_path, record.result_path, spec.name, dict(spec.params),
+                {"codec": record.options.codec, "crf": record.options.crf, "preset": record.options.preset,
+                 "threads": max(1, (os.cpu_count() or 1) // 2)},
+                {"max_width": self.max_width, "max_height": self.max_height},
+                progress=self._progress(record.id), cancel=cancel,
+            )
         converter = self._converter or convert_video
         return converter(
             record.upload_path, record.result_path, operator, options,

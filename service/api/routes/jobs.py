@@ -16,7 +16,7 @@ from service.api.deps import AUTH, JobsDep, SettingsDep
 from service.api.problems import ConflictError, NotFoundError
 from service.api.schemas import Job, JobList, JobOptions, JobProgress, JobState, Problem
 from service.api.uploads import Upload, receive_upload
-from service.errors import InputError, OverloadedError, UnsupportedFormatError
+from service.errors import InputError, OverloadedError
 from service.jobs.manager import MEDIA_TYPE, SUFFIX
 from service.jobs.store import JobRecord
 
@@ -81,24 +81,6 @@ def _options(query: Mapping[str, object], fields: dict[str, str]) -> JobOptions:
         raise InputError(f"invalid job options: {details}") from exc
 
 
-def _probe(path: Path, name: str, max_width: int, max_height: int, max_duration_s: float) -> None:
-    """Open the upload with PyAV and check it is SDR video we can convert, within the limits.
-
-    Raises
-    ------
-    InputError, UnsupportedFormatError, CorruptStreamError, AlreadyHDRError
-        If it is not convertible.
-    """
-    from service.video.decode import DecodeOptions, VideoReader
-
-    with VideoReader(path, DecodeOptions(max_width=max_width, max_height=max_height)) as reader:
-        duration = reader.info.duration_s
-    if duration is not None and duration > max_duration_s:
-        raise UnsupportedFormatError(
-            f"input '{name}' lasts {duration:.1f} s; the limit is {max_duration_s:.0f} s"
-        )
-
-
 @router.post(
     "",
     status_code=HTTPStatus.ACCEPTED,
@@ -161,9 +143,8 @@ async def create_job(
     try:
         options = _options(query, dict(upload.fields))
         jobs.spec_for(options)
-        await asyncio.to_thread(
-            _probe, upload.path, upload.filename, settings.max_width, settings.max_height,
-            settings.max_duration_s,
+        await jobs.prober.probe(
+            upload.path, upload.filename, settings.max_width, settings.max_height, settings.max_duration_s
         )
         job_id, upload_path, result_path = jobs.new_paths(upload.filename, options)
         await asyncio.to_thread(upload.path.replace, upload_path)

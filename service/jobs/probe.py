@@ -1,0 +1,71 @@
+"""Probe an upload with PyAV in a separate process before a job is accepted.
+
+Opening and closing PyAV containers in two threads at once crashes the process (``free(): invalid pointer``
+when a probe overlaps a running conversion's ``container.close()``), and a hostile file should not be able to
+take the server down either; so probes run in a one-process spawn pool and only the result crosses back.
+"""
+
+import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from service.errors import CorruptStreamError, UnsupportedFormatError
+
+
+def probe_video(path: Path, name: str, max_width: int, max_height: int, max_duration_s: float) -> int:
+    """Check ``path`` is SDR video we can convert within the limits; return its estimated frame count.
+
+    Raises
+    ------
+    InputError, UnsupportedFormatError, CorruptStreamError, AlreadyHDRError
+        If it is not convertible.
+    """
+    from service.video.decode import DecodeOptions, VideoReader
+
+    with VideoReader(path, DecodeOptions(max_width=max_width, max_height=max_height)) as reader:
+        duration = reader.info.duration_s
+        frames = reader.info.frames
+    if duration is not None and duration > max_duration_s:
+        raise UnsupportedFormatError(
+            f"input '{name}' lasts {duration:.1f} s; the limit is {max_duration_s:.0f} s"
+        )
+    return frames
+
+
+class Prober:
+    """A single spawned worker process that runs :func:`probe_video`."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    async def probe(
+        self, path: Path, name: str, max_width: int, max_height: int, max_duration_s: float
+    ) -> int:
+        """Run :func:`probe_video` in the probe process.
+
+        Raises
+        ------
+        CorruptStreamError
+            If the file crashed the probe process (it is restarted for the next upload).
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._executor(), probe_video, path, name, max_width, max_height, max_duration_s
+            )
+        except BrokenProcessPool:
+            self.close()
+            raise CorruptStreamError(f"input '{name}' crashed the media prober; corrupt file?") from None
+
+    def close(self) -> None:
+        """Stop the probe process."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

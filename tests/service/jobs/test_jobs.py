@@ -1,0 +1,289 @@
+"""REST conversion jobs over a real server: upload, probe, convert, download, cancel, restart, TTL."""
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import httpx
+import numpy as np
+import pytest
+
+from service.errors import JobCancelledError
+from service.pipeline import convert_video
+
+pytestmark = pytest.mark.timeout(180)
+
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "video"
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def make_clip(path: Path, frames: int = 6, width: int = 48, height: int = 32, **tags: int) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for name, value in tags.items():
+            setattr(stream.codec_context, name, value)
+        for i in range(frames):
+            rgb = np.full((height, width, 3), (i * 40) % 256, np.uint8)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, 25)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def ffprobe(path: Path) -> dict[str, Any]:
+    if shutil.which("ffprobe") is None:
+        pytest.skip("ffprobe not installed")
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-of", "json", "-show_streams", "-select_streams", "v:0", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    stream: dict[str, Any] = json.loads(out)["streams"][0]
+    return stream
+
+
+def wait_final(client: httpx.Client, location: str, timeout: float = 150.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = client.get(location).json()
+        if job["state"] in FINAL:
+            return job
+        assert time.monotonic() < deadline, f"job stuck in {job['state']}"
+        time.sleep(0.05)
+
+
+def no_temp_files(live: Any) -> bool:
+    tmp = live.settings.data_dir / "tmp"
+    return not tmp.exists() or not any(tmp.iterdir())
+
+
+class Gate:
+    """A converter that holds the job in ``running`` until released or cancelled, then converts for real."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(
+        self, src: Path, dst: Path, operator: Any, options: Any, *, progress: Any, cancel: Any
+    ) -> Any:
+        self.started.set()
+        while not self.release.is_set():
+            if cancel.wait(0.01):
+                raise JobCancelledError("cancelled")
+        return convert_video(src, dst, operator, options, progress=progress, cancel=cancel)
+
+
+def test_real_clip_round_trip_with_ffprobe_and_range(live: Any, tmp_path: Path) -> None:
+    src = DATA / "carphone_pristine.mp4"
+    if not src.is_file():
+        pytest.skip(f"shared data not found at {DATA}")
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        with src.open("rb") as body:
+            response = client.post(
+                "/v1/jobs", params={"preset": "ultrafast", "peak_nits": 1000}, content=body,
+                headers={"Content-Type": "video/mp4", "X-Filename": src.name},
+            )
+        assert response.status_code == 202, response.text
+        location = response.headers["location"]
+        assert location == f"/v1/jobs/{response.json()['id']}"
+        job = wait_final(client, location)
+        assert job["state"] == "succeeded", job
+        assert job["progress"]["frames_done"] == job["progress"]["frames_total"] == 120
+        result = client.get(job["result_url"])
+        assert result.status_code == 200
+        assert result.headers["content-type"] == "video/mp4"
+        assert result.headers["content-disposition"] == 'attachment; filename="carphone_pristine_hdr10.mp4"'
+        assert len(result.content) == job["result_bytes"]
+        partial = client.get(job["result_url"], headers={"Range": "bytes=100-199"})
+        assert partial.status_code == 206
+        assert partial.content == result.content[100:200]
+        assert partial.headers["content-range"] == f"bytes 100-199/{len(result.content)}"
+    out = tmp_path / "out.mp4"
+    out.write_bytes(result.content)
+    stream = ffprobe(out)
+    assert stream["codec_name"] == "hevc"
+    assert stream["pix_fmt"] == "yuv420p10le"
+    assert stream["color_transfer"] == "smpte2084"
+    assert stream["color_primaries"] == "bt2020"
+    assert stream["color_space"] == "bt2020nc"
+    assert live.sample("itm_jobs", {"state": "succeeded"}) == 1
+    assert live.sample("itm_frames_total", {"endpoint": "jobs", "operator": "bt2446a"}) == 120
+    assert no_temp_files(live)
+
+
+def test_multipart_upload_with_options(live: Any, tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "in.mp4")
+    options = {"operator": "bt2408", "container": "mkv", "preset": "ultrafast", "crf": 28}
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        response = client.post(
+            "/v1/jobs",
+            files={"file": ("holiday clip.mp4", clip.read_bytes(), "video/mp4")},
+            data={"options": json.dumps(options)},
+        )
+        assert response.status_code == 202, response.text
+        assert response.json()["options"]["operator"] == "bt2408"
+        job = wait_final(client, response.headers["location"])
+        assert job["state"] == "succeeded", job
+        assert job["filename"] == "holiday clip.mp4"
+        result = client.get(job["result_url"])
+        assert result.headers["content-type"] == "video/x-matroska"
+        # RFC 6266 / 5987: a name with a space is sent percent-encoded.
+        disposition = result.headers["content-disposition"]
+        assert disposition == "attachment; filename*=utf-8''holiday%20clip_hdr10.mkv"
+    out = tmp_path / "out.mkv"
+    out.write_bytes(result.content)
+    assert ffprobe(out)["color_transfer"] == "smpte2084"
+
+
+def test_concurrent_jobs_and_paging(live_factory: Any, tmp_path: Path) -> None:
+    live = live_factory()  # jobs are accepted concurrently and run one at a time (ITM_JOB_CONCURRENCY=1)
+    clips = [make_clip(tmp_path / f"c{i}.mp4", frames=4 + i) for i in range(3)]
+
+    def submit(clip: Path) -> str:
+        with httpx.Client(base_url=live.url, timeout=60) as client:
+            response = client.post("/v1/jobs?preset=ultrafast", content=clip.read_bytes())
+            assert response.status_code == 202, response.text
+            return str(response.headers["location"])
+
+    with ThreadPoolExecutor(3) as pool:
+        locations = list(pool.map(submit, clips))
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        jobs = [wait_final(client, loc) for loc in locations]
+        assert [j["state"] for j in jobs] == ["succeeded"] * 3
+        assert sorted(j["progress"]["frames_done"] for j in jobs) == [4, 5, 6]
+        first = client.get("/v1/jobs", params={"limit": 2}).json()
+        assert len(first["items"]) == 2 and first["next_cursor"]
+        second = client.get("/v1/jobs", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+        assert len(second["items"]) == 1 and second["next_cursor"] is None
+        ids = [j["id"] for j in first["items"] + second["items"]]
+        assert sorted(ids) == sorted(j["id"] for j in jobs)
+    assert live.sample("itm_jobs", {"state": "succeeded"}) == 3
+
+
+def test_rejected_uploads_leave_no_files(live_factory: Any, tmp_path: Path) -> None:
+    live = live_factory(upload_limit_bytes=20_000, max_width=64, max_height=64)
+    big = make_clip(tmp_path / "big.mp4", frames=2, width=128, height=96)
+    odd = make_clip(tmp_path / "odd.mp4", frames=2, width=48, height=32)
+    hdr = make_clip(tmp_path / "hdr.mp4", frames=2, color_trc=16)
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+
+        def post(content: bytes, **params: Any) -> httpx.Response:
+            return client.post("/v1/jobs", content=content, params=params)
+
+        too_large = post(b"\x00" * 30_000)
+        assert too_large.status_code == 413
+        assert too_large.headers["content-type"] == "application/problem+json"
+
+        def chunks() -> Any:  # no Content-Length: the limit must trip while streaming
+            for _ in range(10):
+                yield b"\x00" * 4096
+
+        assert client.post("/v1/jobs", content=chunks()).status_code == 413
+        assert post(b"this is not a video").status_code == 422
+        assert post(b"").status_code == 422
+        assert post(big.read_bytes()).status_code == 415
+        assert post(hdr.read_bytes()).status_code == 422
+        assert "HDR" in post(hdr.read_bytes()).json()["detail"]
+        assert post(odd.read_bytes(), codec="vp9").status_code == 422
+        assert post(odd.read_bytes(), operator="nope").status_code == 422
+        assert post(odd.read_bytes(), crf=99).status_code == 422
+        multipart_no_file = client.post("/v1/jobs", data={"operator": "bt2408"}, files={"other": ("a", b"x")})
+        assert multipart_no_file.status_code == 422
+        assert client.get("/v1/jobs").json()["items"] == []
+    assert no_temp_files(live)
+    assert not any((live.settings.data_dir / "jobs").iterdir())
+
+
+def test_delete_cancels_running_job_and_removes_files(live_factory: Any, tmp_path: Path) -> None:
+    gate = Gate()
+    live = live_factory(converter=gate)
+    clip = make_clip(tmp_path / "in.mp4")
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        location = client.post("/v1/jobs", content=clip.read_bytes()).headers["location"]
+        assert gate.started.wait(60)
+        assert client.get(location).json()["state"] == "running"
+        assert client.get(f"{location}/result").status_code == 409
+        assert client.delete(location).status_code == 204
+        job = client.get(location).json()
+        assert job["state"] == "cancelled"
+        job_dir = live.settings.data_dir / "jobs" / job["id"]
+        assert not job_dir.exists()
+        # Deleting a finished (cancelled) job removes it entirely.
+        assert client.delete(location).status_code == 204
+        assert client.get(location).status_code == 404
+        assert client.delete(location).status_code == 404
+
+
+def test_restart_resumes_queued_and_running_jobs(live_factory: Any, tmp_path: Path) -> None:
+    gate = Gate()
+    live = live_factory(converter=gate, job_concurrency=1)
+    clips = [make_clip(tmp_path / f"c{i}.mp4") for i in range(2)]
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        running = client.post("/v1/jobs?preset=ultrafast", content=clips[0].read_bytes()).headers["location"]
+        assert gate.started.wait(60)
+        queued = client.post("/v1/jobs?preset=ultrafast", content=clips[1].read_bytes()).headers["location"]
+        assert client.get(running).json()["state"] == "running"
+        assert client.get(queued).json()["state"] == "queued"
+    live.stop()  # graceful: the running job is cancelled and put back in the queue
+    db = sqlite3.connect(live.settings.data_dir / "jobs.sqlite3")
+    states = dict(db.execute("SELECT id, state FROM jobs").fetchall())
+    db.close()
+    assert sorted(states.values()) == ["queued", "queued"]
+
+    again = live_factory()
+    with httpx.Client(base_url=again.url, timeout=60) as client:
+        for location in (running, queued):
+            job = wait_final(client, location)
+            assert job["state"] == "succeeded", job
+            assert client.get(job["result_url"]).status_code == 200
+
+
+def test_crash_recovery_reruns_once_then_fails_with_reason(live_factory: Any, tmp_path: Path) -> None:
+    gate = Gate()
+    live = live_factory(converter=gate)
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        first = client.post("/v1/jobs?preset=ultrafast", content=make_clip(tmp_path / "a.mp4").read_bytes())
+        assert gate.started.wait(60)
+        second = client.post("/v1/jobs?preset=ultrafast", content=make_clip(tmp_path / "b.mp4").read_bytes())
+    live.stop()
+    # Make the store look like a crash left both running: one on its first attempt, one already retried.
+    db = sqlite3.connect(live.settings.data_dir / "jobs.sqlite3")
+    db.execute("UPDATE jobs SET state = 'running', attempts = 1 WHERE id = ?", (first.json()["id"],))
+    db.execute("UPDATE jobs SET state = 'running', attempts = 2 WHERE id = ?", (second.json()["id"],))
+    db.commit()
+    db.close()
+
+    again = live_factory()
+    with httpx.Client(base_url=again.url, timeout=60) as client:
+        rerun = wait_final(client, first.headers["location"])
+        failed = wait_final(client, second.headers["location"])
+    assert rerun["state"] == "succeeded"
+    assert failed["state"] == "failed"
+    assert "server stopped while the job ran" in failed["error"]
+    assert not (again.settings.data_dir / "jobs" / failed["id"] / "input.mp4").exists()
+
+
+def test_results_expire_after_ttl(live_factory: Any, tmp_path: Path) -> None:
+    live = live_factory(job_ttl_s=0.5)
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        clip = make_clip(tmp_path / "a.mp4").read_bytes()
+        response = client.post("/v1/jobs?preset=ultrafast", content=clip)
+        location = response.headers["location"]
+        job = wait_final(client, location)
+        assert job["state"] == "succeeded"
+        job_dir = live.settings.data_dir / "jobs" / job["id"]
+        live.wait_for(lambda: client.get(location).status_code == 404)
+    assert not job_dir.exists()
