@@ -25,7 +25,7 @@ DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "video"
 FINAL = ("succeeded", "failed", "cancelled")
 
 
-def make_clip(path: Path, frames: int = 6, width: int = 48, height: int = 32, **tags: int) -> Path:
+def make_clip(path: Path, frames: int = 6, width: int = 64, height: int = 48, **tags: int) -> Path:
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -176,7 +176,7 @@ def test_concurrent_jobs_and_paging(live_factory: Any, tmp_path: Path) -> None:
 def test_rejected_uploads_leave_no_files(live_factory: Any, tmp_path: Path) -> None:
     live = live_factory(upload_limit_bytes=20_000, max_width=64, max_height=64)
     big = make_clip(tmp_path / "big.mp4", frames=2, width=128, height=96)
-    odd = make_clip(tmp_path / "odd.mp4", frames=2, width=48, height=32)
+    odd = make_clip(tmp_path / "odd.mp4", frames=2)
     hdr = make_clip(tmp_path / "hdr.mp4", frames=2, color_trc=16)
     with httpx.Client(base_url=live.url, timeout=60) as client:
 
