@@ -25,6 +25,9 @@ from service.metrics import Metrics, build_metrics
 
 log = logging.getLogger(__name__)
 
+QUANT = {"mqn": "int8+float"}
+"""``itm_model_info`` quant label per learned operator (int8 backbone, float head); classical ones: none."""
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -71,7 +74,8 @@ async def _warm_up(state: ServiceState) -> None:
         height, width = settings.warmup_size
         started = time.perf_counter()
         await asyncio.to_thread(state.pool.warm_up, [spec], height, width)
-        state.metrics.model_info.labels(name=spec.name, mode=spec.mode, quant="").set(1)
+        quant = QUANT.get(spec.name, "none")
+        state.metrics.model_info.labels(name=spec.name, mode=spec.mode, quant=quant).set(1)
         state.ready = True
         log.info("ready: %s warmed in %.1f s", spec.name, time.perf_counter() - started)
     except Exception as exc:

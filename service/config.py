@@ -56,7 +56,9 @@ class Settings(BaseSettings):
     )
     job_queue_size: int = Field(default=32, ge=1, description="Queued jobs before uploads get 503.")
 
-    default_operator: str = Field(default="bt2446a", description="Operator when a request names none.")
+    default_operator: str = Field(
+        default="mqn", description="Operator when a request names none (the bundled learned model)."
+    )
     default_mode: Literal["fast", "quality"] = Field(
         default="fast", description="Mode for operators that take one."
     )

@@ -31,6 +31,7 @@ def client_factory(tmp_path: Path) -> Iterator[Callable[..., tuple[TestClient, C
 
     def factory(ready: bool = True, **overrides: Any) -> tuple[TestClient, CollectorRegistry]:
         registry = CollectorRegistry()
+        overrides.setdefault("default_operator", "bt2446a")  # classical: fast to warm, exact references
         settings = Settings(data_dir=tmp_path / "data", workers=1, **overrides)
         client = TestClient(create_app(settings, registry=registry))
         client.__enter__()

@@ -29,7 +29,7 @@ def test_healthz_and_metrics_need_no_auth(client_factory: Callable[..., Any]) ->
     metrics = client.get("/metrics")
     assert metrics.status_code == 200 and "itm_requests_total" in metrics.text
     assert registry.get_sample_value("itm_requests_total", {"route": "/healthz", "status": "200"}) == 1
-    assert registry.get_sample_value("itm_model_info", {"name": "bt2446a", "mode": "", "quant": ""}) == 1
+    assert registry.get_sample_value("itm_model_info", {"name": "bt2446a", "mode": "", "quant": "none"}) == 1
 
 
 def test_readyz_is_503_until_warm(
@@ -139,3 +139,15 @@ def test_image_errors(client_factory: Callable[..., Any]) -> None:
     assert client.post("/v1/images?operator=nope", content=b"x").status_code == 422
     leftovers = list((client.app.state.itm.settings.data_dir / "tmp").iterdir())
     assert leftovers == []
+
+
+def test_default_operator_is_the_bundled_model(client_factory: Callable[..., Any]) -> None:
+    from service.operators import available_operators
+
+    if "mqn" not in {info.name for info in available_operators()}:
+        pytest.skip("mqn operator (LiteRT runtime or model) not installed")
+    client, registry = client_factory(default_operator="mqn", default_mode="fast")
+    assert registry.get_sample_value("itm_model_info", {"name": "mqn", "mode": "fast", "quant": "int8+float"}) == 1
+    response = client.post("/v1/images", content=png_bytes(), headers={"Content-Type": "image/png"})
+    assert response.status_code == 200
+    assert registry.get_sample_value("itm_frames_total", {"endpoint": "images", "operator": "mqn"}) == 1

@@ -41,6 +41,7 @@ class LiveServer:
 
 def start_server(tmp_path: Path, **overrides: Any) -> LiveServer:
     converter = overrides.pop("converter", None)
+    overrides.setdefault("default_operator", "bt2446a")  # classical: fast to warm, exact references
     settings = Settings(data_dir=tmp_path / "data", workers=2, port=0, **overrides)
     registry = CollectorRegistry()
     app = create_app(settings, registry=registry, converter=converter)
