@@ -147,7 +147,8 @@ def test_default_operator_is_the_bundled_model(client_factory: Callable[..., Any
     if "mqn" not in {info.name for info in available_operators()}:
         pytest.skip("mqn operator (LiteRT runtime or model) not installed")
     client, registry = client_factory(default_operator="mqn", default_mode="fast")
-    assert registry.get_sample_value("itm_model_info", {"name": "mqn", "mode": "fast", "quant": "int8+float"}) == 1
+    info = {"name": "mqn", "mode": "fast", "quant": "int8+float"}
+    assert registry.get_sample_value("itm_model_info", info) == 1
     response = client.post("/v1/images", content=png_bytes(), headers={"Content-Type": "image/png"})
     assert response.status_code == 200
     assert registry.get_sample_value("itm_frames_total", {"endpoint": "images", "operator": "mqn"}) == 1
