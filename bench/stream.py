@@ -28,10 +28,11 @@ from websockets.asyncio.client import connect
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import line, write
-from _server import Server
+from _report import line, write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,9 +74,9 @@ class Server:
     def metric_samples(self, name: str) -> dict[str, float]:
         text = httpx.get(f"{self.url}/metrics", timeout=10).text
         return {
-            line.split(" ")[0]: float(line.split(" ")[1])
-            for line in text.splitlines()
-            if line.startswith(name)
+            row.split(" ")[0]: float(row.split(" ")[1])
+            for row in text.splitlines()
+            if row.startswith(name)
         }
 
     def stop(self) -> None:
