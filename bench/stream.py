@@ -28,7 +28,7 @@ from websockets.asyncio.client import connect
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import line, write  # noqa: E402
+from _report import line, write
 
 ROOT = Path(__file__).resolve().parent.parent
 
