@@ -66,9 +66,9 @@ class Server:
         raise TimeoutError("server not ready")
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+        for row in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if row.startswith("VmRSS:"):
+                return int(row.split()[1]) / 1024
         return float("nan")
 
     def metric_samples(self, name: str) -> dict[str, float]:
