@@ -287,3 +287,14 @@ def test_results_expire_after_ttl(live_factory: Any, tmp_path: Path) -> None:
         job_dir = live.settings.data_dir / "jobs" / job["id"]
         live.wait_for(lambda: client.get(location).status_code == 404)
     assert not job_dir.exists()
+
+
+def test_in_process_jobs_share_the_batcher(live_factory: Any, tmp_path: Path) -> None:
+    live = live_factory(job_isolation=False)
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        clip = make_clip(tmp_path / "a.mp4", frames=8).read_bytes()
+        response = client.post("/v1/jobs?preset=ultrafast", content=clip)
+        job = wait_final(client, response.headers["location"])
+    assert job["state"] == "succeeded", job
+    assert live.sample("itm_frames_total", {"endpoint": "jobs", "operator": "bt2446a"}) == 8
+    assert live.sample("itm_batch_size_sum") >= 8  # the job's frames went through the shared batcher
