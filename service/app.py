@@ -83,6 +83,20 @@ async def _warm_up(state: ServiceState) -> None:
         log.exception("warm-up failed")
 
 
+async def drain_streams(app: FastAPI, timeout_s: float = 10.0) -> None:
+    """Tell open streams the server is stopping and wait until they have answered their in-flight frames.
+
+    Called by the server *before* it closes connections (uvicorn would otherwise close every WebSocket with
+    1012 at once); streams then finish what they accepted and close with 1001.
+    """
+    state: ServiceState | None = getattr(app.state, "itm", None)
+    if state is None:
+        return
+    state.shutting_down.set()
+    if state.streams:
+        await asyncio.wait(state.streams, timeout=timeout_s)
+
+
 def create_app(
     settings: Settings, *, registry: CollectorRegistry | None = None, converter: Converter | None = None
 ) -> FastAPI:

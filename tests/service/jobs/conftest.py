@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from service.app import create_app
 from service.config import Settings
+from service.server import DrainingServer, config_for
 
 
 @dataclass
@@ -45,10 +46,7 @@ def start_server(tmp_path: Path, **overrides: Any) -> LiveServer:
     settings = Settings(data_dir=tmp_path / "data", workers=2, port=0, **overrides)
     registry = CollectorRegistry()
     app = create_app(settings, registry=registry, converter=converter)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", ws="websockets-sansio", lifespan="on"
-    )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config_for(app, "127.0.0.1", 0, "warning"), app)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -5,6 +5,7 @@ import io
 import json
 import socket
 import struct
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -297,3 +298,27 @@ def test_stream_auth(live_factory: Any, auth_on: bool) -> None:
         with connect(f"{live.ws_url}/v1/stream?access_token=s3cret", open_timeout=30) as ws:
             ws.send(hello())
             assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+
+
+def test_graceful_shutdown_drains_in_flight_frames(live_factory: Any) -> None:
+    live = live_factory()
+    with open_stream(live, mode="lossless", credits=4) as (ws, _):
+        for seq in range(4):
+            send_frame(ws, seq, frame_pixels(seq).tobytes())
+        ws.send(json.dumps({"type": "credit", "n": 1}))
+        answered: list[int] = []
+        # Wait until the server has read every frame (first result proves the stream is live), then stop.
+        answered.append(recv_result(ws)[0][0])
+        stopper = threading.Thread(target=live.stop)
+        stopper.start()
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                message = ws.recv(timeout=30)
+                if isinstance(message, bytes):
+                    answered.append(RESULT.unpack_from(message)[0])
+                else:
+                    answered.append(json.loads(message)["seq"])  # a frame read during the drain is reported
+        stopper.join()
+    assert sorted(answered) == [0, 1, 2, 3]
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (1001, "server shutting down")
