@@ -22,7 +22,8 @@ class DrainingServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Drain streams (they close with 1001), then shut down as uvicorn does."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(drain_streams(self.itm_app, self.drain_timeout_s), self.drain_timeout_s + 1)
+            drain = drain_streams(self.itm_app, self.drain_timeout_s)
+            await asyncio.wait_for(drain, self.drain_timeout_s + 1)
         await super().shutdown(sockets)
 
 
