@@ -155,19 +155,19 @@ def batch_distribution(before: dict[str, float], after: dict[str, float]) -> dic
 
 
 async def run_case(server: Server, size: str, operator: str, clients: int, seconds: float,
-                   frames: list[bytes]) -> dict[str, Any]:
+                   frames: list[bytes], window: int = 2) -> dict[str, Any]:
     height, width = SIZES[size]
     # Untimed warm-up: first frames at this size compile/allocate per worker.
     await client(server.ws_url, frames, height, width, operator, 1.5)
     before = server.metric_samples("itm_batch_size_bucket")
     results = await asyncio.gather(
-        *[client(server.ws_url, frames, height, width, operator, seconds) for _ in range(clients)]
+        *[client(server.ws_url, frames, height, width, operator, seconds, window) for _ in range(clients)]
     )
     after = server.metric_samples("itm_batch_size_bucket")
     latencies = np.array([v for r in results for v in r["latency_us"]]) / 1000.0
     total = sum(r["frames"] for r in results)
     elapsed = max(r["seconds"] for r in results)
-    name = f"stream {operator} {size} x{clients}"
+    name = f"stream {operator} {size} x{clients} window {window}"
     p50, p95, p99 = (float(np.percentile(latencies, q)) for q in (50, 95, 99))
     print(line(name, total, elapsed))
     print(f"    per-stream {total / elapsed / clients:.1f} FPS; latency p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
@@ -216,7 +216,8 @@ async def main_async(args: argparse.Namespace) -> None:
         cache = {size: load_frames(*SIZES[size], 48) for size in args.sizes}
         for size in args.sizes:
             for operator in args.operators:
-                cases.append(await run_case(server, size, operator, args.clients, args.seconds, cache[size]))
+                case = run_case(server, size, operator, args.clients, args.seconds, cache[size], args.window)
+                cases.append(await case)
         fps = {c["operator"]: c["fps_per_stream"] for c in cases if c["size"] == args.sizes[0]}
         if "mqn" in fps and "bt2408" in fps:
             print(f"    mqn / bt2408 fps ratio at {args.sizes[0]}: {fps['mqn'] / fps['bt2408']:.2f}")
@@ -236,6 +237,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=lambda s: s.split(","), default=["720p"])
     parser.add_argument("--operators", type=lambda s: s.split(","), default=["mqn", "bt2408"])
     parser.add_argument("--memory-streams", type=int, default=2)
+    parser.add_argument("--window", type=int, default=2, help="credits each client keeps outstanding")
     asyncio.run(main_async(parser.parse_args()))
 
 
