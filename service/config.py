@@ -30,7 +30,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), description="Job database, uploads and results live here.")
 
     workers: int = Field(default_factory=_default_workers, ge=1, le=64, description="Inference threads.")
-    max_batch_size: int = Field(default=4, ge=1, le=64, description="Frames per inference batch at most.")
+    max_batch_size: int = Field(
+        default=1, ge=1, le=64,
+        description="Frames per inference batch at most. 1 on CPU: two workers with one frame each beat one "
+        "worker with two (bench/stream.py: mqn 720p 32.6 vs 23.9 FPS); raise it for accelerators.",
+    )
     max_queue_delay_ms: float = Field(
         default=4.0, ge=0.0, le=1000.0, description="Longest wait of the oldest queued frame for batch mates."
     )

@@ -40,7 +40,7 @@ def test_env_vars_with_itm_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         ("ITM_MAX_BATCH_SIZE", "0", "max_batch_size"),
         ("ITM_DEFAULT_OPERATOR", "nope", "default_operator"),
         ("ITM_DEFAULT_PEAK_NITS", "50", "default_peak_nits"),
-        ("ITM_QUEUE_SIZE", "1", "queue_size"),
+        ("ITM_MAX_BATCH_SIZE", "65", "max_batch_size"),
     ],
 )
 def test_invalid_values_fail_at_startup(
@@ -49,6 +49,11 @@ def test_invalid_values_fail_at_startup(
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=match):
         Settings()
+
+
+def test_queue_must_hold_a_batch() -> None:
+    with pytest.raises(ValidationError, match="queue_size"):
+        Settings(max_batch_size=8, queue_size=4)
 
 
 def test_settings_are_frozen() -> None:
