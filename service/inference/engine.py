@@ -120,7 +120,7 @@ class _Pair:
     """
 
     def __init__(self, files: ModelFiles, shape: tuple[int, int, int], threads: int) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # type: ignore[import-untyped]
 
         n, h, w = shape
         with map_litert_errors():

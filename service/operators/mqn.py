@@ -172,8 +172,8 @@ def guided_coefficients(
     mean_p = _box(target, radius)
     cov = _box(guide * target, radius) - mean_i * mean_p
     var = _box(guide * guide, radius) - mean_i * mean_i
-    a = cov / (var + eps)
-    b = mean_p - a * mean_i
+    a = (cov / (var + np.float32(eps))).astype(np.float32)
+    b = (mean_p - a * mean_i).astype(np.float32)
     return _box(a, radius), _box(b, radius)
 
 
