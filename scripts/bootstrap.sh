@@ -20,11 +20,12 @@ find_python() {
     return 1
 }
 
-if [[ "$want_apt" == "--apt" ]] && ! command -v ffprobe >/dev/null 2>&1; then
+# ffprobe verifies HDR10 output; chromium runs the browser-demo test (Playwright drives it, nothing downloaded).
+if [[ "$want_apt" == "--apt" ]] && { ! command -v ffprobe >/dev/null 2>&1 || [[ ! -x /usr/bin/chromium ]]; }; then
     sudo_cmd=""
     [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq ffmpeg >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq ffmpeg chromium >/dev/null
 fi
 
 if [[ ! -x .venv/bin/python ]]; then

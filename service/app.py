@@ -22,6 +22,7 @@ from service.jobs.manager import Converter, JobManager
 from service.jobs.store import JobStore
 from service.logging import configure_logging
 from service.metrics import Metrics, build_metrics
+from service.web import routes as web
 
 log = logging.getLogger(__name__)
 
@@ -165,4 +166,5 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(images.router)
     app.include_router(stream.router)
+    app.include_router(web.router)
     return app

@@ -31,7 +31,9 @@ class Settings(BaseSettings):
 
     workers: int = Field(default_factory=_default_workers, ge=1, le=64, description="Inference threads.")
     max_batch_size: int = Field(
-        default=1, ge=1, le=64,
+        default=1,
+        ge=1,
+        le=64,
         description="Frames per inference batch at most. 1 on CPU: two workers with one frame each beat one "
         "worker with two (bench/stream.py: mqn 720p 32.6 vs 23.9 FPS); raise it for accelerators.",
     )
@@ -50,11 +52,13 @@ class Settings(BaseSettings):
         default=86400.0, gt=0, description="Uploads and results are deleted this long after."
     )
     job_concurrency: int = Field(
-        default=1, ge=1, le=1,
-        description="Conversion jobs at once; 1 until two concurrent convert_video calls stop crashing PyAV.",
+        default=1,
+        ge=1,
+        le=8,
+        description="Conversion jobs at once (each also shares the inference pool with streams).",
     )
     job_isolation: bool = Field(
-        default=True,
+        default=False,
         description="Convert each job in a child process (a crash fails the job, not the server); "
         "False runs it in-process with its frames on the shared batcher.",
     )
@@ -105,9 +109,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> "Settings":
         if self.queue_size < self.max_batch_size:
-            raise ValueError(
-                f"queue_size {self.queue_size} must be >= max_batch_size {self.max_batch_size}"
-            )
+            raise ValueError(f"queue_size {self.queue_size} must be >= max_batch_size {self.max_batch_size}")
         return self
 
     @property

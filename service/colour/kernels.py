@@ -49,7 +49,12 @@ def pq_decode_table() -> npt.NDArray[np.float32]:
 
 
 @numba.njit(inline="always", fastmath=False)
-def _pq(bits: np.uint32, table: npt.NDArray[np.float32]) -> float:
+def pq_from_bits(bits: np.uint32, table: npt.NDArray[np.float32]) -> float:
+    """PQ signal of one float32 cd/m² value given as its bit pattern (see the module docstring).
+
+    Inlined into every kernel that emits PQ (HDR10 planes here, stream packers elsewhere), so they all
+    round identically.
+    """
     b = np.int64(bits)
     if b < _LOW_BITS or b > _NAN_BITS:  # zero, negative (sign bit set => huge), denormal tiny, or NaN
         return 0.0
@@ -80,9 +85,9 @@ def _nits_to_yuv420p10(bits, table, y_plane, u_plane, v_plane):  # type: ignore[
                 row = 2 * ci + dr
                 for dc in range(2):
                     col = 2 * cj + dc
-                    r = _pq(bits[row, col, 0], table)
-                    g = _pq(bits[row, col, 1], table)
-                    b = _pq(bits[row, col, 2], table)
+                    r = pq_from_bits(bits[row, col, 0], table)
+                    g = pq_from_bits(bits[row, col, 1], table)
+                    b = pq_from_bits(bits[row, col, 2], table)
                     yv = KR * r + KG * g + KB * b
                     y_plane[row, col] = np.uint16(min(max(np.rint(64.0 + 876.0 * yv), 0.0), 1023.0))
                     if dc == 0:

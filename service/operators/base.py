@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.colour.primaries import PRIMARIES_BT2020, chromaticities, matrix_rgb_to_rgb
+from service.colour.scaling import DEFAULT_PEAK_NITS
 from service.colour.sdr_transfer import decode_lut_u8
 from service.colour.tags import HDR_TRANSFERS, Primaries, Transfer
 
@@ -87,7 +88,7 @@ class Operator(ABC):
 
     info: ClassVar[OperatorInfo]
 
-    def __init__(self, peak_nits: float) -> None:
+    def __init__(self, peak_nits: float = DEFAULT_PEAK_NITS) -> None:
         if not 100.0 <= peak_nits <= 10000.0:
             raise ValueError(f"peak {peak_nits} cd/m² is out of range; expected 100 to 10000")
         self.peak_nits = float(peak_nits)

@@ -114,7 +114,9 @@ class InverseReinhard(Operator):
         ),
     )
 
-    def __init__(self, peak_nits: float, key_nits: float = SDR_WHITE_NITS, l_white: float = 0.0) -> None:
+    def __init__(
+        self, peak_nits: float = DEFAULT_PEAK_NITS, key_nits: float = SDR_WHITE_NITS, l_white: float = 0.0
+    ) -> None:
         super().__init__(peak_nits)
         if not 10.0 <= key_nits <= self.peak_nits:
             raise ValueError(f"key_nits {key_nits} must be between 10 and the peak {self.peak_nits}")

@@ -15,7 +15,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from service.colour.kernels import _pq, pq_encode_table
+from service.colour.kernels import pq_encode_table, pq_from_bits
 
 
 @numba.njit(parallel=True, cache=True)
@@ -23,9 +23,9 @@ def _pack_rgb10a2(bits, table, out):  # type: ignore[no-untyped-def]
     h, w, _ = bits.shape
     for row in numba.prange(h):
         for col in range(w):
-            r = np.uint32(min(max(np.rint(_pq(bits[row, col, 0], table) * 1023.0), 0.0), 1023.0))
-            g = np.uint32(min(max(np.rint(_pq(bits[row, col, 1], table) * 1023.0), 0.0), 1023.0))
-            b = np.uint32(min(max(np.rint(_pq(bits[row, col, 2], table) * 1023.0), 0.0), 1023.0))
+            r = np.uint32(min(max(np.rint(pq_from_bits(bits[row, col, 0], table) * 1023.0), 0.0), 1023.0))
+            g = np.uint32(min(max(np.rint(pq_from_bits(bits[row, col, 1], table) * 1023.0), 0.0), 1023.0))
+            b = np.uint32(min(max(np.rint(pq_from_bits(bits[row, col, 2], table) * 1023.0), 0.0), 1023.0))
             out[row, col] = r | (g << np.uint32(10)) | (b << np.uint32(20)) | np.uint32(0xC0000000)
 
 
@@ -35,7 +35,7 @@ def _pack_rgb48(bits, table, out):  # type: ignore[no-untyped-def]
     for row in numba.prange(h):
         for col in range(w):
             for c in range(3):
-                v = _pq(bits[row, col, c], table) * 65535.0
+                v = pq_from_bits(bits[row, col, c], table) * 65535.0
                 out[row, col, c] = np.uint16(min(max(np.rint(v), 0.0), 65535.0))
 
 

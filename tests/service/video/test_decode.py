@@ -65,6 +65,14 @@ def test_odd_size_is_refused_before_decoding(clip_factory):
         VideoReader(path)
 
 
+@pytest.mark.parametrize(("width", "height"), [(48, 32), (40, 64), (64, 8)])
+def test_frames_too_small_for_the_encoders_are_refused(clip_factory, width, height):
+    # libx265 aborts the whole process (heap corruption) on 34-48 px wide frames: refuse, never encode.
+    path = clip_factory(f"tiny{width}.mp4", width=width, height=height, frames=2)
+    with pytest.raises(UnsupportedFormatError, match="at least 64x16"):
+        VideoReader(path)
+
+
 def test_max_resolution_is_enforced(clip_factory):
     path = clip_factory(width=128, height=96)
     with pytest.raises(UnsupportedFormatError, match="limit is 64x64"):
