@@ -1,6 +1,6 @@
 """A real itmstream server on a loopback ephemeral port for the client tests.
 
-Reuses the stream tests' uvicorn-in-a-thread server (tests/service/stream/conftest.py) and the synthetic clip
+Reuses the service tests' uvicorn-in-a-thread server (tests/service/conftest.py) and the synthetic clip
 maker (tests/service/conftest.py) rather than copying them; one server per module keeps the suite fast.
 """
 
@@ -16,8 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `pytest` without `python -m` does not put the repo root on sys.path
     sys.path.insert(0, str(ROOT))
 
-from tests.service.conftest import make_clip  # noqa: E402
-from tests.service.stream.conftest import LiveServer, start_server  # noqa: E402
+from tests.service.conftest import LiveServer, make_clip, start_server  # noqa: E402
 
 
 def _ready(server: LiveServer) -> LiveServer:

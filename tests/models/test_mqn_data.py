@@ -1,11 +1,9 @@
 """Data synthesis: determinism, the family-aware split, views and the absolute target convention."""
 
-import importlib.util
 
 import numpy as np
 import pytest
 
-from models.mqn.artifacts import ARTIFACTS, BACKBONE_FILE, FLOAT_WEIGHTS, HEAD_FILE, META_FILE
 from models.mqn.convention import PQ_PEAK, pq_to_nits, reference_nits
 from models.mqn.data import (
     CURVES,
@@ -19,23 +17,7 @@ from models.mqn.data import (
     synthesize,
     tone_curve,
 )
-
-needs_tf = pytest.mark.skipif(
-    importlib.util.find_spec("tensorflow") is None, reason="tensorflow (the `train` extra) is not installed"
-)
-needs_litert = pytest.mark.skipif(
-    importlib.util.find_spec("ai_edge_litert") is None, reason="ai-edge-litert is not installed"
-)
-needs_data = pytest.mark.skipif(
-    not (DEFAULT_DATA_DIR / "MANIFEST.csv").exists(), reason=f"no HDR scenes at {DEFAULT_DATA_DIR}"
-)
-needs_artifacts = pytest.mark.skipif(
-    not all((ARTIFACTS / f).exists() for f in (BACKBONE_FILE, HEAD_FILE, META_FILE)),
-    reason=f"no exported MQN in {ARTIFACTS}",
-)
-needs_float = pytest.mark.skipif(
-    not (ARTIFACTS / FLOAT_WEIGHTS).exists(), reason=f"no float MQN weights in {ARTIFACTS}"
-)
+from tests.models.markers import needs_data
 
 pytestmark = pytest.mark.data
 

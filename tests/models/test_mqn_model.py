@@ -1,32 +1,12 @@
 """Keras side: layer config round trips, save/load, per-frame independence, and the smoke training run."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from models.mqn.artifacts import ARTIFACTS, BACKBONE_FILE, FLOAT_WEIGHTS, HEAD_FILE, META_FILE
-from models.mqn.data import DEFAULT_DATA_DIR
-
-needs_tf = pytest.mark.skipif(
-    importlib.util.find_spec("tensorflow") is None, reason="tensorflow (the `train` extra) is not installed"
-)
-needs_litert = pytest.mark.skipif(
-    importlib.util.find_spec("ai_edge_litert") is None, reason="ai-edge-litert is not installed"
-)
-needs_data = pytest.mark.skipif(
-    not (DEFAULT_DATA_DIR / "MANIFEST.csv").exists(), reason=f"no HDR scenes at {DEFAULT_DATA_DIR}"
-)
-needs_artifacts = pytest.mark.skipif(
-    not all((ARTIFACTS / f).exists() for f in (BACKBONE_FILE, HEAD_FILE, META_FILE)),
-    reason=f"no exported MQN in {ARTIFACTS}",
-)
-needs_float = pytest.mark.skipif(
-    not (ARTIFACTS / FLOAT_WEIGHTS).exists(), reason=f"no float MQN weights in {ARTIFACTS}"
-)
-
+from tests.models.markers import needs_data, needs_tf
 
 pytestmark = [pytest.mark.train, needs_tf]
 

@@ -1,31 +1,14 @@
 """The shipped LiteRT files: int8 backbone, dynamic-range head, builtin ops only, float parity."""
 
 import collections
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from models.mqn.artifacts import ARTIFACTS, BACKBONE_FILE, FLOAT_WEIGHTS, HEAD_FILE, META_FILE
+from models.mqn.artifacts import BACKBONE_FILE, HEAD_FILE
 from models.mqn.data import DEFAULT_DATA_DIR
-
-needs_tf = pytest.mark.skipif(
-    importlib.util.find_spec("tensorflow") is None, reason="tensorflow (the `train` extra) is not installed"
-)
-needs_litert = pytest.mark.skipif(
-    importlib.util.find_spec("ai_edge_litert") is None, reason="ai-edge-litert is not installed"
-)
-needs_data = pytest.mark.skipif(
-    not (DEFAULT_DATA_DIR / "MANIFEST.csv").exists(), reason=f"no HDR scenes at {DEFAULT_DATA_DIR}"
-)
-needs_artifacts = pytest.mark.skipif(
-    not all((ARTIFACTS / f).exists() for f in (BACKBONE_FILE, HEAD_FILE, META_FILE)),
-    reason=f"no exported MQN in {ARTIFACTS}",
-)
-needs_float = pytest.mark.skipif(
-    not (ARTIFACTS / FLOAT_WEIGHTS).exists(), reason=f"no float MQN weights in {ARTIFACTS}"
-)
+from tests.models.markers import needs_artifacts, needs_data, needs_float, needs_litert, needs_tf
 
 pytestmark = [pytest.mark.litert, needs_litert, needs_artifacts]
 
@@ -79,7 +62,7 @@ def test_head_has_float_activations_and_int8_weights(artifacts: Path) -> None:
 @needs_float
 @pytest.mark.train
 def test_quantized_pipeline_matches_float_on_validation_crops(artifacts: Path) -> None:
-    from models.mqn.data import DEFAULT_DATA_DIR, SceneBank, SynthesisConfig, read_manifest, split_scenes
+    from models.mqn.data import SceneBank, SynthesisConfig, read_manifest, split_scenes
     from models.mqn.export import load_float
     from service.inference.engine import ModelFiles, MQNEngine
 
