@@ -1,7 +1,6 @@
 """The browser demo: static serving (always) and a real headless Chromium session (when available)."""
 
 import shutil
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-ROOT = Path(__file__).resolve().parents[3]
 CHROMIUM = "/usr/bin/chromium"
 # As the machine's probe starts it: no sandbox as root, no GPU, and no background traffic to a closed network.
 CHROMIUM_ARGS = [
@@ -28,12 +26,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-def demo_app(settings: Settings, **kwargs: Any) -> FastAPI:
-    """The service app with the demo router included, as the lead will wire it in service/app.py."""
-    app = create_app(settings, **kwargs)
-    if not any(getattr(route, "path", None) == "/" for route in app.routes):
-        app.include_router(web.router)
-    return app
+def demo_app(settings: Settings) -> FastAPI:
+    """The service app: the demo router is part of it."""
+    return create_app(settings)
 
 
 def test_index_and_assets_are_served(tmp_path: Path) -> None:
@@ -80,19 +75,9 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def live_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The stream tests' loopback uvicorn server, with the demo router included."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from tests.service.stream import conftest as live
-
-    monkeypatch.setattr(live, "create_app", demo_app)
-    server = live.start_server(tmp_path)
-    import httpx
-
-    server.wait_for(lambda: httpx.get(f"{server.url}/readyz").status_code == 200, timeout=120)
-    yield server
-    server.stop()
+def live_demo(live: Any) -> Any:
+    """The shared loopback uvicorn server (tests/service/conftest.py), ready."""
+    return live
 
 
 def test_demo_converts_and_streams_in_chromium(browser: Any, live_demo: Any, tmp_path: Path) -> None:
