@@ -14,13 +14,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def line(name: str, frames: int, seconds: float) -> str:
     """The house format: `'<name>': N frames in S s => X ms/frame (Y FPS)`."""
-    return f"'{name}': {frames} frames in {seconds:.3f} s => {1e3 * seconds / frames:.2f} ms/frame ({frames / seconds:.1f} FPS)"
+    per_frame_ms = 1e3 * seconds / frames
+    fps = frames / seconds
+    return f"'{name}': {frames} frames in {seconds:.3f} s => {per_frame_ms:.2f} ms/frame ({fps:.1f} FPS)"
 
 
 def environment() -> dict[str, Any]:
     """Machine, versions and git sha, so a figure can be traced back to what produced it."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         sha = "unknown"
     import numpy

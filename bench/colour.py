@@ -16,12 +16,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import line, write  # noqa: E402
+from _report import line, write
 
-from service.colour.kernels import nits_to_yuv420p10  # noqa: E402
-from service.colour.pq import eotf_inverse_st2084  # noqa: E402
-from service.colour.tags import Range  # noqa: E402
-from service.colour.ycbcr import LUMA_BT2020, quantize, rgb_to_ycbcr, subsample_420_left  # noqa: E402
+from service.colour.kernels import nits_to_yuv420p10
+from service.colour.pq import eotf_inverse_st2084
+from service.colour.tags import Range
+from service.colour.ycbcr import LUMA_BT2020, quantize, rgb_to_ycbcr, subsample_420_left
 
 
 def numpy_reference(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,7 +70,9 @@ def main() -> None:
             cases.append({"case": case, "frames": n, "seconds": seconds, "ms_per_frame": 1e3 * seconds / n})
         ratio = (kernel / args.frames) / (floor / args.frames)
         speedup = (reference / ref_frames) / (kernel / args.frames)
-        print(f"  {name}: kernel = {ratio:.1f}x the plane copy, {speedup:.1f}x faster than the numpy reference")
+        print(
+            f"  {name}: kernel = {ratio:.1f}x the plane copy, {speedup:.1f}x faster than the numpy reference"
+        )
     print(f"results: {write('colour', cases)}")
 
 
