@@ -8,6 +8,7 @@ run:  ## set up (runtime deps only) and start the service on the embedded defaul
 test:  ## set up (dev + train extras, ffmpeg) and run the whole test suite
 	scripts/bootstrap.sh dev,train --apt
 	.venv/bin/ruff check .
+	.venv/bin/mypy --strict service clients
 	.venv/bin/python -m pytest --doctest-modules service/colour
 	.venv/bin/python -m pytest
 

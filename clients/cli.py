@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
-from tqdm import tqdm  # type: ignore[import-untyped]
+from tqdm import tqdm
 
 from clients.errors import ClientError
 from clients.http import Client
@@ -44,7 +44,11 @@ def _convert(args: argparse.Namespace) -> int:
     quiet = args.no_progress
     with Client(args.url, api_key=args.api_key) as api:
         with tqdm(total=src.stat().st_size, unit="B", unit_scale=True, desc="upload", disable=quiet) as bar:
-            job = api.submit(src, _options(args), on_upload=lambda done, _total: bar.update(done - bar.n))
+
+            def on_upload(done: int, _total: int | None) -> None:
+                bar.update(done - bar.n)
+
+            job = api.submit(src, _options(args), on_upload=on_upload)
         with tqdm(unit="frame", desc="convert", disable=quiet) as bar:
 
             def progress(job: Job) -> None:

@@ -122,7 +122,7 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm
 
     from service.pipeline import ConvertOptions, Progress, convert_video
     from service.video.decode import DecodeOptions

@@ -64,7 +64,7 @@ def pq_from_bits(bits: np.uint32, table: npt.NDArray[np.float32]) -> float:
     i = off >> _SEGMENT_BITS
     f = (off & ((1 << _SEGMENT_BITS) - 1)) * (1.0 / (1 << _SEGMENT_BITS))
     lo = table[i]
-    return lo + f * (table[i + 1] - lo)
+    return float(lo + f * (table[i + 1] - lo))
 
 
 @numba.njit(parallel=True, cache=True)
