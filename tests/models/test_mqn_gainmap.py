@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from service.operators.mqn import _box, guided_coefficients, processing_size
+from service.operators.mqn import _box, guided_coefficients, processing_size, resize_bilinear
 
 GAIN_ATOL = 1e-4
 
@@ -32,3 +33,14 @@ def test_guided_fit_reproduces_a_gain_that_is_affine_in_the_guide() -> None:
     np.testing.assert_allclose(a * guide + b, gain, atol=5e-3)
     a, b = guided_coefficients(guide, np.full((1, 16, 20, 3), 2.0, np.float32))
     np.testing.assert_allclose(a * guide + b, 2.0, atol=GAIN_ATOL)
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "ph", "pw"), [(1080, 1920, 224, 384), (720, 1280, 224, 384), (37, 53, 32, 32)]
+)
+def test_resize_bilinear_is_bit_identical_to_pillow(h: int, w: int, ph: int, pw: int) -> None:
+    frames = np.random.default_rng(3).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+    expected = np.stack(
+        [np.asarray(Image.fromarray(f).resize((pw, ph), Image.Resampling.BILINEAR)) for f in frames]
+    )
+    np.testing.assert_array_equal(resize_bilinear(frames, ph, pw), expected)
