@@ -187,12 +187,11 @@ def guided_coefficients(
     tuple of numpy.ndarray
         Box-smoothed ``a`` and ``b``, N x h x w x C, ready for bilinear upsampling.
     """
-    n, h, w, ch = target.shape
-    planes = np.ascontiguousarray(np.moveaxis(target.astype(np.float32, copy=False), 3, 1))
-    a = np.empty((n, ch, h, w), np.float32)
-    b = np.empty((n, ch, h, w), np.float32)
-    _guided_kernel(np.ascontiguousarray(guide[..., 0], np.float32), planes, radius, np.float32(eps), a, b)
-    return np.ascontiguousarray(np.moveaxis(a, 1, 3)), np.ascontiguousarray(np.moveaxis(b, 1, 3))
+    a = np.empty(target.shape, np.float32)
+    b = np.empty(target.shape, np.float32)
+    g = np.ascontiguousarray(guide[..., 0], np.float32)
+    _guided_kernel(g, np.ascontiguousarray(target, np.float32), radius, np.float32(eps), a, b)
+    return a, b
 
 
 @cache
@@ -296,30 +295,35 @@ def _box2d(x, r, tmp, out):  # type: ignore[no-untyped-def]
         for j in range(1, w):
             acc += x[i, min(j + r, w - 1)] - x[i, max(j - r - 1, 0)]
             tmp[i, j] = acc
+    acc_row = np.zeros(w, np.float32)  # then along H, a whole row at a time (contiguous, vectorises)
+    for t in range(-r, r + 1):
+        src = tmp[min(max(t, 0), h - 1)]
+        for j in range(w):
+            acc_row[j] += src[j]
     for j in range(w):
-        acc = np.float32(0.0)
-        for t in range(-r, r + 1):
-            acc += tmp[min(max(t, 0), h - 1), j]
-        out[0, j] = acc / (k * k)
-        for i in range(1, h):
-            acc += tmp[min(i + r, h - 1), j] - tmp[max(i - r - 1, 0), j]
-            out[i, j] = acc / (k * k)
+        out[0, j] = acc_row[j] / (k * k)
+    for i in range(1, h):
+        add = tmp[min(i + r, h - 1)]
+        sub = tmp[max(i - r - 1, 0)]
+        for j in range(w):
+            acc_row[j] += add[j] - sub[j]
+            out[i, j] = acc_row[j] / (k * k)
 
 
 @numba.njit(parallel=True, cache=True)
 def _guided_kernel(guide, target, r, eps, a_out, b_out):  # type: ignore[no-untyped-def]
-    # guide N x h x w; target, a_out, b_out N x C x h x w: one task per (frame, channel) plane.
-    n, ch, h, w = target.shape
+    # guide N x h x w; target, a_out, b_out N x h x w x C: one task per (frame, channel) plane.
+    n, h, w, ch = target.shape
     for task in numba.prange(n * ch):
         f = task // ch
         c = task % ch
         tmp = np.empty((h, w), np.float32)
+        g = guide[f]
+        p = np.ascontiguousarray(target[f, :, :, c])
         mean_i = np.empty((h, w), np.float32)
         mean_ii = np.empty((h, w), np.float32)
         mean_p = np.empty((h, w), np.float32)
         mean_ip = np.empty((h, w), np.float32)
-        g = guide[f]
-        p = target[f, c]
         _box2d(g, r, tmp, mean_i)
         _box2d(p, r, tmp, mean_p)
         _box2d(g * p, r, tmp, mean_ip)
@@ -333,8 +337,11 @@ def _guided_kernel(guide, target, r, eps, a_out, b_out):  # type: ignore[no-unty
                 av = cov / (var + eps)
                 a[i, j] = av
                 b[i, j] = mean_p[i, j] - av * mean_i[i, j]
-        _box2d(a, r, tmp, a_out[f, c])
-        _box2d(b, r, tmp, b_out[f, c])
+        out = np.empty((h, w), np.float32)
+        _box2d(a, r, tmp, out)
+        a_out[f, :, :, c] = out
+        _box2d(b, r, tmp, out)
+        b_out[f, :, :, c] = out
 
 
 def processing_size(height: int, width: int, long_side: int, stride: int = 32) -> tuple[int, int]:
