@@ -1,6 +1,5 @@
 """The LiteRT engine: per-thread interpreters, shape cache, stride padding, no TensorFlow at serving time."""
 
-import importlib.util
 import subprocess
 import sys
 import threading
@@ -8,18 +7,9 @@ import threading
 import numpy as np
 import pytest
 
-from models.mqn.artifacts import ARTIFACTS, BACKBONE_FILE, HEAD_FILE, META_FILE
+from tests.models.markers import needs_artifacts, needs_litert
 
-pytestmark = [
-    pytest.mark.litert,
-    pytest.mark.skipif(
-        importlib.util.find_spec("ai_edge_litert") is None, reason="ai-edge-litert is not installed"
-    ),
-    pytest.mark.skipif(
-        not all((ARTIFACTS / f).exists() for f in (BACKBONE_FILE, HEAD_FILE, META_FILE)),
-        reason=f"no exported MQN in {ARTIFACTS}",
-    ),
-]
+pytestmark = [pytest.mark.litert, needs_litert, needs_artifacts]
 
 
 def test_each_thread_gets_its_own_interpreters_and_shapes_are_cached() -> None:

@@ -1,23 +1,13 @@
 """The learned ``mqn`` operator: registry, layout, batch independence, the absolute convention."""
 
-import importlib.util
 
 import numpy as np
 import pytest
 
-from models.mqn.artifacts import ARTIFACTS, BACKBONE_FILE, HEAD_FILE, META_FILE
 from service.operators import ColourDescription, create_operator
+from tests.models.markers import needs_artifacts, needs_litert
 
-pytestmark = [
-    pytest.mark.litert,
-    pytest.mark.skipif(
-        importlib.util.find_spec("ai_edge_litert") is None, reason="ai-edge-litert is not installed"
-    ),
-    pytest.mark.skipif(
-        not all((ARTIFACTS / f).exists() for f in (BACKBONE_FILE, HEAD_FILE, META_FILE)),
-        reason=f"no exported MQN in {ARTIFACTS}",
-    ),
-]
+pytestmark = [pytest.mark.litert, needs_litert, needs_artifacts]
 
 MODES = ("fast", "quality")
 BATCH_ATOL_NITS = 1e-3
