@@ -40,6 +40,7 @@ from models.mqn.data import (
 )
 from models.mqn.metrics import delta_e_itp, pq_ssim, pu21_psnr
 from service.colour.primaries import PRIMARIES_BT709, PRIMARIES_BT2020, matrix_rgb_to_rgb
+from service.inference.stages import StageClock
 from service.operators import ColourDescription, Operator, create_operator
 
 PEAK = 1000.0
@@ -64,8 +65,10 @@ class FloatPredictor:
         """Artefact metadata."""
         return self._meta
 
-    def run(self, sdr: npt.NDArray[np.uint8], base: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Float forward pass with the engine's padding."""
+    def run(
+        self, sdr: npt.NDArray[np.uint8], base: npt.NDArray[np.float32], clock: StageClock | None = None
+    ) -> npt.NDArray[np.float32]:
+        """Float forward pass with the engine's padding (one pass: no backbone/head split to time)."""
         from service.inference.engine import pad_to_stride
 
         (sdr, base), h, w = pad_to_stride((sdr, base), self.stride)

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.errors import EngineError
+from service.inference.stages import StageClock
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,10 @@ class Predictor(Protocol):
         """Artefact metadata (``fast_long_side``, ``peak_nits`` ...)."""
         ...
 
-    def run(self, sdr: npt.NDArray[np.uint8], base: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """N x H x W x 3 uint8 SDR + base PQ -> predicted PQ, same shape."""
+    def run(
+        self, sdr: npt.NDArray[np.uint8], base: npt.NDArray[np.float32], clock: StageClock | None = None
+    ) -> npt.NDArray[np.float32]:
+        """N x H x W x 3 uint8 SDR + base PQ -> predicted PQ, same shape; laps ``backbone``/``head``."""
         ...
 
 
@@ -151,15 +154,20 @@ class _Pair:
             self.head.allocate_tensors()
             self.h_out = self.head.get_output_details()[0]["index"]
 
-    def __call__(self, sdr: npt.NDArray[np.uint8], base: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def __call__(
+        self, sdr: npt.NDArray[np.uint8], base: npt.NDArray[np.float32], clock: StageClock
+    ) -> npt.NDArray[np.float32]:
         with map_litert_errors():
             self.backbone.set_tensor(self.b_in, sdr)
             self.backbone.invoke()
+            clock.lap("backbone")
             self.head.set_tensor(self.h_feat, self.backbone.get_tensor(self.b_out))
             self.head.set_tensor(self.h_sdr, sdr)
             self.head.set_tensor(self.h_base, base)
             self.head.invoke()
-            return np.array(self.head.get_tensor(self.h_out), dtype=np.float32, copy=True)
+            out = np.array(self.head.get_tensor(self.h_out), dtype=np.float32, copy=True)
+            clock.lap("head")
+            return out
 
 
 class MQNEngine:
@@ -213,7 +221,9 @@ class MQNEngine:
         log.debug("MQN interpreters for %s ready in %.2f s", shape, time.perf_counter() - t0)
         return pair
 
-    def run(self, sdr: npt.NDArray[np.uint8], base: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def run(
+        self, sdr: npt.NDArray[np.uint8], base: npt.NDArray[np.float32], clock: StageClock | None = None
+    ) -> npt.NDArray[np.float32]:
         """Predict the HDR PQ code for a batch.
 
         Parameters
@@ -222,6 +232,8 @@ class MQNEngine:
             N x H x W x 3 uint8 SDR code values (RGB).
         base : numpy.ndarray
             N x H x W x 3 float32 PQ code of the SDR placed at 203 cd/m² (see ``models.mqn.convention``).
+        clock : StageClock, optional
+            Charged with ``preprocess`` (padding), ``backbone`` (int8 part) and ``head`` (float part).
 
         Returns
         -------
@@ -233,12 +245,13 @@ class MQNEngine:
         EngineError
             If LiteRT fails.
         """
+        clock = clock if clock is not None else StageClock()
         (sdr, base), h, w = pad_to_stride((sdr, base), self.files.stride)
         n, hp, wp, _ = sdr.shape
-        out = self._pair((n, hp, wp))(
-            np.ascontiguousarray(sdr, np.uint8), np.ascontiguousarray(base, np.float32)
-        )
-        return out[:, :h, :w]
+        pair = self._pair((n, hp, wp))
+        sdr, base = np.ascontiguousarray(sdr, np.uint8), np.ascontiguousarray(base, np.float32)
+        clock.lap("preprocess")
+        return pair(sdr, base, clock)[:, :h, :w]
 
     def warm_up(self, batch: int, height: int, width: int) -> None:
         """Build this thread's interpreters for a shape and run them once (first invoke is slow)."""

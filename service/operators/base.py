@@ -21,6 +21,7 @@ from service.colour.primaries import PRIMARIES_BT2020, chromaticities, matrix_rg
 from service.colour.scaling import DEFAULT_PEAK_NITS
 from service.colour.sdr_transfer import decode_lut_u8
 from service.colour.tags import HDR_TRANSFERS, Primaries, Transfer
+from service.inference.stages import StageClock
 
 Frames = npt.NDArray[np.uint8]
 Nits = npt.NDArray[np.float32]
@@ -92,6 +93,10 @@ class Operator(ABC):
         if not 100.0 <= peak_nits <= 10000.0:
             raise ValueError(f"peak {peak_nits} cd/m² is out of range; expected 100 to 10000")
         self.peak_nits = float(peak_nits)
+        self.clock = StageClock()
+        """Stage laps of the latest call; :meth:`apply` may charge its parts (``preprocess``, ``backbone``,
+        ``head``) and whatever it leaves unclaimed is ``postprocess`` (the colour math). Instances are
+        per worker thread, so the clock is never shared."""
 
     @property
     def name(self) -> str:
@@ -113,7 +118,10 @@ class Operator(ABC):
         """
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3:
             raise ValueError(f"expected N x H x W x 3 uint8 frames, got {frames.dtype} {frames.shape}")
-        return self.apply(np.ascontiguousarray(frames), colour)
+        self.clock = StageClock()
+        out = self.apply(np.ascontiguousarray(frames), colour)
+        self.clock.lap("postprocess")
+        return out
 
     @abstractmethod
     def apply(self, frames: Frames, colour: ColourDescription) -> Nits:

@@ -69,6 +69,30 @@ def _pq_to_nits(pq, matrix, peak, out):  # type: ignore[no-untyped-def]
                 out[f, row, col, c] = min(max(v, 0.0), peak)
 
 
+@numba.njit(parallel=True, cache=True)
+def _gain_and_guide(pq, small, lut_nits, eps, gain, guide):  # type: ignore[no-untyped-def]
+    # Processing resolution, one pass: predicted PQ -> cd/m² (float64 ST 2084 EOTF), the gain over
+    # the BT.2408 placement of the same pixel, and the guide Y' (luma of code values, [0, 1]).
+    n, h, w, _ = pq.shape
+    wr = np.float32(LUMA_CODE[0])
+    wg = np.float32(LUMA_CODE[1])
+    wb = np.float32(LUMA_CODE[2])
+    for k in numba.prange(n * h):
+        f = k // h
+        row = k % h
+        for col in range(w):
+            for c in range(3):
+                e = min(max(np.float64(pq[f, row, col, c]), 0.0), 1.0) ** (1.0 / _PQ_M2)
+                nits = 10000.0 * (max(e - _PQ_C1, 0.0) / (_PQ_C2 - _PQ_C3 * e)) ** (1.0 / _PQ_M1)
+                gain[f, row, col, c] = (np.float32(nits) + eps) / (lut_nits[small[f, row, col, c]] + eps)
+            luma = (
+                wr * np.float32(small[f, row, col, 0])
+                + wg * np.float32(small[f, row, col, 1])
+                + wb * np.float32(small[f, row, col, 2])
+            )
+            guide[f, row, col, 0] = luma / np.float32(255.0)
+
+
 @numba.njit(parallel=True, cache=True, fastmath=True)
 def _apply_gain(frames, lut, coef_a, coef_b, matrix, peak, eps, out):  # type: ignore[no-untyped-def]
     # Flat rows (frames N x H x W*3 uint8, coef_a/b N x h x w*3, out N x H x W*3) and scalar matrix entries
@@ -382,6 +406,8 @@ class MQN(Operator):
             raise ValueError(f"mode '{mode}' is not known; expected one of {MODES}")
         self.mode = mode
         # ``engine`` lets evaluation plug in the float Keras model; the service always uses LiteRT.
+        # XNNPACK gets the calling worker's thread budget (the pool sets Numba's per thread): two workers
+        # with one thread each outrun one worker with two, since XNNPACK scales poorly on 384-px inputs.
         self.engine: Predictor = engine if engine is not None else _engine(2)
         self.long_side = int(self.engine.meta.get("fast_long_side", 384))
         # The network was trained for a 1000 cd/m² peak; a lower peak clips, a higher one is not used.
@@ -402,14 +428,14 @@ class MQN(Operator):
         out = np.empty((n, h, w, 3), np.float32)
         ph, pw = processing_size(h, w, self.long_side, self.engine.stride)
         if self.mode == "quality" or ph * pw >= h * w:
-            pq = self.engine.run(frames, lut_pq[frames])
+            pq = self.engine.run(frames, lut_pq[frames], self.clock)
             _pq_to_nits(pq, matrix, np.float32(self.clip_nits), out)
             return out
         small = resize_bilinear(frames, ph, pw)
-        pq = self.engine.run(small, lut_pq[small])
-        pred = np.asarray(_decode_pq(pq), np.float32)
-        gain = ((pred + GAIN_EPS_NITS) / (lut_nits[small] + GAIN_EPS_NITS)).astype(np.float32)
-        guide = (small.astype(np.float32) @ np.asarray(LUMA_CODE, np.float32))[..., None] / 255.0
+        pq = self.engine.run(small, lut_pq[small], self.clock)
+        gain = np.empty(small.shape, np.float32)
+        guide = np.empty((n, ph, pw, 1), np.float32)
+        _gain_and_guide(pq, small, lut_nits, np.float32(GAIN_EPS_NITS), gain, guide)
         a, b = guided_coefficients(guide, gain)
         _apply_gain(
             frames.reshape(n, h, w * 3),
@@ -423,8 +449,3 @@ class MQN(Operator):
         )
         return out
 
-
-def _decode_pq(pq: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    """PQ code -> cd/m² (small processing-resolution arrays only; full-res goes through the kernels)."""
-    e = np.clip(pq.astype(np.float64), 0.0, 1.0) ** (1.0 / _PQ_M2)
-    return 10000.0 * (np.maximum(e - _PQ_C1, 0.0) / (_PQ_C2 - _PQ_C3 * e)) ** (1.0 / _PQ_M1)

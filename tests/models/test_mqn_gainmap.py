@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.operators.mqn import _box, guided_coefficients, processing_size, resize_bilinear
+from service.colour.pq import eotf_st2084
+from service.operators.mqn import (
+    GAIN_EPS_NITS,
+    _box,
+    _gain_and_guide,
+    guided_coefficients,
+    processing_size,
+    resize_bilinear,
+)
 
 GAIN_ATOL = 1e-4
 
@@ -44,3 +52,19 @@ def test_resize_bilinear_is_bit_identical_to_pillow(h: int, w: int, ph: int, pw:
         [np.asarray(Image.fromarray(f).resize((pw, ph), Image.Resampling.BILINEAR)) for f in frames]
     )
     np.testing.assert_array_equal(resize_bilinear(frames, ph, pw), expected)
+
+
+def test_gain_and_guide_match_the_float64_eotf_and_luma() -> None:
+    """The fused kernel is the gain over the BT.2408 placement, with the published ST 2084 EOTF."""
+    rng = np.random.default_rng(4)
+    small = rng.integers(0, 256, (2, 8, 12, 3), dtype=np.uint8)
+    pq = rng.uniform(-0.05, 1.05, (2, 8, 12, 3)).astype(np.float32)
+    lut_nits = np.linspace(0.0, 203.0, 256, dtype=np.float32)
+    gain = np.empty(small.shape, np.float32)
+    guide = np.empty((2, 8, 12, 1), np.float32)
+    _gain_and_guide(pq, small, lut_nits, np.float32(GAIN_EPS_NITS), gain, guide)
+    pred = eotf_st2084(np.clip(pq.astype(np.float64), 0.0, 1.0))
+    expected = (pred + GAIN_EPS_NITS) / (lut_nits[small].astype(np.float64) + GAIN_EPS_NITS)
+    np.testing.assert_allclose(gain, expected, rtol=1e-5)
+    luma = small.astype(np.float64) @ np.array([0.2126, 0.7152, 0.0722]) / 255.0
+    np.testing.assert_allclose(guide[..., 0], luma, atol=1e-6)
