@@ -408,7 +408,7 @@ class MQN(Operator):
         # ``engine`` lets evaluation plug in the float Keras model; the service always uses LiteRT.
         # XNNPACK gets the calling worker's thread budget (the pool sets Numba's per thread): two workers
         # with one thread each outrun one worker with two, since XNNPACK scales poorly on 384-px inputs.
-        self.engine: Predictor = engine if engine is not None else _engine(2)
+        self.engine: Predictor = engine if engine is not None else _engine(numba.get_num_threads())
         self.long_side = int(self.engine.meta.get("fast_long_side", 384))
         # The network was trained for a 1000 cd/m² peak; a lower peak clips, a higher one is not used.
         self.clip_nits = float(
