@@ -91,7 +91,8 @@ class Ready:
         Raises
         ------
         ClientError
-            If the server speaks another protocol version or a field is missing.
+            If the server speaks another protocol version, or a field is missing or not of its type (a
+            non-conforming server must not surface as ``KeyError``/``TypeError``).
         """
         if data.get("type") != "ready":
             raise ClientError(f"expected a 'ready' message; got {data.get('type')!r}")
@@ -108,6 +109,8 @@ class Ready:
             )
         except KeyError as exc:
             raise ClientError(f"ready message lacks field {exc}") from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ClientError(f"ready message has a field of the wrong type: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -196,8 +199,10 @@ def parse_result(message: bytes, ready: Ready, received_at_us: int) -> StreamRes
     Raises
     ------
     ClientError
-        If its payload is not ``result_bytes`` long.
+        If it is shorter than the header or its payload is not ``result_bytes`` long.
     """
+    if len(message) < RESULT_HEADER.size:
+        raise ClientError(f"binary message of {len(message)} bytes is shorter than the 48-byte result header")
     seq, _flags, client_ts, rx, start, end, sent = RESULT_HEADER.unpack_from(message)
     payload = message[RESULT_HEADER.size :]
     if len(payload) != ready.result_bytes:

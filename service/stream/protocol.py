@@ -6,7 +6,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from service.operators import ColourDescription
 
@@ -40,9 +40,13 @@ class ProtocolError(Exception):
 
 
 class Hello(BaseModel):
-    """The client's first message (§2 of docs/PROTOCOL.md)."""
+    """The client's first message (§2 of docs/PROTOCOL.md).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Strict: §2 refuses a value of the wrong JSON type, so ``"64"`` or ``64.0`` is not a width and ``true`` is
+    not one credit (lax pydantic would coerce all three).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     type: Literal["hello"]
     version: Literal[1] = 1
@@ -57,11 +61,19 @@ class Hello(BaseModel):
     colour: Literal["srgb", "bt709"] = "srgb"
     credits: int = Field(default=1, ge=1)
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_a_number(cls, value: object) -> object:
+        """Refuse ``true``, which equals 1 in Python and so slips through ``Literal[1]`` even when strict."""
+        if isinstance(value, bool):
+            raise ValueError(f"Input should be {VERSION}, not a boolean")
+        return value
+
 
 class Credit(BaseModel):
-    """A credit grant (§4)."""
+    """A credit grant (§4); strict for the same reason as :class:`Hello`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     type: Literal["credit"]
     n: int = Field(ge=1)
@@ -75,8 +87,12 @@ def reason_of(error: ValidationError, prefix: str) -> str:
 
 
 def clip_reason(reason: str) -> str:
-    """Truncate to the 123 UTF-8 bytes a close frame allows (RFC 6455 clause 5.5)."""
-    data = reason.encode()[:123]
+    """Truncate to the 123 UTF-8 bytes a close frame allows (RFC 6455 clause 5.5).
+
+    Lone surrogates (a JSON string escape can put one in a key the reason repeats) are backslash-escaped
+    instead of raising: a reason must always be sendable.
+    """
+    data = reason.encode("utf-8", "backslashreplace")[:123]
     return data.decode("utf-8", "ignore")
 
 
@@ -120,32 +136,43 @@ def raw_frame(
     return pixels[..., 2::-1]
 
 
+_PILLOW_FORMATS = ("JPEG", "PNG")
+"""The only Pillow plugins a frame may reach: no other parser ever sees peer bytes."""
+_KINDS: dict[str, tuple[str, ...]] = {"jpeg": ("jpeg", "mpo"), "png": ("png",)}
+"""Pillow's format names per input; a camera JPEG with an MP (multi-picture) index opens as "MPO"."""
+
+
 def decode_image(
     payload: bytes, fmt: InputFormat, height: int, width: int, seq: int
 ) -> npt.NDArray[np.uint8]:
     """Decode one JPEG/PNG frame to H x W x 3 uint8 (run in a thread).
+
+    Any exception from Pillow means the payload does not decode: on hostile input it raises far more than
+    ``OSError`` (``struct.error``, ``EOFError``, ``zlib.error``, ``DecompressionBombError`` for a header
+    declaring billions of pixels...), and each of those is the peer's fault, not an internal error.
 
     Raises
     ------
     ProtocolError
         If it does not decode, is not the declared format, or has the wrong size.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
+    rgb: npt.NDArray[np.uint8] | None = None
     try:
-        with Image.open(io.BytesIO(payload)) as image:
+        with Image.open(io.BytesIO(payload), formats=_PILLOW_FORMATS) as image:
             kind = (image.format or "").lower()
-            if kind not in (fmt, "jpeg" if fmt == "jpeg" else "png"):
-                raise ProtocolError(
-                    CLOSE_UNSUPPORTED, f"frame {seq}: payload is {kind or 'unknown'}, not {fmt}"
-                )
-            if image.size != (width, height):
-                raise ProtocolError(
-                    CLOSE_UNSUPPORTED,
-                    f"frame {seq}: image is {image.size[0]}x{image.size[1]}; expected {width}x{height}",
-                )
-            rgb = image.convert("RGB")
-            return np.asarray(rgb, np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        reason = clip_reason(f"frame {seq}: {fmt} does not decode ({exc})")
+            size = image.size
+            if kind in _KINDS[fmt] and size == (width, height):
+                rgb = np.asarray(image.convert("RGB"), np.uint8)
+    except Exception as exc:
+        detail = str(exc) or type(exc).__name__
+        reason = clip_reason(f"frame {seq}: {fmt} does not decode ({detail})")
         raise ProtocolError(CLOSE_UNSUPPORTED, reason) from exc
+    if kind not in _KINDS[fmt]:
+        raise ProtocolError(CLOSE_UNSUPPORTED, f"frame {seq}: payload is {kind or 'unknown'}, not {fmt}")
+    if rgb is None:
+        raise ProtocolError(
+            CLOSE_UNSUPPORTED, f"frame {seq}: image is {size[0]}x{size[1]}; expected {width}x{height}"
+        )
+    return rgb
