@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     )
     job_queue_size: int = Field(default=32, ge=1, description="Queued jobs before uploads get 503.")
 
+    extra_operators: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Extra operators to register at start-up, comma separated 'package.module:Class' paths "
+        "(an Operator subclass; it is served under its info.name). Listed before default_operator so that "
+        "one may be the default.",
+    )
     default_operator: str = Field(
         default="mqn", description="Operator when a request names none (the bundled learned model)."
     )
@@ -89,11 +95,21 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "extra_operators", mode="before")
     @classmethod
-    def _split_keys(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @field_validator("extra_operators")
+    @classmethod
+    def _register_operators(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Register the extra operators now: validation is start-up, and later fields may name them."""
+        from service.operators.registry import register_operator
+
+        for path in value:
+            register_operator(path)
         return value
 
     @field_validator("default_operator")

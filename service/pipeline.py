@@ -12,7 +12,9 @@ between batches, and reports :class:`Progress` after every batch, so it can run 
 """
 
 import contextlib
+import errno
 import os
+import re
 import secrets
 import threading
 import time
@@ -97,9 +99,32 @@ class ConversionResult:
     timings: dict[str, float]
 
 
+TEMP_ROLES = ("encode", "final", "template", "image")
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.(?:" + "|".join(TEMP_ROLES) + r")\.[A-Za-z0-9]+")
+
+
 def _temp_path(dst: Path, role: str) -> Path:
     """Hidden sibling of ``dst`` (same filesystem, so ``os.replace`` is atomic; same suffix for the muxer)."""
     return dst.with_name(f".{dst.stem}.{secrets.token_hex(4)}.{role}{dst.suffix}")
+
+
+def is_temp_file(path: Path) -> bool:
+    """Whether ``path`` is named like a temporary of :func:`convert_video` / :func:`convert_image`.
+
+    A process killed mid-conversion (SIGKILL, OOM, power loss) never runs its cleanup, so the job manager
+    uses this at start-up to find what such a process left behind.
+    """
+    return _TEMP_NAME.fullmatch(path.name) is not None
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` or an error it was raised from is ENOSPC / EDQUOT (mapped errors keep the cause)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _unlink(path: Path) -> None:
@@ -263,6 +288,12 @@ def convert_video(
         except OSError as exc:
             raise OutputError(f"cannot move the result onto '{dst}': {exc.strerror}") from exc
         timings["finalize"] = time.perf_counter() - t
+    except OSError as exc:
+        if _disk_full(exc):
+            raise OutputError(
+                f"no space left on device while writing '{dst.name}'; the partial output was removed"
+            ) from exc
+        raise
     finally:
         _unlink(pass1)
         _unlink(pass2)

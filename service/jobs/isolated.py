@@ -9,7 +9,7 @@ import contextlib
 import multiprocessing
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,11 @@ class Outcome:
 
 def _child(
     src: str, dst: str, operator: str, params: dict[str, float | str], encode: dict[str, Any],
-    decode: dict[str, Any], events: Any, cancel: Any,
+    decode: dict[str, Any], events: Any, cancel: Any, plugins: dict[str, str],
 ) -> None:
-    import errno
-
     from service import errors
     from service.operators import create_operator
+    from service.operators.registry import register_operator
     from service.pipeline import ConvertOptions, convert_video
     from service.video.decode import DecodeOptions
     from service.video.encode import EncodeOptions
@@ -50,6 +49,8 @@ def _child(
             events.put_nowait(("progress", p.frames_done, p.frames_total, p.fps, p.eta_s))
 
     try:
+        for path in plugins.values():  # a spawned child starts with the built-in operators only
+            register_operator(path)
         result = convert_video(
             Path(src), Path(dst), create_operator(operator, **params),
             ConvertOptions(encode=EncodeOptions(**encode), decode=DecodeOptions(**decode)),
@@ -60,14 +61,16 @@ def _child(
         events.put(("error", type(exc).__name__, str(exc)))
     except Exception as exc:
         events.put(("error", "EngineError", f"{type(exc).__name__}: {exc}"))
-    del errno
 
 
 def run_isolated(
     src: Path, dst: Path, operator: str, params: dict[str, float | str], encode: dict[str, Any],
     decode: dict[str, Any], *, progress: Callable[[Any], None], cancel: threading.Event,
+    plugins: Mapping[str, str] | None = None,
 ) -> Outcome:
     """Convert in a child process; blocks the calling thread until it ends.
+
+    ``plugins`` (name -> ``module:Class``) are registered in the child before the operator is built.
 
     Raises
     ------
@@ -82,7 +85,9 @@ def run_isolated(
     child_cancel = _CTX.Event()
     process = _CTX.Process(
         target=_child,
-        args=(str(src), str(dst), operator, params, encode, decode, events, child_cancel),
+        args=(
+            str(src), str(dst), operator, params, encode, decode, events, child_cancel, dict(plugins or {}),
+        ),
         daemon=True,
     )
     process.start()

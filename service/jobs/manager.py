@@ -8,6 +8,11 @@ Restart semantics: at start-up, jobs left ``running`` by a crash are re-queued o
 there and the pipeline writes its output atomically, so a half-written result cannot exist); a job that was
 already re-run after a crash is marked ``failed`` with the reason, never silently lost. A graceful shutdown
 cancels running conversions and puts them back to ``queued``, so they resume on the next start.
+
+A process killed with SIGKILL (or by the OOM killer) runs no cleanup, so start-up also sweeps what it left:
+the pipeline's hidden temporaries in job folders (:func:`service.pipeline.is_temp_file`), folders that belong
+to no job (an upload moved into place just before the kill), and ``succeeded`` rows whose file is gone. The
+temp sweep skips jobs converting in this process, so it is safe to run at any time.
 """
 
 import asyncio
@@ -16,6 +21,7 @@ import logging
 import os
 import secrets
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +32,7 @@ import numpy as np
 
 from service.errors import ItmError, JobCancelledError
 from service.inference.batcher import DynamicBatcher
-from service.inference.types import BatchKey, OperatorSpec, resolve_spec
+from service.inference.types import BatchKey, FrameResult, OperatorSpec, resolve_spec
 from service.jobs.isolated import Outcome, run_isolated
 from service.jobs.models import FINAL_STATES, JobOptions, JobState
 from service.jobs.probe import Prober
@@ -34,6 +40,7 @@ from service.jobs.store import JobRecord, JobStore
 from service.metrics import Metrics
 from service.operators import ColourDescription, Operator, OperatorInfo
 from service.operators.base import Frames, Nits
+from service.operators.registry import plugin_paths
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +86,15 @@ class BatchedOperator(Operator):
     async def _convert(self, frames: Frames, colour: ColourDescription) -> Nits:
         key = BatchKey(self.spec, frames.shape[1], frames.shape[2], colour, "nits")
         start = time.perf_counter()
-        futures = [await self._batcher.submit_wait(frame, key) for frame in frames]
-        results = await asyncio.gather(*futures)
+        futures: list[asyncio.Future[FrameResult]] = []
+        try:
+            for frame in frames:
+                futures.append(await self._batcher.submit_wait(frame, key))
+            results = await asyncio.gather(*futures)
+        except BaseException:
+            for future in futures:  # the job is failing: its other frames need no inference
+                future.cancel()
+            raise
         elapsed = time.perf_counter() - start
         for _ in results:
             self._metrics.frame_latency_seconds.labels(endpoint="jobs").observe(elapsed)
@@ -139,8 +153,16 @@ class JobManager:
     async def start(self) -> None:
         """Recover jobs from the store, clear stale temp files, start runners and the TTL sweeper."""
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)  # partial uploads: no request is in flight yet
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._sweep_unknown_folders()
+        self.sweep_orphans()
+        for record in self.store.by_state(JobState.SUCCEEDED):
+            if not record.result_path.is_file():
+                self.store.update(
+                    record.id, state=JobState.FAILED, result_bytes=None,
+                    error="the result file was lost (removed outside the service); submit the video again",
+                )
         for record in self.store.by_state(JobState.RUNNING):
             if not record.upload_path.is_file():
                 self.store.update(record.id, state=JobState.FAILED, error="upload lost in a server restart")
@@ -265,6 +287,41 @@ class JobManager:
             self._update_gauge()
         return removed
 
+    def sweep_orphans(self) -> int:
+        """Delete pipeline temporaries left in job folders by a killed process; return how many went.
+
+        Folders of jobs converting in this process are skipped: their temporaries are in use (and are
+        removed by the pipeline itself on success, failure and cancellation).
+        """
+        from service.pipeline import is_temp_file
+
+        removed = 0
+        live = set(self._cancel)
+        for folder in self._folders():
+            if folder.name in live:
+                continue
+            for path in folder.iterdir():
+                if path.is_file() and is_temp_file(path):
+                    _remove(path)
+                    removed += 1
+        if removed:
+            log.info("removed %d temporary file(s) left by an interrupted conversion", removed)
+        return removed
+
+    def _sweep_unknown_folders(self) -> None:
+        """Delete job folders with no job row (killed between moving an upload in and recording the job).
+
+        Only at start-up: while serving, a folder exists briefly before its row is inserted.
+        """
+        known = self.store.ids()
+        for folder in self._folders():
+            if folder.name not in known:
+                log.info("removing %s: it belongs to no job", folder)
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _folders(self) -> list[Path]:
+        return [p for p in self.jobs_dir.iterdir() if p.is_dir()] if self.jobs_dir.is_dir() else []
+
     async def _runner(self) -> None:
         while True:
             job_id = await self._queue.get()
@@ -273,7 +330,12 @@ class JobManager:
             record = self.store.get(job_id)
             if record is None or record.state is not JobState.QUEUED or job_id in self._deleting:
                 continue
-            await self._run(record)
+            try:
+                await self._run(record)
+            except Exception:
+                # Recording the outcome failed (e.g. the disk is full under the job store too): keep this
+                # runner alive for the next job; the row stays 'running' and is recovered at restart.
+                log.exception("job %s: its outcome could not be recorded", job_id)
 
     def _progress(self, job_id: str) -> Callable[[object], None]:
         def report(progress: object) -> None:
@@ -281,13 +343,18 @@ class JobManager:
             if now - self._last_progress.get(job_id, 0.0) < 0.2:
                 return
             self._last_progress[job_id] = now
-            self.store.update(
-                job_id,
-                frames_done=int(getattr(progress, "frames_done", 0)),
-                frames_total=int(getattr(progress, "frames_total", 0)),
-                fps=float(getattr(progress, "fps", 0.0)),
-                eta_s=getattr(progress, "eta_s", None),
-            )
+            try:
+                self.store.update(
+                    job_id,
+                    frames_done=int(getattr(progress, "frames_done", 0)),
+                    frames_total=int(getattr(progress, "frames_total", 0)),
+                    fps=float(getattr(progress, "fps", 0.0)),
+                    eta_s=getattr(progress, "eta_s", None),
+                )
+            except sqlite3.Error as exc:
+                # Progress is advisory; a store that cannot take it (disk full) must not fail the job,
+                # whose own outcome then says what went wrong.
+                log.warning("job %s: progress not recorded: %s", job_id, exc)
 
         return report
 
@@ -355,7 +422,7 @@ class JobManager:
                 {"codec": record.options.codec, "crf": record.options.crf, "preset": record.options.preset,
                  "threads": max(1, (os.cpu_count() or 1) // 2)},
                 {"max_width": self.max_width, "max_height": self.max_height},
-                progress=self._progress(record.id), cancel=cancel,
+                progress=self._progress(record.id), cancel=cancel, plugins=plugin_paths(),
             )
         converter = self._converter or convert_video
         return converter(

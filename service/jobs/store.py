@@ -154,6 +154,12 @@ class JobStore:
             ).fetchall()
         return [_row(r) for r in rows]
 
+    def ids(self) -> set[str]:
+        """Every job id in the table (start-up uses it to find folders that belong to no job)."""
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM jobs").fetchall()
+        return {row["id"] for row in rows}
+
     def expired(self, now: float) -> list[JobRecord]:
         """Jobs whose TTL has run out."""
         with self._lock:

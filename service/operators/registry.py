@@ -1,6 +1,13 @@
-"""Name -> operator lookup. The learned ``mqn`` operator registers itself lazily (its runtime is heavier)."""
+"""Name -> operator lookup. The learned ``mqn`` operator registers itself lazily (its runtime is heavier).
 
-from collections.abc import Callable
+Extra operators (``ITM_EXTRA_OPERATORS``, a comma-separated list of ``module:Class`` paths) are registered
+with :func:`register_operator` when the settings are validated at start-up. A registered operator is looked
+up by the ``info.name`` of its class exactly like a built-in one, in every worker thread, and its path is
+handed to job child processes (:func:`plugin_paths`) so isolated jobs can load it too. The fault-injection
+tests use this to run an operator that raises on chosen frames; deployments can use it for in-house curves.
+"""
+
+from collections.abc import Callable, Mapping
 from importlib import import_module
 
 from service.operators.base import Operator, OperatorInfo
@@ -8,22 +15,70 @@ from service.operators.classical import BT2408, BT2446A, InverseReinhard
 
 _CLASSICAL: dict[str, type[Operator]] = {cls.info.name: cls for cls in (BT2408, BT2446A, InverseReinhard)}
 _LAZY: dict[str, str] = {"mqn": "service.operators.mqn:MQN"}
+_PLUGINS: dict[str, str] = {}
+"""Registered extra operators: name -> ``module:Class``."""
+
+
+def _import(path: str) -> type[Operator]:
+    module, sep, attr = path.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"operator path '{path}' is not of the form 'package.module:Class'")
+    try:
+        cls = getattr(import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"operator path '{path}' cannot be imported: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Operator) and isinstance(getattr(cls, "info", None),
+                                                                              OperatorInfo)):
+        raise ValueError(f"operator path '{path}' does not name an Operator subclass with an OperatorInfo")
+    return cls
 
 
 def _load(name: str) -> type[Operator]:
     if name in _CLASSICAL:
         return _CLASSICAL[name]
-    if name in _LAZY:
-        module, attr = _LAZY[name].split(":")
+    path = _LAZY.get(name) or _PLUGINS.get(name)
+    if path is not None:
+        module, attr = path.split(":")
         cls: type[Operator] = getattr(import_module(module), attr)
         return cls
     raise KeyError(name)
 
 
+def register_operator(path: str) -> OperatorInfo:
+    """Make the operator class at ``path`` (``package.module:Class``) available under its ``info.name``.
+
+    Registering the same path again is a no-op, so settings may be validated more than once.
+
+    Raises
+    ------
+    ValueError
+        If the path does not import, is not an :class:`Operator` with an ``info``, or its name is taken by a
+        built-in or by another registered path.
+    """
+    cls = _import(path)
+    name = cls.info.name
+    if name in _CLASSICAL or name in _LAZY:
+        raise ValueError(f"operator path '{path}': name '{name}' is a built-in operator")
+    if _PLUGINS.get(name, path) != path:
+        raise ValueError(f"operator path '{path}': name '{name}' is already registered by '{_PLUGINS[name]}'")
+    _PLUGINS[name] = path
+    return cls.info
+
+
+def unregister_operator(name: str) -> None:
+    """Forget a registered extra operator (tests; built-ins cannot be removed)."""
+    _PLUGINS.pop(name, None)
+
+
+def plugin_paths() -> Mapping[str, str]:
+    """Registered extra operators, name -> path (for child processes, which start with none)."""
+    return dict(_PLUGINS)
+
+
 def available_operators() -> list[OperatorInfo]:
     """Every operator that can be created here (a lazy one only if its module imports)."""
     infos = [cls.info for cls in _CLASSICAL.values()]
-    for name in _LAZY:
+    for name in (*_LAZY, *_PLUGINS):
         try:
             infos.append(_load(name).info)
         except ImportError:

@@ -262,12 +262,19 @@ class HDR10Writer:
             self.container.mux(packet)
 
     def close(self) -> None:
-        """Flush the encoder and write the trailer."""
-        try:
-            with map_av_errors("output", self.path.name):
+        """Flush the encoder and write the trailer.
+
+        Raises
+        ------
+        OutputError
+            If the file cannot be completed: closing flushes the muxer's buffer and writes the index, so a
+            full disk often surfaces only here.
+        """
+        with map_av_errors("output", self.path.name):
+            try:
                 self._mux_video(self.video.encode(None))
-        finally:
-            self.container.close()
+            finally:
+                self.container.close()
 
     def abort(self) -> None:
         """Close without flushing (the caller deletes the file)."""
