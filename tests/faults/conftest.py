@@ -221,9 +221,8 @@ def tmpfs(tmp_path: Path) -> Callable[[str, int], Path]:
     def mount(name: str, kib: int) -> Path:
         point = tmp_path / name
         point.mkdir()
-        result = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(point)], capture_output=True, text=True
-        )
+        command = ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(point)]
+        result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN): {result.stderr.strip()}")
         mounts.append(point)
