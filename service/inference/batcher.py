@@ -165,29 +165,42 @@ class DynamicBatcher:
             live = [r for r in batch if not r.future.done()]
             if not live:
                 return
-            key = live[0].key
-            frames = [r.frame for r in live]
             dispatched = time.perf_counter()
             for request in live:
                 self.metrics.queue_wait_seconds.observe(dispatched - request.enqueued)
             self.metrics.batch_size.observe(len(live))
             self.metrics.batches_total.labels(reason=reason).inc()
-            log.debug("batch of %d (%s) for %s", len(live), reason, key.operator.name)
-            loop = asyncio.get_running_loop()
-            try:
-                out = await loop.run_in_executor(self.pool.executor, self.pool.run_batch, key, frames)
-            except Exception as exc:
-                error = exc if isinstance(exc, ValueError) else EngineError(f"inference failed: {exc}")
-                for request in live:
-                    if not request.future.done():
-                        request.future.set_exception(error)
-                return
-            self.metrics.stage_seconds.labels(stage="backbone").observe(out.backbone_s)
-            self.metrics.stage_seconds.labels(stage="postprocess").observe(out.postprocess_s)
-            for request, data in zip(live, out.frames, strict=True):
-                if not request.future.done():
-                    request.future.set_result(
-                        FrameResult(data, request.enqueued, out.infer_start, out.infer_end, len(live))
-                    )
+            log.debug("batch of %d (%s) for %s", len(live), reason, live[0].key.operator.name)
+            await self._infer(live)
         finally:
             self._slots.release()
+
+    async def _infer(self, requests: list[FrameRequest]) -> None:
+        """Run ``requests`` as one batch and resolve their futures.
+
+        When the batch raises, each frame is run again on its own (still in this task's worker slot), so a
+        frame that makes the operator fail fails only its own request: its batch mates belong to other
+        streams and jobs, and no operator's output depends on batch mates, so re-running them is exact.
+        """
+        loop = asyncio.get_running_loop()
+        frames = [r.frame for r in requests]
+        try:
+            out = await loop.run_in_executor(self.pool.executor, self.pool.run_batch, requests[0].key, frames)
+        except Exception as exc:
+            if len(requests) > 1:
+                log.warning("batch of %d failed (%s); running its frames one by one", len(requests), exc)
+                for request in requests:
+                    if not request.future.done():
+                        await self._infer([request])
+                return
+            error = exc if isinstance(exc, ValueError) else EngineError(f"inference failed: {exc}")
+            if not requests[0].future.done():
+                requests[0].future.set_exception(error)
+            return
+        self.metrics.stage_seconds.labels(stage="backbone").observe(out.backbone_s)
+        self.metrics.stage_seconds.labels(stage="postprocess").observe(out.postprocess_s)
+        for request, data in zip(requests, out.frames, strict=True):
+            if not request.future.done():
+                request.future.set_result(
+                    FrameResult(data, request.enqueued, out.infer_start, out.infer_end, len(requests))
+                )

@@ -16,7 +16,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -191,23 +191,29 @@ def leftovers(data_dir: Path) -> list[Path]:
     return sorted(found)
 
 
-def noise_clip(path: Path, frames: int, width: int = 128, height: int = 96, seed: int = 0) -> Path:
-    """A clip of fresh noise every frame: incompressible, so its lossless HDR10 encode is large."""
-    rng = np.random.default_rng(seed)
+def clip_of(path: Path, images: Iterable[np.ndarray], crf: int = 23) -> Path:
+    """An H.264 clip of exactly these H x W x 3 uint8 frames, 25 fps (make_clip repeats one image)."""
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "35"}  # keep the upload small; the noise survives well enough
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(
-                rng.integers(0, 256, (height, width, 3), dtype=np.uint8), format="rgb24"
-            )
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for i, image in enumerate(images):
+            if i == 0:
+                stream.height, stream.width = image.shape[:2]
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, 25)
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
     return path
+
+
+def noise_clip(path: Path, frames: int, width: int = 128, height: int = 96, seed: int = 0) -> Path:
+    """A clip of fresh noise every frame: incompressible, so its lossless HDR10 encode is large."""
+    rng = np.random.default_rng(seed)
+    images = (rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(frames))
+    return clip_of(path, images, crf=35)  # crf 35 keeps the upload small; the noise survives well enough
 
 
 @pytest.fixture
