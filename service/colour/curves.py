@@ -43,13 +43,16 @@ def bt2446a_expand_luma(y_sdr: float) -> float:
 def reinhard_inverse(l_display: float, l_white: float) -> float:
     """Scene luminance L_m whose Reinhard-extended tone mapping is ``l_display`` (Banterle 2006, eq. 3).
 
-    Solves L_d = L_m (1 + L_m / L_white²) / (1 + L_m) for L_m >= 0; L_d = 1 maps to L_white exactly.
+    Solves L_d = L_m (1 + L_m / L_white²) / (1 + L_m) for L_m >= 0; L_d = 1 maps to L_white. The root is
+    taken in its conjugate form 2 L_d / ((1 - L_d) + sqrt((1 - L_d)² + 4 L_d / L_white²)): the textbook
+    0.5 L_white² ((L_d - 1) + sqrt(...)) subtracts two numbers close to 1 and loses every digit for dark
+    pixels under a large white point (L_d = 1e-7, L_white = 1000: 2e-4 relative error). NaN counts as 0.
 
     Examples
     --------
     >>> round(reinhard_inverse(1.0, 4.0), 6)
     4.0
     """
-    ld = min(max(l_display, 0.0), 1.0)
-    w2 = l_white * l_white
-    return 0.5 * w2 * ((ld - 1.0) + math.sqrt((1.0 - ld) ** 2 + 4.0 * ld / w2))
+    ld = min(l_display, 1.0) if l_display > 0.0 else 0.0
+    dark = 1.0 - ld
+    return 2.0 * ld / (dark + math.sqrt(dark * dark + 4.0 * ld / (l_white * l_white)))

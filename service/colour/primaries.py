@@ -81,7 +81,10 @@ def matrix_rgb_to_rgb(source: Chromaticities, target: Chromaticities) -> npt.NDA
     >>> np.round(matrix_rgb_to_rgb(PRIMARIES_BT709, PRIMARIES_BT2020)[0], 4).tolist()
     [0.6274, 0.3293, 0.0433]
     """
-    m = np.asarray(np.linalg.solve(matrix_rgb_to_xyz(target), matrix_rgb_to_xyz(source)), dtype=np.float64)
+    if source == target:  # exactly the identity: solve() leaves ~1e-17 off the diagonal (negative light)
+        m = np.eye(3)
+    else:
+        m = np.asarray(np.linalg.solve(matrix_rgb_to_xyz(target), matrix_rgb_to_xyz(source)), np.float64)
     m.setflags(write=False)
     return m
 

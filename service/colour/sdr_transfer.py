@@ -22,6 +22,11 @@ SRGB_THRESHOLD = 0.04045
 SRGB_LINEAR_THRESHOLD = 0.0031308
 
 
+def _unit(values: npt.ArrayLike) -> FloatArray:
+    """float64 clipped to [0, 1], NaN as 0 (as :mod:`service.colour.pq` does), so no EOTF ever returns NaN."""
+    return np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0), 0.0, 1.0)
+
+
 def eotf_bt1886(signal: npt.ArrayLike) -> FloatArray:
     """BT.1886 EOTF for a zero-black reference display.
 
@@ -30,13 +35,13 @@ def eotf_bt1886(signal: npt.ArrayLike) -> FloatArray:
     >>> round(float(eotf_bt1886(0.5)), 4)
     0.1895
     """
-    v = np.clip(np.asarray(signal, dtype=np.float64), 0.0, 1.0)
+    v = _unit(signal)
     return v**BT1886_GAMMA
 
 
 def eotf_inverse_bt1886(light: npt.ArrayLike) -> FloatArray:
     """Inverse of :func:`eotf_bt1886`."""
-    return np.clip(np.asarray(light, dtype=np.float64), 0.0, 1.0) ** (1.0 / BT1886_GAMMA)
+    return _unit(light) ** (1.0 / BT1886_GAMMA)
 
 
 def eotf_srgb(signal: npt.ArrayLike) -> FloatArray:
@@ -47,19 +52,19 @@ def eotf_srgb(signal: npt.ArrayLike) -> FloatArray:
     >>> round(float(eotf_srgb(0.5)), 4)
     0.214
     """
-    v = np.clip(np.asarray(signal, dtype=np.float64), 0.0, 1.0)
+    v = _unit(signal)
     return np.where(v <= SRGB_THRESHOLD, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
 
 
 def eotf_inverse_srgb(light: npt.ArrayLike) -> FloatArray:
     """Inverse of :func:`eotf_srgb`."""
-    x = np.clip(np.asarray(light, dtype=np.float64), 0.0, 1.0)
+    x = _unit(light)
     return np.where(x <= SRGB_LINEAR_THRESHOLD, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055)
 
 
 def eotf_gamma(signal: npt.ArrayLike, gamma: float) -> FloatArray:
     """Pure power-law display EOTF (BT.470 System M 2.2 / System B,G 2.8)."""
-    return np.clip(np.asarray(signal, dtype=np.float64), 0.0, 1.0) ** gamma
+    return _unit(signal) ** gamma
 
 
 def sdr_eotf(transfer: Transfer) -> Callable[[npt.ArrayLike], FloatArray]:
