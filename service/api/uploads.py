@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from python_multipart import MultipartParser
+from python_multipart.exceptions import ParseError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
@@ -198,15 +199,22 @@ async def _multipart(request: Request, sink: _Sink, boundary: bytes | None, defa
         },
     )
     filename: str | None = None
-    async for chunk in request.stream():
-        parser.write(chunk)
-        if errors:
-            raise errors[0]
-        if state.name == FILE_FIELD and state.filename:
-            filename = state.filename
-        if sink.should_flush:
-            await sink.flush()
-    parser.finalize()
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if errors:
+                raise errors[0]
+            if state.name == FILE_FIELD and state.filename:
+                filename = state.filename
+            if sink.should_flush:
+                await sink.flush()
+        parser.finalize()
+    except ParseError as exc:  # a raw body sent as multipart, a wrong boundary, a cut-off body
+        message = str(exc).split(" at index")[0]
+        raise InputError(
+            f"the body is not valid multipart/form-data, as its Content-Type says ({message.lower()}); "
+            "send the file as a 'file' part, or the raw bytes with another Content-Type"
+        ) from None
     if errors:
         raise errors[0]
     if not seen_file:

@@ -15,7 +15,12 @@ from service.errors import CorruptStreamError, UnsupportedFormatError
 
 
 def probe_video(path: Path, name: str, max_width: int, max_height: int, max_duration_s: float) -> int:
-    """Check ``path`` is SDR video we can convert within the limits; return its estimated frame count.
+    """Check ``path`` is SDR video we can convert within the limits; return its frame count.
+
+    Besides the header checks of :class:`VideoReader` (size, colour, HDR), the whole video stream is
+    demuxed without decoding: that measures streams that declare no duration (raw H.264) or lie about it,
+    and finds truncated files, so such uploads are refused before a job exists. The scan stops at the
+    duration limit, so a huge stream costs no more than an acceptable one.
 
     Raises
     ------
@@ -24,14 +29,27 @@ def probe_video(path: Path, name: str, max_width: int, max_height: int, max_dura
     """
     from service.video.decode import DecodeOptions, VideoReader
 
-    with VideoReader(path, DecodeOptions(max_width=max_width, max_height=max_height)) as reader:
-        duration = reader.info.duration_s
-        frames = reader.info.frames
-    if duration is not None and duration > max_duration_s:
-        raise UnsupportedFormatError(
-            f"input '{name}' lasts {duration:.1f} s; the limit is {max_duration_s:.0f} s"
-        )
-    return frames
+    options = DecodeOptions(max_width=max_width, max_height=max_height)
+    with VideoReader(path, options, name=name) as reader:
+        still = reader.still_image_format
+        if still is not None:
+            raise UnsupportedFormatError(
+                f"input '{name}' is a still image ({still}), not a video; convert stills with POST /v1/images"
+            )
+        declared = reader.info.duration_s
+        if declared is not None and declared > max_duration_s:
+            raise UnsupportedFormatError(
+                f"input '{name}' lasts {declared:.1f} s; the limit is {max_duration_s:g} s"
+            )
+        scan = reader.scan_packets(stop_after_s=max_duration_s)
+        if scan.stopped_early:
+            raise UnsupportedFormatError(
+                f"input '{name}' lasts more than {max_duration_s:g} s (measured from its packets; "
+                f"it declares {'no duration' if declared is None else f'{declared:.1f} s'}); "
+                f"the limit is {max_duration_s:g} s"
+            )
+        reader.check_scan(scan)
+        return max(reader.info.frames, scan.packets)
 
 
 class Prober:

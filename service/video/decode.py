@@ -8,12 +8,15 @@ limited range, BT.1886 display. Inputs tagged PQ or HLG are refused: they are HD
 Truncation policy: a truncated MKV or MPEG-TS decodes short without any FFmpeg error, so after the last
 frame :meth:`VideoReader.check_complete` compares what was decoded with what the container declared and
 raises :class:`CorruptStreamError` when more than ``max(2 frames, 2 %)`` of the declared video is missing.
-Corrupt packets raise immediately: a service should not silently deliver a damaged conversion.
+Corrupt packets raise immediately, naming the frame they follow: a service should not silently deliver a
+damaged conversion. :meth:`VideoReader.scan_packets` applies the same completeness rule to demuxed packets
+without decoding, so the REST probe can refuse truncated and over-long uploads before queueing a job.
 
 PyAV's logging is never enabled here: with threaded decoding it can hang the process.
 """
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -97,6 +100,23 @@ class Batch:
     time_base: Fraction
     rotation: int
     """Display rotation of the frames, degrees counter-clockwise (from the display matrix)."""
+
+
+@dataclass(frozen=True)
+class PacketScan:
+    """What demuxing the video stream without decoding found (see :meth:`VideoReader.scan_packets`)."""
+
+    packets: int
+    """Non-empty video packets read (one per frame for every codec we accept)."""
+    span_s: float
+    """Time the packets cover: first timestamp to the end of the last packet, or the sum of packet
+    durations when the stream has no timestamps (raw elementary streams)."""
+    end_s: float | None
+    """End of the last packet in seconds on the stream's clock (None without timestamps)."""
+    corrupt: int
+    """Packets the demuxer flagged as damaged (e.g. cut short by truncation)."""
+    stopped_early: bool
+    """The scan stopped once ``span_s`` passed the caller's limit; the stream is at least that long."""
 
 
 def _fraction(value: "av.rational.AVRational | Fraction") -> Fraction:
@@ -184,8 +204,13 @@ class VideoReader:
         Input tagged PQ/HLG.
     """
 
-    def __init__(self, path: Path | str, options: DecodeOptions | None = None) -> None:
+    def __init__(
+        self, path: Path | str, options: DecodeOptions | None = None, *, name: str | None = None
+    ) -> None:
         self.path = Path(path)
+        self.name = name or self.path.name
+        """How messages call the input: the file's name, or the client's name for it (uploads are stored
+        under generated names that mean nothing to the person reading the error)."""
         self.options = options or DecodeOptions()
         self.frames_decoded = 0
         self.end_s: float | None = None
@@ -193,8 +218,8 @@ class VideoReader:
         """Things noticed while decoding (interlacing...), for the conversion result."""
         self._frame_duration = 0
         if self.path.is_file() and self.path.stat().st_size == 0:
-            raise CorruptStreamError(f"input '{self.path.name}' is empty (0 bytes)")
-        with map_av_errors("input", self.path.name):
+            raise CorruptStreamError(f"input '{self.name}' is empty (0 bytes)")
+        with map_av_errors("input", self.name):
             self.container: av.container.InputContainer = av.open(str(self.path), "r")
         try:
             self.info = self._probe()
@@ -204,19 +229,21 @@ class VideoReader:
 
     def _probe(self) -> VideoInfo:
         if not self.container.streams.video:
-            kinds: list[str] = sorted({s.type for s in self.container.streams}) or ["no"]
-            raise UnsupportedFormatError(
-                f"input '{self.path.name}' has no video stream ({' and '.join(kinds)} streams only; "
-                "audio-only file?)"
-            )
+            kinds: list[str] = sorted({s.type for s in self.container.streams})
+            found = f"{' and '.join(kinds)} streams only" if kinds else "the container holds no streams"
+            hint = "; audio-only file?" if kinds == ["audio"] else ""
+            raise UnsupportedFormatError(f"input '{self.name}' has no video stream ({found}{hint})")
         stream = self.container.streams.video[0]
         cc = stream.codec_context
-        name = self.path.name
+        name = self.name
         if cc is None:  # FFmpeg knows no decoder for the stream's codec id
             raise UnsupportedFormatError(f"input '{name}' uses a video codec this build cannot decode")
         width, height = cc.width, cc.height
         if width <= 0 or height <= 0:
-            raise CorruptStreamError(f"input '{name}' declares no frame size ({width}x{height}); corrupt?")
+            raise CorruptStreamError(
+                f"input '{name}' declares no usable frame size ({width}x{height}): the file is corrupt, or "
+                "declares a frame too large to allocate (FFmpeg refuses about 16384x16384 and more)"
+            )
         limit = self.options
         if width > limit.max_width or height > limit.max_height:
             raise UnsupportedFormatError(
@@ -270,6 +297,16 @@ class VideoReader:
         )
 
     @property
+    def still_image_format(self) -> str | None:
+        """The demuxer's name when the input is a picture file (PNG, JPEG...) rather than a video, else None.
+
+        FFmpeg opens a single picture as a one-frame video through its image demuxers (``image2``,
+        ``png_pipe``, ``jpeg_pipe``...); animated formats with their own demuxer (GIF) are videos.
+        """
+        name = str(self.container.format.name)
+        return name if name == "image2" or name.endswith("_pipe") else None
+
+    @property
     def video_stream(self) -> av.video.stream.VideoStream:
         """The stream being converted (the first video stream)."""
         return self.container.streams.video[0]
@@ -315,7 +352,7 @@ class VideoReader:
         pts: list[int] = []
         rotation = 0
         self._max_frames = max_frames
-        with map_av_errors("input", self.path.name):
+        with self._locate_damage(), map_av_errors("input", self.name):
             for packet in self.container.demux([stream, *passthrough]):
                 if packet.stream is not stream:
                     if on_packet is not None and packet.size > 0:
@@ -346,6 +383,23 @@ class VideoReader:
         if pending:
             yield Batch(np.stack(pending), tuple(pts), info.time_base, rotation)
 
+    @contextmanager
+    def _locate_damage(self) -> Iterator[None]:
+        """Say how far decoding got when a packet turns out corrupt, so the damage can be found.
+
+        Raises
+        ------
+        CorruptStreamError
+            The error from inside the block, with the count of good frames before it.
+        """
+        try:
+            yield
+        except CorruptStreamError as exc:
+            raise CorruptStreamError(
+                f"{exc}; decoding failed after {self.frames_decoded} good frame(s), so the conversion stops "
+                "rather than deliver damaged video"
+            ) from exc
+
     def _pts(self, frame: av.VideoFrame) -> int:
         """Frame pts, synthesised from the rate when the container has none (raw streams)."""
         tb = self.info.time_base
@@ -364,33 +418,106 @@ class VideoReader:
         CorruptStreamError
             If frames are missing, or no frame decoded at all.
         """
-        name = self.path.name
         if self.frames_decoded == 0:
             raise CorruptStreamError(
-                f"input '{name}' contains no decodable video frame (truncated or corrupt?)"
+                f"input '{self.name}' contains no decodable video frame (truncated or corrupt?)"
             )
         if getattr(self, "_max_frames", None) is not None:
             return
+        self._check_against_declared(self.frames_decoded, self.end_s, "decoded")
+
+    def scan_packets(self, stop_after_s: float | None = None) -> PacketScan:
+        """Demux the video stream to its end without decoding: packets, time covered, damage flags.
+
+        Much cheaper than decoding, so the REST probe can measure streams that declare no duration (raw
+        H.264/HEVC) and find truncation before a job is queued. It consumes the container: call it on a
+        reader used only for probing, never before :meth:`batches`.
+
+        Parameters
+        ----------
+        stop_after_s : float, optional
+            Stop as soon as the packets cover more than this many seconds (``stopped_early`` is then set),
+            so an endless or huge stream costs no more than the limit.
+
+        Raises
+        ------
+        CorruptStreamError
+            If the demuxer fails on the data.
+        """
+        stream = self.video_stream
+        tb = self.info.time_base
+        default_s = float(1 / self.info.frame_rate)
+        packets = corrupt = 0
+        summed_s = 0.0
+        first_s: float | None = None
+        end_s: float | None = None
+        with map_av_errors("input", self.name):
+            for packet in self.container.demux(stream):
+                if packet.size == 0:  # the demuxer's end-of-stream flush packet
+                    continue
+                packets += 1
+                corrupt += bool(packet.is_corrupt)
+                length_s = float(packet.duration * packet.time_base) if packet.duration else default_s
+                summed_s += length_s
+                if packet.pts is not None:
+                    start_s = float(packet.pts * tb)
+                    first_s = start_s if first_s is None else min(first_s, start_s)
+                    end_s = start_s + length_s if end_s is None else max(end_s, start_s + length_s)
+                span_s = end_s - first_s if end_s is not None and first_s is not None else summed_s
+                if stop_after_s is not None and span_s > stop_after_s:
+                    return PacketScan(packets, span_s, end_s, corrupt, stopped_early=True)
+        span_s = end_s - first_s if end_s is not None and first_s is not None else summed_s
+        return PacketScan(packets, span_s, end_s if end_s is not None else summed_s, corrupt, False)
+
+    def check_scan(self, scan: PacketScan) -> None:
+        """Raise if a complete :meth:`scan_packets` found fewer packets than the container declared.
+
+        Raises
+        ------
+        CorruptStreamError
+            If the stream has no packets, is truncated, or the demuxer flagged damaged packets.
+        """
+        name = self.name
+        if scan.packets == 0:
+            raise CorruptStreamError(f"input '{name}' has a video track with no frames in it")
+        if scan.stopped_early:
+            return
+        self._check_against_declared(scan.packets, scan.end_s, "found")
+        if scan.corrupt:
+            raise CorruptStreamError(
+                f"input '{name}' is truncated or corrupt: the demuxer flagged {scan.corrupt} damaged "
+                f"video packet(s) of {scan.packets}"
+            )
+
+    def _check_against_declared(self, count: int, end_s: float | None, verb: str) -> None:
+        """The truncation rule of the module docstring, for ``count`` frames ending at ``end_s``.
+
+        Raises
+        ------
+        CorruptStreamError
+            If more than ``max(2 frames, 2 %)`` of the declared frames or duration is missing.
+        """
+        name = self.name
         info = self.info
         declared_frames = self.video_stream.frames
         if declared_frames:
-            missing = declared_frames - self.frames_decoded
+            missing = declared_frames - count
             if missing > max(2, 0.02 * declared_frames):
                 raise CorruptStreamError(
-                    f"input '{name}' is truncated or corrupt: decoded {self.frames_decoded} of "
+                    f"input '{name}' is truncated or corrupt: {verb} {count} of "
                     f"{declared_frames} declared frames"
                 )
             return
         declared_s, exact = self._declared_video_s()
-        if declared_s and self.end_s is not None:
+        if declared_s and end_s is not None:
             start = self.video_stream.start_time
             start_s = float(start * info.time_base) if start else 0.0
-            decoded_s = self.end_s - start_s
+            got_s = end_s - start_s
             # The container duration also covers audio, which may outlast the video a little.
             slack = max(2.0 / float(info.frame_rate), 0.02 * declared_s, 0.0 if exact else 0.5)
-            if declared_s - decoded_s > slack:
+            if declared_s - got_s > slack:
                 raise CorruptStreamError(
-                    f"input '{name}' is truncated or corrupt: decoded {decoded_s:.2f} s of the "
+                    f"input '{name}' is truncated or corrupt: {verb} {got_s:.2f} s of the "
                     f"{declared_s:.2f} s it declares"
                 )
 
