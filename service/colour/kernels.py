@@ -6,8 +6,10 @@ They implement exactly the maths of :mod:`service.colour.pq` and :mod:`service.c
 tests use as their reference.
 
 PQ is evaluated through a table indexed by the float32 bit pattern (exponent and the top 10 mantissa bits,
-interpolated on the rest): 1024 segments per octave from 2^-20 to 2^14 cd/m², relative error < 1e-6 of the
-PQ signal, so the 10-bit code is exact almost everywhere and never off by more than one.
+interpolated on the rest): 1024 segments per octave from 2^-60 to 2^14 cd/m², error < 1e-6 of the PQ signal,
+so the 10-bit code is exact almost everywhere and never off by more than one. The curve is far from flat
+near black (PQ of 1e-6 cd/m² is 1.2e-4, eight 16-bit codes above PQ(0)), which is why the table reaches down
+to 2^-60, where PQ is within 1e-7 of PQ(0); anything below it (zero, negative, NaN) takes the first entry.
 """
 
 from functools import cache
@@ -20,7 +22,7 @@ from service.colour.pq import eotf_inverse_st2084, eotf_st2084
 from service.colour.ycbcr import LUMA_BT2020
 
 _SEGMENT_BITS = 13  # mantissa bits interpolated inside a segment (23 - 10 kept)
-_LOW_BITS = (127 - 20) << 23  # float32 bit pattern of 2^-20 cd/m²
+_LOW_BITS = (127 - 60) << 23  # float32 bit pattern of 2^-60 cd/m²
 _HIGH_BITS = (127 + 14) << 23  # float32 bit pattern of 2^14 cd/m² (above the 10000 PQ peak)
 _NAN_BITS = 0x7F800000  # +inf; larger patterns are NaN
 _PQ_DECODE_STEPS = 1 << 14  # table resolution for PQ signal -> nits (statistics only)
@@ -57,7 +59,7 @@ def pq_from_bits(bits: np.uint32, table: npt.NDArray[np.float32]) -> float:
     """
     b = np.int64(bits)
     if b < _LOW_BITS or b > _NAN_BITS:  # zero, negative (sign bit set => huge), denormal tiny, or NaN
-        return 0.0
+        return float(table[0])
     if b >= _HIGH_BITS:
         return 1.0
     off = b - _LOW_BITS
