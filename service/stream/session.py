@@ -248,8 +248,18 @@ class StreamSession:
                 self._drop(self.pending.popleft().seq, "stale")
             self.pending.append(frame)
         else:
+            if len(self.pending) >= self.max_pending and self.credits - len(self.inflight) <= 0:
+                # Every credit is in use and the FIFO is full: this frame breaks "frames sent <= credits
+                # granted + max_pending" (credits sent before it were read first). Waiting for room would
+                # deadlock, since the only thing that frees room is a credit queued behind this frame.
+                raise ProtocolError(
+                    CLOSE_POLICY,
+                    f"frame {seq}: {self.max_pending} frames already wait for credits; lossless clients may "
+                    "send at most credits + max_pending frames ahead",
+                )
             while len(self.pending) >= self.max_pending:
-                # Stop reading: TCP backpressure blocks the sender until a credit frees a slot.
+                # The server is overloaded (a credit is free but the batcher refused the frame): stop
+                # reading, so TCP backpressure blocks the sender until the retry frees a slot.
                 self.room.clear()
                 await self.room.wait()
             self.pending.append(frame)
