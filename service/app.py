@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from service.api.problems import install_problem_handlers
+from service.api.problems import document_problems, install_problem_handlers
 from service.api.routes import health, images, jobs, operators, stream
 from service.api.state import ServiceState
 from service.config import Settings
@@ -65,6 +65,16 @@ class RequestMetricsMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             self.metrics.requests_total.labels(route=template, status=str(status)).inc()
+
+
+class _App(FastAPI):
+    """FastAPI whose OpenAPI document describes the problem+json errors the app really sends."""
+
+    def openapi(self) -> dict[str, Any]:
+        """The generated document, with error responses fixed up by :func:`document_problems` (once)."""
+        if self.openapi_schema is None:
+            self.openapi_schema = document_problems(super().openapi())
+        return self.openapi_schema
 
 
 async def _warm_up(state: ServiceState) -> None:
@@ -153,7 +163,7 @@ def create_app(
             store.close()
             log.info("itmstream stopped")
 
-    app = FastAPI(
+    app = _App(
         title="itmstream",
         version="0.1.0",
         summary="Real-time inverse tone mapping: SDR video and game frames to HDR10 (PQ BT.2020)",

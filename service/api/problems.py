@@ -115,6 +115,41 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal server error", request)
 
 
+_SCHEMA_REF = "#/components/schemas/{model}"
+_FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make an OpenAPI document say what the handlers above really send for errors (in place).
+
+    FastAPI documents error responses as ``application/json`` (its 422 even with its own
+    ``HTTPValidationError`` body), but every error here is ``application/problem+json`` with a
+    :class:`service.api.schemas.Problem` body; any operation can fail with 500, and any that takes a body
+    with 400. Schema-driven clients and fuzzers (schemathesis' content-type and schema conformance checks)
+    trust the document, so it must match.
+    """
+    from service.api.schemas import Problem
+
+    problem = Problem.model_json_schema(ref_template=_SCHEMA_REF)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(problem.pop("$defs", {}))
+    components["Problem"] = problem
+    content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": _SCHEMA_REF.format(model="Problem")}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation:  # e.g. multipart/form-data without a boundary
+                responses.setdefault("400", {"description": HTTPStatus.BAD_REQUEST.phrase})
+            responses.setdefault("500", {"description": HTTPStatus.INTERNAL_SERVER_ERROR.phrase})
+            for code, response in responses.items():
+                if code == "default" or int(code) >= 400:
+                    response["content"] = dict(content)
+    if not any(_SCHEMA_REF.format(model=name) in str(schema["paths"]) for name in _FASTAPI_VALIDATION):
+        for name in _FASTAPI_VALIDATION:
+            components.pop(name, None)
+    return schema
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem details."""
     app.add_exception_handler(ItmError, _itm_error)

@@ -18,17 +18,28 @@ __all__ = [
     "OperatorOut",
     "OperatorParam",
     "Problem",
+    "ValidationIssue",
 ]
 
 
+class ValidationIssue(BaseModel):
+    """One reason a request failed validation (an entry of a 422 problem's ``errors``)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
 class Problem(BaseModel):
-    """RFC 9457 problem details (``application/problem+json``)."""
+    """RFC 9457 problem details (``application/problem+json``); every error response of the API is one."""
 
     type: str = "about:blank"
     title: str
     status: int
     detail: str
     instance: str | None = None
+    errors: list[ValidationIssue] | None = None
+    """Only on 422 for a malformed request: each parameter or body field that failed."""
 
 
 class Health(BaseModel):

@@ -3,10 +3,15 @@
 from fastapi import APIRouter
 
 from service.api.deps import AUTH
-from service.api.schemas import OperatorOut, OperatorParam
+from service.api.schemas import OperatorOut, OperatorParam, Problem
 from service.operators import available_operators
 
-router = APIRouter(prefix="/v1/operators", tags=["operators"], dependencies=AUTH)
+router = APIRouter(
+    prefix="/v1/operators",
+    tags=["operators"],
+    dependencies=AUTH,
+    responses={401: {"model": Problem, "description": "Missing or wrong bearer key"}},
+)
 
 
 @router.get("", response_model=list[OperatorOut])
