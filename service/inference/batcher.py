@@ -197,8 +197,8 @@ class DynamicBatcher:
             if not requests[0].future.done():
                 requests[0].future.set_exception(error)
             return
-        self.metrics.stage_seconds.labels(stage="backbone").observe(out.backbone_s)
-        self.metrics.stage_seconds.labels(stage="postprocess").observe(out.postprocess_s)
+        for stage, seconds in out.stages.items():
+            self.metrics.stage_seconds.labels(stage=stage).observe(seconds)
         for request, data in zip(requests, out.frames, strict=True):
             if not request.future.done():
                 request.future.set_result(

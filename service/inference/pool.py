@@ -25,13 +25,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchOutput:
-    """A batch's per-frame outputs and its stage timings (seconds), returned to the event loop."""
+    """A batch's per-frame outputs and where its time went, returned to the event loop.
+
+    ``stages`` holds seconds per ``itm_stage_seconds`` stage: the operator's own laps (``preprocess``,
+    ``backbone``, ``head`` for ``mqn``) and ``postprocess`` (colour math plus packing for the wire).
+    """
 
     frames: list[npt.NDArray[np.generic]]
     infer_start: float
     infer_end: float
-    backbone_s: float
-    postprocess_s: float
+    stages: dict[str, float]
 
 
 class WorkerPool:
@@ -81,6 +84,7 @@ class WorkerPool:
         op = self.operator(key.operator)
         start = time.perf_counter()
         nits = op(np.stack(frames), key.colour)
+        stages = dict(op.clock.seconds)
         mid = time.perf_counter()
         outputs: list[npt.NDArray[np.generic]]
         if key.output == "nits":
@@ -90,7 +94,8 @@ class WorkerPool:
         else:
             outputs = [pack_rgb48(frame) for frame in nits]
         end = time.perf_counter()
-        return BatchOutput(outputs, start, end, mid - start, end - mid)
+        stages["postprocess"] = stages.get("postprocess", 0.0) + (end - mid)
+        return BatchOutput(outputs, start, end, stages)
 
     def warm_up(self, specs: list[OperatorSpec], height: int, width: int, timeout_s: float = 600.0) -> None:
         """Build and run every spec once on every worker thread (compiles kernels, loads interpreters).
