@@ -1,4 +1,4 @@
-"""Hypothesis profiles for the fuzz suite, and one live server per module for the schemathesis run.
+"""Hypothesis profiles for the fuzz suite, and the live server the API fuzz tests talk to.
 
 Profiles (pick with ``HYPOTHESIS_PROFILE``; ``fuzz`` is loaded by default):
 
@@ -35,9 +35,12 @@ UPLOAD_LIMIT_BYTES = 64 * 1024
 """Small, so that no generated body is ever large and the 413 path is reachable."""
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A real uvicorn server (``bt2408``: the cheapest operator to warm and run), ready before use."""
+    """A real uvicorn server (``bt2408``: the cheapest operator to warm and run), ready before use.
+
+    One for the whole run: only tests/fuzz requests it, and no fuzz test depends on another's jobs.
+    """
     import httpx
 
     server = start_server(
