@@ -33,7 +33,7 @@ import numpy.typing as npt
 from service.colour.tags import HDR_TRANSFERS, Matrix, Primaries, Range, Transfer
 from service.errors import AlreadyHDRError, CorruptStreamError, InputError, UnsupportedFormatError
 from service.operators.base import ColourDescription
-from service.video.errors import map_av_errors
+from service.video.errors import ffmpeg_detail, map_av_errors
 from service.video.frames import to_rgb24
 
 type Packet = av.Packet[Any]
@@ -395,10 +395,13 @@ class VideoReader:
         try:
             yield
         except CorruptStreamError as exc:
+            if self.frames_decoded == 0 or exc.__cause__ is None:
+                raise
+            where = f"the video packet after frame {self.frames_decoded}"
             raise CorruptStreamError(
-                f"{exc}; decoding failed after {self.frames_decoded} good frame(s), so the conversion stops "
-                "rather than deliver damaged video"
-            ) from exc
+                f"input '{self.name}' is corrupt: {where} does not decode ({ffmpeg_detail(exc.__cause__)}); "
+                "the conversion stops rather than deliver damaged video"
+            ) from exc.__cause__
 
     def _pts(self, frame: av.VideoFrame) -> int:
         """Frame pts, synthesised from the rate when the container has none (raw streams)."""

@@ -16,7 +16,7 @@ from service.errors import (
 )
 
 
-def _detail(exc: BaseException) -> str:
+def ffmpeg_detail(exc: BaseException) -> str:
     """FFmpeg's own words without PyAV's "[Errno N]" prefix and the repeated file name."""
     if isinstance(exc, av.error.FFmpegError):
         return str(exc.strerror or exc).rstrip(".").lower()
@@ -58,23 +58,25 @@ def map_av_errors(side: Literal["input", "output"], name: str = "") -> Iterator[
         raise OutputError(f"output directory of{where} does not exist") from exc
     except (av.error.PermissionError, av.error.IsADirectoryError) as exc:
         if side == "input":
-            raise InputError(f"input{where} cannot be read: {_detail(exc)}") from exc
-        raise OutputError(f"output{where} cannot be written: {_detail(exc)}") from exc
+            raise InputError(f"input{where} cannot be read: {ffmpeg_detail(exc)}") from exc
+        raise OutputError(f"output{where} cannot be written: {ffmpeg_detail(exc)}") from exc
     except (av.error.DecoderNotFoundError, av.error.DemuxerNotFoundError) as exc:
         raise UnsupportedFormatError(
-            f"input{where} uses a format this build cannot decode: {_detail(exc)}"
+            f"input{where} uses a format this build cannot decode: {ffmpeg_detail(exc)}"
         ) from exc
     except (av.error.EncoderNotFoundError, av.error.MuxerNotFoundError) as exc:
-        raise EngineError(f"this build of FFmpeg lacks a needed encoder or muxer: {_detail(exc)}") from exc
+        raise EngineError(
+            f"this build of FFmpeg lacks a needed encoder or muxer: {ffmpeg_detail(exc)}"
+        ) from exc
     except (av.error.InvalidDataError, av.error.EOFError) as exc:
         if side == "input":
             raise CorruptStreamError(
-                f"input{where} is not a readable video, or it is truncated or corrupt ({_detail(exc)})"
+                f"input{where} is not a readable video, or it is truncated or corrupt ({ffmpeg_detail(exc)})"
             ) from exc
-        raise OutputError(f"output{where} could not be written: {_detail(exc)}") from exc
+        raise OutputError(f"output{where} could not be written: {ffmpeg_detail(exc)}") from exc
     except av.error.FFmpegError as exc:
         if side == "input":
-            raise CorruptStreamError(f"input{where} could not be read: {_detail(exc)}") from exc
+            raise CorruptStreamError(f"input{where} could not be read: {ffmpeg_detail(exc)}") from exc
         if isinstance(exc, OSError):
-            raise OutputError(f"output{where} could not be written: {_detail(exc)}") from exc
-        raise EngineError(f"FFmpeg failed while writing{where}: {_detail(exc)}") from exc
+            raise OutputError(f"output{where} could not be written: {ffmpeg_detail(exc)}") from exc
+        raise EngineError(f"FFmpeg failed while writing{where}: {ffmpeg_detail(exc)}") from exc

@@ -3,6 +3,7 @@
 import asyncio
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from pathlib import Path
@@ -176,8 +177,33 @@ async def list_jobs(
     return JobList(items=[job_out(r, request) for r in records], next_cursor=next_cursor)
 
 
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What a job id can look like (ours are 16 hex digits); anything else is refused before any lookup."""
+
+
+def _shown(text: str) -> str:
+    """A client-supplied id as quoted in a message: bounded, so a 4000-character id is not echoed whole."""
+    return repr(text if len(text) <= 64 else f"{text[:64]}...")
+
+
+def _checked_id(job_id: str) -> str:
+    """``job_id`` if it has the shape of a job id.
+
+    Raises
+    ------
+    NotFoundError
+        Otherwise (``..``, slashes, NUL, control or non-ASCII characters...): no such job can exist, and the
+        id never reaches the store or a file path.
+    """
+    if _JOB_ID.fullmatch(job_id) is None:
+        raise NotFoundError(
+            f"job {_shown(job_id)} does not exist: job ids are letters, digits, '-' and '_' only"
+        )
+    return job_id
+
+
 def _get(jobs: JobsDep, job_id: str) -> JobRecord:
-    record = jobs.get(job_id)
+    record = jobs.get(_checked_id(job_id))
     if record is None:
         raise NotFoundError(f"job '{job_id}' does not exist (or has expired)")
     return record
@@ -233,6 +259,24 @@ async def delete_job(job_id: str, jobs: JobsDep) -> Response:
     NotFoundError
         If there is no such job.
     """
-    if await jobs.delete(job_id) is None:
+    if await jobs.delete(_checked_id(job_id)) is None:
         raise NotFoundError(f"job '{job_id}' does not exist (or has expired)")
     return Response(status_code=HTTPStatus.NO_CONTENT)
+
+
+@router.api_route(
+    "/{job_id}/{rest:path}", methods=["GET", "HEAD", "DELETE", "POST", "PUT", "PATCH"],
+    include_in_schema=False,
+)
+async def not_a_job_resource(job_id: str, rest: str) -> Response:
+    """Anything deeper than ``/v1/jobs/{id}/result``, e.g. ``..%2F..%2Fetc`` once the server decoded it.
+
+    Raises
+    ------
+    NotFoundError
+        Always, naming the path, instead of a bare "Not Found".
+    """
+    raise NotFoundError(
+        f"{_shown(f'{job_id}/{rest}')} is not a job resource; job URLs are /v1/jobs/{{id}} and "
+        "/v1/jobs/{id}/result, with ids of letters, digits, '-' and '_'"
+    )
