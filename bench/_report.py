@@ -34,6 +34,8 @@ def environment() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
+        # Other work on the machine skews every figure; the 1/5/15-minute load average records it.
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
         "git_sha": sha,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -10,18 +10,12 @@ stream. Loopback only, bounded by --seconds per case. Writes bench/results/strea
 import argparse
 import asyncio
 import json
-import os
-import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import av
-import httpx
 import numpy as np
 from websockets.asyncio.client import connect
 
@@ -29,81 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import line, write
+from _server import CLIP, Server, load_frames
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """The service in a child process (so its RSS is measured apart from the clients)."""
-
-    def __init__(self, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
-        self.data = tempfile.TemporaryDirectory(prefix="itm-bench-")
-        child_env = {**os.environ, "ITM_DATA_DIR": self.data.name, "ITM_LOG_LEVEL": "WARNING", **env}
-        child_env["PYTHONPATH"] = str(ROOT)
-        code = f"from service.server import serve; serve('127.0.0.1', {self.port})"
-        self.process = subprocess.Popen([sys.executable, "-c", code], env=child_env, cwd=ROOT)
-
-    def wait_ready(self, timeout: float = 300.0) -> float:
-        start = time.perf_counter()
-        while time.perf_counter() - start < timeout:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return time.perf_counter() - start
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("server not ready")
-
-    def rss_mb(self) -> float:
-        for row in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if row.startswith("VmRSS:"):
-                return int(row.split()[1]) / 1024
-        return float("nan")
-
-    def metric_samples(self, name: str) -> dict[str, float]:
-        text = httpx.get(f"{self.url}/metrics", timeout=10).text
-        return {
-            row.split(" ")[0]: float(row.split(" ")[1])
-            for row in text.splitlines()
-            if row.startswith(name)
-        }
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.data.cleanup()
-
-
-CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "bigbuckbunny.mp4"
 SIZES = {"720p": (720, 1280), "1080p": (1080, 1920)}
 FRAME = struct.Struct("<IIQ")
 RESULT = struct.Struct("<IIQQQQQ")
-
-
-def load_frames(height: int, width: int, count: int) -> list[bytes]:
-    """Decode ``count`` frames of the clip, scaled to the size, as rgb24 payloads."""
-    frames: list[bytes] = []
-    with av.open(str(CLIP)) as container:
-        for frame in container.decode(video=0):
-            rgb = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
-            frames.append(np.ascontiguousarray(rgb).tobytes())
-            if len(frames) == count:
-                break
-    return frames
 
 
 async def client(url: str, frames: list[bytes], height: int, width: int, operator: str, seconds: float,

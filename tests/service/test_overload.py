@@ -45,6 +45,8 @@ class InferenceGate:
         self.state = state
         self.release = threading.Event()
         self.entered = 0
+        self.outputs: list[str] = []
+        """``BatchKey.output`` of each batch in the order batches reached a worker."""
         self._lock = threading.Lock()
         self._run = state.pool.run_batch
         state.pool.run_batch = self  # type: ignore[method-assign]  # instance attribute shadows the method
@@ -52,6 +54,7 @@ class InferenceGate:
     def __call__(self, key: Any, frames: list[np.ndarray]) -> Any:
         with self._lock:
             self.entered += 1
+            self.outputs.append(key.output)
         if not self.release.wait(50):
             raise RuntimeError("inference gate never released")
         return self._run(key, frames)
@@ -342,3 +345,29 @@ def test_streams_beyond_max_streams_close_1013_while_admitted_ones_finish(gated:
     live.wait_for(lambda: live.sample("itm_active_streams") == 0)
     with stream(live) as (_, ready):  # the slots are free again
         assert ready["type"] == "ready"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="service/inference/batcher.py _next_batch returns the first key in dict (insertion) order that "
+    "has a full batch; with max_batch_size=1 every queue is full, so a key with a standing backlog (busy "
+    "streams) is served before older frames of other keys (images, jobs): they starve",
+)
+def test_frames_of_other_requests_are_served_in_arrival_order(gated: Callable[..., Any]) -> None:
+    live, gate = gated(queue_size=16)
+    with (
+        stream(live, mode="lossless", credits=8) as (ws, _),
+        httpx.Client(base_url=live.url, timeout=30) as http,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        fill(live, gate, ws)  # frames 0, 1 held on the workers, frame 2 queued
+        image = pool.submit(http.post, "/v1/images", content=png())
+        live.wait_for(lambda: gate.queued == 2)  # the image's frame arrived after frame 2
+        for seq in range(3, 8):
+            ws.send(frame(seq))
+        live.wait_for(lambda: gate.queued == 7)  # and before frames 3-7
+        gate.release.set()
+        assert image.result().status_code == 200
+        assert [seq_of(ws.recv(timeout=30)) for _ in range(8)] == list(range(8))
+    # Two held frames, then the queue in arrival order: frame 2, the image, frames 3-7.
+    assert gate.outputs.index("nits") == 3, gate.outputs
