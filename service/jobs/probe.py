@@ -13,6 +13,10 @@ from pathlib import Path
 
 from service.errors import CorruptStreamError, UnsupportedFormatError
 
+MAX_FRAME_RATE = 1000
+"""Frames per second of video accepted at most (phones record slow motion at 240): with the duration limit,
+this caps the frame count, so a few seconds of a 100 000 fps stream cannot queue hours of work."""
+
 
 def probe_video(path: Path, name: str, max_width: int, max_height: int, max_duration_s: float) -> int:
     """Check ``path`` is SDR video we can convert within the limits; return its frame count.
@@ -41,7 +45,13 @@ def probe_video(path: Path, name: str, max_width: int, max_height: int, max_dura
             raise UnsupportedFormatError(
                 f"input '{name}' lasts {declared:.1f} s; the limit is {max_duration_s:g} s"
             )
-        scan = reader.scan_packets(stop_after_s=max_duration_s)
+        most_frames = int(max_duration_s * MAX_FRAME_RATE)
+        scan = reader.scan_packets(stop_after_s=max_duration_s, stop_after_packets=most_frames)
+        if scan.stopped_early and scan.packets > most_frames:
+            raise UnsupportedFormatError(
+                f"input '{name}' has more than {most_frames} frames in {scan.span_s:.2f} s; at most "
+                f"{MAX_FRAME_RATE} frames per second of the {max_duration_s:g} s limit are accepted"
+            )
         if scan.stopped_early:
             raise UnsupportedFormatError(
                 f"input '{name}' lasts more than {max_duration_s:g} s (measured from its packets; "

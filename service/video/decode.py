@@ -429,7 +429,9 @@ class VideoReader:
             return
         self._check_against_declared(self.frames_decoded, self.end_s, "decoded")
 
-    def scan_packets(self, stop_after_s: float | None = None) -> PacketScan:
+    def scan_packets(
+        self, stop_after_s: float | None = None, stop_after_packets: int | None = None
+    ) -> PacketScan:
         """Demux the video stream to its end without decoding: packets, time covered, damage flags.
 
         Much cheaper than decoding, so the REST probe can measure streams that declare no duration (raw
@@ -441,6 +443,8 @@ class VideoReader:
         stop_after_s : float, optional
             Stop as soon as the packets cover more than this many seconds (``stopped_early`` is then set),
             so an endless or huge stream costs no more than the limit.
+        stop_after_packets : int, optional
+            Likewise, stop once more than this many packets were read (absurd frame rates).
 
         Raises
         ------
@@ -467,7 +471,8 @@ class VideoReader:
                     first_s = start_s if first_s is None else min(first_s, start_s)
                     end_s = start_s + length_s if end_s is None else max(end_s, start_s + length_s)
                 span_s = end_s - first_s if end_s is not None and first_s is not None else summed_s
-                if stop_after_s is not None and span_s > stop_after_s:
+                too_long = stop_after_s is not None and span_s > stop_after_s
+                if too_long or (stop_after_packets is not None and packets > stop_after_packets):
                     return PacketScan(packets, span_s, end_s, corrupt, stopped_early=True)
         span_s = end_s - first_s if end_s is not None and first_s is not None else summed_s
         return PacketScan(packets, span_s, end_s if end_s is not None else summed_s, corrupt, False)

@@ -157,6 +157,14 @@ def raw_h264(tmp: Path, seconds: float, size: str = f"{W}x{H}") -> bytes:
     )
 
 
+def high_frame_rate(tmp: Path) -> bytes:
+    """One second of 5000 fps in MP4: a short, honest duration and an extreme frame count."""
+    return lavfi(
+        tmp, "fast.mp4", f"color=size={W}x{H}:rate=5000:duration=1", "-c:v", "libx264", "-preset",
+        "ultrafast", "-pix_fmt", "yuv420p",
+    )
+
+
 def size_change(tmp: Path) -> bytes:
     """Two Annex B streams back to back: 64x48, then 128x96 (legal in a raw stream; we refuse it)."""
     return raw_h264(tmp, 0.2) + raw_h264(tmp, 0.2, "128x96")

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from av.video.reformatter import ColorTrc
 
+from service.jobs.probe import MAX_FRAME_RATE
 from tests.adversarial import media
 from tests.adversarial.conftest import (
     MAX_DURATION_S,
@@ -117,6 +118,8 @@ CASES = [
          415, "the limit is"),
     Case("raw_h264_too_long", raw(lambda t: media.raw_h264(t, MAX_DURATION_S + 2), "clip.h264"),
          415, "the limit is"),
+    Case("5000_fps_for_1_s", raw(media.high_frame_rate), 415,
+         f"more than {int(MAX_DURATION_S * MAX_FRAME_RATE)} frames"),
     Case("timestamp_gap_of_a_day", raw(media.timestamp_gap, "clip.mkv"), 415, "the limit is"),
     Case("vfr", raw(media.vfr, "clip.mkv"), 202, final="succeeded"),
     Case("negative_timestamps", raw(media.negative_timestamps, "clip.mkv"), 202, final="succeeded"),
@@ -145,6 +148,9 @@ CASES = [
     Case("multipart_empty_file", fixed(b"", multipart=True), 422, "empty (0 bytes)"),
     Case("multipart_options_not_json", raw(media.clip, multipart=True, fields={"options": "{oops"}),
          422, "not valid JSON"),
+    Case("option_unknown_operator", raw(media.clip, params={"operator": "magic"}), 422, "magic"),
+    Case("option_crf_out_of_range", raw(media.clip, params={"crf": "99"}), 422, "crf"),
+    Case("option_codec_unknown", raw(media.clip, params={"codec": "vp9"}), 422, "codec"),
     Case("declared_length_over_limit", fixed(b"\x00" * (UPLOAD_LIMIT + 1)), 413, "exceeds the limit"),
 ]
 

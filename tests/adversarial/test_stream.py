@@ -158,6 +158,7 @@ CASES = [
            f"exceeds the limit {MAX_WIDTH}x{MAX_HEIGHT}"),
     WsCase("hello_zero_size", hello(width=0), None, 1008, "hello.width"),
     WsCase("hello_unknown_input", hello(input="yuv420p"), None, 1008, "hello.input"),
+    WsCase("hello_unknown_output", hello(output="p016"), None, 1008, "hello.output"),
     WsCase("hello_unknown_operator", hello(operator="magic"), None, 1008, "hello.operator"),
     WsCase("hello_peak_nan", hello(peak_nits=float("nan")), None, 1008, "peak_nits"),
     WsCase("hello_credits_zero", hello(credits=0), None, 1008, "hello.credits"),
