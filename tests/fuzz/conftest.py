@@ -51,6 +51,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         max_height=256,
         max_duration_s=5,
         warmup_size=(16, 16),
+        stream_idle_timeout_s=10.0,  # a stream the fuzzer leaves waiting ends (1001, a failure) soon
     )
     try:
         server.wait_for(lambda: httpx.get(f"{server.url}/readyz").status_code == 200, timeout=60)

@@ -50,3 +50,60 @@ JSON_VALUES: st.SearchStrategy[Any] = st.recursive(
 def json_text(value: Any) -> str:
     """``value`` as JSON text, the way a peer would send it."""
     return json.dumps(value)
+
+
+# -- stream hello (docs/PROTOCOL.md §2) -------------------------------------------------------------
+
+RAW_INPUTS = ("rgb24", "rgba", "bgra")
+IMAGE_INPUTS = ("jpeg", "png")
+OUTPUTS = ("rgb10a2", "rgb48")
+
+OPTIONAL_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "version": st.just(1),
+    "mode": st.sampled_from(["live", "lossless"]),
+    "operator": st.none() | st.text(max_size=12),
+    "operator_mode": st.none() | st.sampled_from(["fast", "quality"]),
+    "peak_nits": st.none() | st.integers(100, 10000) | st.floats(100.0, 10000.0),
+    "colour": st.sampled_from(["srgb", "bt709"]),
+    "credits": st.integers(1, 2**40),
+}
+
+
+@st.composite
+def valid_hellos(draw: st.DrawFn, max_side: int = 2**40, max_credits: int = 2**40) -> dict[str, Any]:
+    """A hello the parser must accept: required fields plus any subset of the optional ones."""
+    hello: dict[str, Any] = {
+        "type": "hello",
+        "width": draw(st.integers(16, max_side)),
+        "height": draw(st.integers(16, max_side)),
+        "input": draw(st.sampled_from(RAW_INPUTS + IMAGE_INPUTS)),
+        "output": draw(st.sampled_from(OUTPUTS)),
+    }
+    for name in draw(st.sets(st.sampled_from(sorted(OPTIONAL_FIELDS)))):
+        hello[name] = draw(OPTIONAL_FIELDS[name])
+    if "credits" in hello:
+        hello["credits"] = min(hello["credits"], max_credits)
+    return hello
+
+
+WRONG_TYPES = st.one_of(
+    st.booleans(), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(), st.none())
+)
+"""Values of a JSON type no hello field has."""
+NUMERIC_STRINGS = st.integers(16, 4096).map(str)
+"""What a sloppy client might send for a number: the protocol's "wrong type", not a number."""
+
+BAD_HELLO_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "type": st.text().filter(lambda t: t != "hello") | WRONG_TYPES | st.none(),
+    "version": st.integers().filter(lambda v: v != 1) | st.just("1") | WRONG_TYPES,
+    "width": st.integers(max_value=15) | st.floats(16.0, 4096.0) | NUMERIC_STRINGS | WRONG_TYPES | st.none(),
+    "height": st.integers(max_value=15) | st.floats(16.0, 4096.0) | NUMERIC_STRINGS | WRONG_TYPES | st.none(),
+    "input": st.text().filter(lambda t: t not in RAW_INPUTS + IMAGE_INPUTS) | WRONG_TYPES | st.none(),
+    "output": st.text().filter(lambda t: t not in OUTPUTS) | WRONG_TYPES | st.none(),
+    "mode": st.text().filter(lambda t: t not in ("live", "lossless")) | WRONG_TYPES,
+    "operator": st.integers() | WRONG_TYPES,
+    "operator_mode": st.text().filter(lambda t: t not in ("fast", "quality")) | WRONG_TYPES,
+    "peak_nits": st.floats(max_value=99.99) | st.floats(min_value=10000.01) | NUMERIC_STRINGS | WRONG_TYPES,
+    "colour": st.text().filter(lambda t: t not in ("srgb", "bt709")) | WRONG_TYPES,
+    "credits": st.integers(max_value=0) | st.floats(1.0, 8.0) | NUMERIC_STRINGS | WRONG_TYPES,
+}

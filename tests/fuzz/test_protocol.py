@@ -39,63 +39,23 @@ from service.stream.protocol import (
     raw_frame,
     reason_of,
 )
-from tests.fuzz.strategies import JSON_VALUES, U32, U64, json_text, nits_frames
+from tests.fuzz.strategies import (
+    BAD_HELLO_VALUES,
+    IMAGE_INPUTS,
+    JSON_VALUES,
+    RAW_INPUTS,
+    U32,
+    U64,
+    json_text,
+    nits_frames,
+    valid_hellos,
+)
 
 CLOSE_REASON_BYTES = 123
 """RFC 6455 clause 5.5: a close frame's payload is at most 125 bytes, two of them the code."""
 
-RAW_INPUTS = ("rgb24", "rgba", "bgra")
-IMAGE_INPUTS = ("jpeg", "png")
 
 # -- hello ------------------------------------------------------------------------------------------
-
-OPTIONAL_FIELDS: dict[str, st.SearchStrategy[Any]] = {
-    "version": st.just(1),
-    "mode": st.sampled_from(["live", "lossless"]),
-    "operator": st.none() | st.text(max_size=12),
-    "operator_mode": st.none() | st.sampled_from(["fast", "quality"]),
-    "peak_nits": st.none() | st.integers(100, 10000) | st.floats(100.0, 10000.0),
-    "colour": st.sampled_from(["srgb", "bt709"]),
-    "credits": st.integers(1, 2**40),
-}
-
-
-@st.composite
-def valid_hellos(draw: st.DrawFn) -> dict[str, Any]:
-    """A hello the parser must accept: required fields plus any subset of the optional ones."""
-    hello: dict[str, Any] = {
-        "type": "hello",
-        "width": draw(st.integers(16, 2**40)),
-        "height": draw(st.integers(16, 2**40)),
-        "input": draw(st.sampled_from(RAW_INPUTS + IMAGE_INPUTS)),
-        "output": draw(st.sampled_from(sorted(BYTES_PER_PIXEL_OUT))),
-    }
-    for name in draw(st.sets(st.sampled_from(sorted(OPTIONAL_FIELDS)))):
-        hello[name] = draw(OPTIONAL_FIELDS[name])
-    return hello
-
-
-WRONG_TYPES = st.one_of(
-    st.booleans(), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(), st.none())
-)
-"""Values of a JSON type no hello field has."""
-NUMERIC_STRINGS = st.integers(16, 4096).map(str)
-"""What a sloppy client might send for a number: the protocol's "wrong type", not a number."""
-
-BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
-    "type": st.text().filter(lambda t: t != "hello") | WRONG_TYPES | st.none(),
-    "version": st.integers().filter(lambda v: v != 1) | st.just("1") | WRONG_TYPES,
-    "width": st.integers(max_value=15) | st.floats(16.0, 4096.0) | NUMERIC_STRINGS | WRONG_TYPES | st.none(),
-    "height": st.integers(max_value=15) | st.floats(16.0, 4096.0) | NUMERIC_STRINGS | WRONG_TYPES | st.none(),
-    "input": st.text().filter(lambda t: t not in BYTES_PER_PIXEL_IN) | WRONG_TYPES | st.none(),
-    "output": st.text().filter(lambda t: t not in BYTES_PER_PIXEL_OUT) | WRONG_TYPES | st.none(),
-    "mode": st.text().filter(lambda t: t not in ("live", "lossless")) | WRONG_TYPES,
-    "operator": st.integers() | WRONG_TYPES,
-    "operator_mode": st.text().filter(lambda t: t not in ("fast", "quality")) | WRONG_TYPES,
-    "peak_nits": st.floats(max_value=99.99) | st.floats(min_value=10000.01) | NUMERIC_STRINGS | WRONG_TYPES,
-    "colour": st.text().filter(lambda t: t not in ("srgb", "bt709")) | WRONG_TYPES,
-    "credits": st.integers(max_value=0) | st.floats(1.0, 8.0) | NUMERIC_STRINGS | WRONG_TYPES,
-}
 
 
 @given(valid_hellos())
@@ -108,8 +68,8 @@ def test_every_valid_hello_is_accepted_as_sent(fields: dict[str, Any]) -> None:
 @given(valid_hellos(), st.data())
 def test_a_bad_field_is_refused_and_named(fields: dict[str, Any], data: st.DataObject) -> None:
     """§2: a wrong type or a value out of range closes with 1008 and a reason naming the field."""
-    name = data.draw(st.sampled_from(sorted(BAD_VALUES)))
-    fields[name] = data.draw(BAD_VALUES[name], label=name)
+    name = data.draw(st.sampled_from(sorted(BAD_HELLO_VALUES)))
+    fields[name] = data.draw(BAD_HELLO_VALUES[name], label=name)
     with pytest.raises(ValidationError) as info:
         Hello.model_validate_json(json.dumps(fields))
     reason = reason_of(info.value, "hello")
