@@ -6,15 +6,24 @@ queue delay) so the poison frame shares its batch with frames of the same stream
 concurrent job: exactly the case where one bad frame used to fail every request in the batch.
 """
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
 from clients import Stream, StreamClosedError, StreamOptions, StreamResult
+from service.errors import EngineError
+from service.inference.batcher import DynamicBatcher
+from service.inference.pool import WorkerPool
+from service.inference.types import BatcherConfig, BatchKey, FrameResult, OperatorSpec
+from service.metrics import build_metrics
+from service.operators import ColourDescription
+from service.operators.registry import register_operator, unregister_operator
 from tests.faults.conftest import ServerProcess, assert_valid_hdr10, clip_of, leftovers, submit, wait_final
 from tests.faults.faulty_operator import NAME, PATH, POISON_RGB
 
@@ -92,3 +101,43 @@ def test_poison_frame_fails_only_its_own_job_and_stream(
             assert [e.seq for e in stream.run([_gradient(0)] * 3) if isinstance(e, StreamResult)] == [0, 1, 2]
     assert leftovers(server.data_dir) == []
     assert "running its frames one by one" in server.log.read_text(), "the poison frame never shared a batch"
+
+
+@pytest.fixture
+def faulty_registered() -> Iterator[None]:
+    """The faulty operator in this process's registry, through the same call ``ITM_EXTRA_OPERATORS`` uses."""
+    register_operator(PATH)
+    try:
+        yield
+    finally:
+        unregister_operator(NAME)
+
+
+@pytest.mark.usefixtures("faulty_registered")
+def test_batcher_fails_only_the_poison_request_of_a_full_batch() -> None:
+    """Deterministic form of the above: four frames that certainly form one batch, the second one poison."""
+    metrics = build_metrics(CollectorRegistry(), 4)
+    pool = WorkerPool(1)
+    key = BatchKey(OperatorSpec.of(NAME, peak_nits=1000.0), H, W, ColourDescription.still(), "rgb10a2")
+    frames = [_gradient(0), POISON, _gradient(2), _gradient(3)]
+
+    async def main() -> list[FrameResult | BaseException]:
+        config = BatcherConfig(max_batch_size=4, max_queue_delay_s=60.0, queue_size=8, workers=1)
+        batcher = DynamicBatcher(config, pool, metrics)
+        futures = [batcher.submit(f, key) for f in frames]  # queued before the owner task can take any
+        batcher.start()
+        try:
+            return await asyncio.gather(*futures, return_exceptions=True)
+        finally:
+            await batcher.stop(drain=False)
+
+    try:
+        outcomes = asyncio.run(main())
+    finally:
+        pool.shutdown()
+    assert metrics.registry.get_sample_value("itm_batches_total", {"reason": "full"}) == 1
+    assert isinstance(outcomes[1], EngineError) and "injected fault" in str(outcomes[1]), outcomes[1]
+    for i in (0, 2, 3):
+        result = outcomes[i]
+        assert isinstance(result, FrameResult), result
+        assert result.data.shape == (H, W)
