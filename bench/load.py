@@ -76,6 +76,8 @@ class StreamStats:
     drops: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     closes: Counter[int] = field(default_factory=Counter)
+    reasons: dict[int, str] = field(default_factory=dict)
+    """The server's reason for the first close with each code other than 1000."""
     seconds: float = 0.0
 
     @property
@@ -102,6 +104,7 @@ class StreamStats:
             "drops": dict(self.drops),
             "lost": self.lost,
             "closes": {str(k): v for k, v in self.closes.items()},
+            "close_reasons": {str(k): v for k, v in self.reasons.items()},
             "seconds": self.seconds,
         }
 
@@ -142,6 +145,7 @@ async def run_stream(
             stats.closes[1000] += 1
         except StreamClosedError as exc:
             stats.closes[exc.code] += 1
+            stats.reasons.setdefault(exc.code, exc.reason)
             await asyncio.sleep(1.0)
         except (ClientError, OSError) as exc:  # not a close the server chose: counted as code -1
             print(f"    {stats.name}: {type(exc).__name__}: {exc}")
@@ -340,6 +344,8 @@ def print_streams(streams: list[StreamStats]) -> None:
     for s in streams:
         drops = ", ".join(f"{k} {v}" for k, v in sorted(s.drops.items())) or "none"
         closes = ", ".join(f"{k}x{v}" for k, v in sorted(s.closes.items()))
+        if s.reasons:
+            closes += " (" + "; ".join(f"{k}: {v}" for k, v in s.reasons.items()) + ")"
         print(
             f"    {s.name:9s} {s.mode:8s} {s.fps:5.2f} fps (target {s.target_fps:g}); latency p50 "
             f"{percentile(s.latencies_ms, 50):6.0f} ms, p99 {percentile(s.latencies_ms, 99):6.0f} ms; "
@@ -408,6 +414,7 @@ async def soak(
         "no 5xx": http_stats.server_errors == 0
         and not errors
         and not any(code == 1011 for s in streams for code in s.closes),
+        f"jobs progressed alongside the streams ({jobs.completed} completed)": jobs.completed > 0,
     }
     print(
         f"    RSS after warm-up (t={base.t_s:.0f} s) {base.rss_mb:.0f} MB -> end {last.rss_mb:.0f} MB "
@@ -583,6 +590,9 @@ async def overload(
         and not {k: v for k, v in errors.items() if 'status="503"' not in k},
         f"/healthz stayed fast (max {health['max']:.0f} ms < 1000 ms)": health["max"] < 1000.0,
         "server serves again after the overload": ready == 200 and recovered.results == recovered.sent > 0,
+        "admitted lossless streams lost zero frames": all(
+            s.lost == 0 and set(s.closes) == {1000} for s in streams if s.mode == "lossless"
+        ),
     }
     for name, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'} {name}")
@@ -734,7 +744,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=float, default=600.0, help="soak seconds")
-    parser.add_argument("--fps", type=float, default=3.0, help="frames per second each soak stream offers")
+    parser.add_argument("--fps", type=float, default=2.0, help="frames per second each soak stream offers")
     parser.add_argument("--operator", default="mqn")
     parser.add_argument("--job-clip", default="bigbuckbunny.mp4", help="clip the upload workers submit")
     parser.add_argument("--frames", type=int, default=24, help="frames decoded per clip (looped)")
