@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.pipeline import is_temp_file
 from tests.service.conftest import ffprobe
+from tests.service.conftest import live_factory as live_factory  # in-process server, for white-box checks
 
 ROOT = Path(__file__).resolve().parents[2]
 FINAL = ("succeeded", "failed", "cancelled")

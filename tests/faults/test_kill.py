@@ -6,6 +6,7 @@ or failed with a reason; nothing may be ``succeeded`` without a valid HDR10 file
 stream clients must see their documented error, and new streams must work.
 """
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from clients import Stream, StreamClosedError, StreamOptions, StreamResult
+from service.pipeline import convert_video
 from tests.faults.conftest import (
     ServerProcess,
     assert_valid_hdr10,
@@ -155,3 +157,34 @@ def test_sigkill_mid_stream_client_gets_clean_error_and_new_streams_work(
     with Stream.connect(server.url, options) as again:
         events = list(again.run([frame] * 5))
     assert [e.seq for e in events if isinstance(e, StreamResult)] == [0, 1, 2, 3, 4]
+
+
+def test_sweep_while_serving_never_touches_a_running_job(
+    live_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The temp sweep may run at any time: a job converting right now keeps its temporaries and input."""
+    started, release = threading.Event(), threading.Event()
+
+    def converter(src: Path, dst: Path, operator: Any, options: Any, *, progress: Any, cancel: Any) -> Any:
+        temp = dst.with_name(f".{dst.stem}.0123abcd.encode{dst.suffix}")  # as the pipeline names pass 1
+        temp.write_bytes(b"partial")
+        started.set()
+        release.wait(60)
+        temp.unlink()
+        return convert_video(src, dst, operator, options, progress=progress, cancel=cancel)
+
+    live = live_factory(converter=converter, job_concurrency=1)
+    jobs = live.server.itm_app.state.itm.jobs
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        location = submit(client, make_clip(tmp_path / "a.mp4", frames=SHORT_FRAMES))
+        assert started.wait(60)
+        folder = jobs.jobs_dir / location.rsplit("/", 1)[1]
+        orphan = jobs.jobs_dir / "0000000000000000" / ".output.89abcdef.final.mp4"
+        orphan.parent.mkdir()
+        orphan.write_bytes(b"left by a killed process")
+        before = sorted(folder.iterdir())
+        assert jobs.sweep_orphans() == 1
+        assert sorted(folder.iterdir()) == before and not orphan.exists()
+        release.set()
+        assert wait_final(client, location)["state"] == "succeeded"
+    assert leftovers(live.settings.data_dir) == []
