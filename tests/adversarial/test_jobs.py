@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 import pytest
 from av.video.reformatter import ColorTrc
@@ -69,7 +70,8 @@ class Case:
     """A row of the corpus: what is sent, the status, the message fragment, and the job's final state.
 
     ``final`` is None for refusals (``message`` is then in the problem ``detail``); for accepted uploads
-    it is the terminal state, and ``message`` must appear in the job's ``error`` when it failed.
+    it is the terminal state, and ``message`` must appear in the job's ``error`` when it failed. ``output``
+    checks a succeeded job's file against the upload, beyond it being valid HDR10.
     """
 
     name: str
@@ -77,6 +79,25 @@ class Case:
     status: int
     message: str = ""
     final: str | None = None
+    output: Callable[[Path, Path], None] | None = None
+
+
+def _frames(path: Path) -> list[av.VideoFrame]:
+    with av.open(str(path)) as container:
+        return list(container.decode(video=0))
+
+
+def same_frame_times(src: Path, out: Path) -> None:
+    """Every frame keeps its presentation time (VFR and negative timestamps survive)."""
+    assert [round(float(f.time or 0), 3) for f in _frames(out)] == [
+        round(float(f.time or 0), 3) for f in _frames(src)
+    ]
+
+
+def same_rotation(src: Path, out: Path) -> None:
+    """The display matrix survives: a phone video still shows upright."""
+    rotation = _frames(src)[0].rotation
+    assert rotation != 0 and _frames(out)[0].rotation == rotation
 
 
 def pq(tmp: Path) -> bytes:
@@ -121,11 +142,12 @@ CASES = [
     Case("5000_fps_for_1_s", raw(media.high_frame_rate), 415,
          f"more than {int(MAX_DURATION_S * MAX_FRAME_RATE)} frames"),
     Case("timestamp_gap_of_a_day", raw(media.timestamp_gap, "clip.mkv"), 415, "the limit is"),
-    Case("vfr", raw(media.vfr, "clip.mkv"), 202, final="succeeded"),
-    Case("negative_timestamps", raw(media.negative_timestamps, "clip.mkv"), 202, final="succeeded"),
+    Case("vfr", raw(media.vfr, "clip.mkv"), 202, final="succeeded", output=same_frame_times),
+    Case("negative_timestamps", raw(media.negative_timestamps, "clip.mkv"), 202, final="succeeded",
+         output=same_frame_times),
     Case("raw_h264_short", raw(lambda t: media.raw_h264(t, 0.2), "clip.h264"), 202, final="succeeded"),
     # -- pixel formats and tags -----------------------------------------------------------------------
-    Case("rotated_phone_video", raw(media.rotated), 202, final="succeeded"),
+    Case("rotated_phone_video", raw(media.rotated), 202, final="succeeded", output=same_rotation),
     Case("yuv422p", raw(lambda t: media.clip(t, pix_fmt="yuv422p", frames=3)), 202, final="succeeded"),
     Case("yuv444p", raw(lambda t: media.clip(t, pix_fmt="yuv444p", frames=3)), 202, final="succeeded"),
     Case("10_bit_sdr", raw(lambda t: media.clip(t, pix_fmt="yuv420p10le", frames=3)), 202, final="succeeded"),
@@ -174,6 +196,10 @@ def test_upload_case(server: LiveServer, client: httpx.Client, tmp_path: Path, c
             out = tmp_path / "result.mp4"
             out.write_bytes(result.content)
             assert_hdr10(out)
+            if case.output is not None:
+                src = tmp_path / f"upload-{upload.filename}"
+                src.write_bytes(upload.body)
+                case.output(src, out)
     assert_healthy_and_clean(server)
 
 
