@@ -8,9 +8,11 @@ limited range, BT.1886 display. Inputs tagged PQ or HLG are refused: they are HD
 Truncation policy: a truncated MKV or MPEG-TS decodes short without any FFmpeg error, so after the last
 frame :meth:`VideoReader.check_complete` compares what was decoded with what the container declared and
 raises :class:`CorruptStreamError` when more than ``max(2 frames, 2 %)`` of the declared video is missing.
-Corrupt packets raise immediately, naming the frame they follow: a service should not silently deliver a
-damaged conversion. :meth:`VideoReader.scan_packets` applies the same completeness rule to demuxed packets
-without decoding, so the REST probe can refuse truncated and over-long uploads before queueing a job.
+Corrupt packets raise immediately, naming the frame they follow, and so do frames the decoder marks as
+corrupt (decoded with concealed damage, e.g. the cut-off last frame of a truncated raw stream): a service
+should not silently deliver a damaged conversion. :meth:`VideoReader.scan_packets` applies the same
+completeness rule to demuxed packets without decoding, so the REST probe can refuse truncated and over-long
+uploads before queueing a job.
 
 PyAV's logging is never enabled here: with threaded decoding it can hang the process.
 """
@@ -359,6 +361,12 @@ class VideoReader:
                         on_packet(packet)
                     continue
                 for frame in stream.decode(packet):
+                    if frame.is_corrupt:  # decoded, but with concealed damage (a cut-off last frame...)
+                        raise CorruptStreamError(
+                            f"input '{self.name}' is corrupt: frame {self.frames_decoded + 1} decodes only "
+                            "in part (the decoder concealed damage; truncated?), so the conversion stops "
+                            "rather than deliver damaged video"
+                        )
                     if frame.width != info.width or frame.height != info.height:
                         raise UnsupportedFormatError(
                             f"frame size changes mid-stream ({info.width}x{info.height} -> "

@@ -165,6 +165,12 @@ def high_frame_rate(tmp: Path) -> bytes:
     )
 
 
+def truncated_raw_h264(tmp: Path) -> bytes:
+    """A raw stream cut mid-frame: nothing declares its length, but the last frame decodes only in part."""
+    data = raw_h264(tmp, 1.0)
+    return data[: int(len(data) * 0.73)]
+
+
 def size_change(tmp: Path) -> bytes:
     """Two Annex B streams back to back: 64x48, then 128x96 (legal in a raw stream; we refuse it)."""
     return raw_h264(tmp, 0.2) + raw_h264(tmp, 0.2, "128x96")

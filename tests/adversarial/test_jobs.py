@@ -124,6 +124,8 @@ CASES = [
     Case("corrupt_packet_mid_stream", raw(media.corrupt_packet, "clip.mkv"), 202,
          "does not decode", "failed"),
     Case("container_without_frames", raw(media.no_frames), 415, "holds no streams"),
+    Case("truncated_raw_h264", raw(media.truncated_raw_h264, "clip.h264"), 202, "decodes only in part",
+         "failed"),
     Case("frame_size_changes", raw(media.size_change, "clip.h264"), 202, "changes mid-stream", "failed"),
     # -- sizes ----------------------------------------------------------------------------------------
     Case("1x1", raw(lambda t: media.clip(t, "1.mkv", codec="ffv1", pix_fmt="yuv444p", width=1, height=1)),
