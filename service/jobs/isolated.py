@@ -3,11 +3,19 @@
 Sequential ``convert_video`` calls in one process have been seen to abort with ``double free or corruption``
 inside ``container.close()``; a child per job turns that into a failed job instead of a dead server. Progress
 and the outcome come back over a queue; cancellation is a shared event the pipeline polls between batches.
+
+On Linux the child asks the kernel to SIGKILL it when the thread that started it dies (``PR_SET_PDEATHSIG``):
+a server killed with SIGKILL would otherwise leave an orphan converting into the job's folder while the
+restarted server sweeps that folder and re-runs the job.
 """
 
 import contextlib
+import ctypes
 import multiprocessing
+import os
 import queue
+import signal
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,10 +34,24 @@ class Outcome:
     frames: int
 
 
+_PR_SET_PDEATHSIG = 1
+"""prctl(2) option: signal this process gets when its parent thread exits."""
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when the server dies, however it dies (Linux only)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the server died before prctl took effect: nobody wants the result
+        os._exit(1)
+
+
 def _child(
     src: str, dst: str, operator: str, params: dict[str, float | str], encode: dict[str, Any],
-    decode: dict[str, Any], events: Any, cancel: Any, plugins: dict[str, str],
+    decode: dict[str, Any], events: Any, cancel: Any, plugins: dict[str, str], parent: int,
 ) -> None:
+    _die_with_parent(parent)
     from service import errors
     from service.operators import create_operator
     from service.operators.registry import register_operator
@@ -87,6 +109,7 @@ def run_isolated(
         target=_child,
         args=(
             str(src), str(dst), operator, params, encode, decode, events, child_cancel, dict(plugins or {}),
+            os.getpid(),
         ),
         daemon=True,
     )

@@ -52,6 +52,36 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.02)
 
 
+def spawned_children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` and that multiprocessing's spawn started (job child, prober)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"spawn_main" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie left for a reaper (a container's PID 1 may never reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def has_open_file_under(pid: int, folder: Path) -> bool:
+    """Whether process ``pid`` holds a file inside ``folder`` open."""
+    try:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+    except OSError:
+        return False
+    return any(link.startswith(f"{folder}/") for link in links)
+
+
 @dataclass
 class ServerProcess:
     """``itmstream serve`` in a child process on an ephemeral port, with its data dir and log."""
@@ -61,6 +91,8 @@ class ServerProcess:
     settings: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     url: str = ""
+    children: list[int] = field(default_factory=list)
+    """multiprocessing children alive when the server was SIGKILLed (to end them if they outlive it)."""
     _log_file: Any = field(default=None, repr=False)
 
     @property
@@ -103,23 +135,30 @@ class ServerProcess:
             return False
 
     def kill(self) -> None:
-        """SIGKILL: no lifespan shutdown, no cleanup, exactly like the OOM killer."""
+        """SIGKILL: no lifespan shutdown, no cleanup, exactly like the OOM killer.
+
+        Its worker processes are noted first: whatever of them survives is ended at teardown, by pid.
+        """
         assert self.proc is not None
+        self.children = spawned_children(self.pid)
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(30)
         self._log_file.close()
 
     def stop(self) -> None:
-        """Graceful stop (SIGTERM), escalating to SIGKILL; for fixture teardown."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(30)
-        self._log_file.close()
+        """Graceful stop (SIGTERM), escalating to SIGKILL; then end orphans a kill left. For teardown."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(30)
+            self._log_file.close()
+        for pid in self.children:
+            if alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def rss_kib(self) -> int:
         status = Path(f"/proc/{self.pid}/status").read_text()

@@ -5,6 +5,8 @@ fault happens inside a real worker thread, in a real batch, exactly where a bugg
 interpreter would raise.
 """
 
+import time
+
 import numpy as np
 
 from service.operators.base import ColourDescription, Frames, Nits, OperatorInfo
@@ -12,6 +14,10 @@ from service.operators.classical import BT2408, PEAK_PARAM
 
 PATH = "tests.faults.faulty_operator:FaultyOperator"
 NAME = "faulty"
+SLOW_PATH = "tests.faults.faulty_operator:SlowOperator"
+SLOW_NAME = "slow"
+SLOW_S = 2.0
+"""Seconds :class:`SlowOperator` spends on every batch: a job of a few batches outlives any test deadline."""
 POISON_RGB = (255, 0, 255)
 """A frame of (nearly) this colour makes the operator raise; no gradient test frame comes close to it."""
 
@@ -31,4 +37,15 @@ class FaultyOperator(BT2408):
         """Raise on a poison frame, else convert like ``bt2408``."""
         if is_poison(frames).any():
             raise RuntimeError("injected fault: poison frame")
+        return super().apply(frames, colour)
+
+
+class SlowOperator(BT2408):
+    """BT.2408 that sleeps :data:`SLOW_S` per batch, to hold a job mid-conversion without a big clip."""
+
+    info = OperatorInfo(SLOW_NAME, "test only: bt2408 that takes 2 s per batch", (PEAK_PARAM,))
+
+    def apply(self, frames: Frames, colour: ColourDescription) -> Nits:
+        """Sleep, then convert like ``bt2408``."""
+        time.sleep(SLOW_S)
         return super().apply(frames, colour)

@@ -19,12 +19,16 @@ from clients import Stream, StreamClosedError, StreamOptions, StreamResult
 from service.pipeline import convert_video
 from tests.faults.conftest import (
     ServerProcess,
+    alive,
     assert_valid_hdr10,
+    has_open_file_under,
     leftovers,
+    spawned_children,
     submit,
     wait_final,
     wait_until,
 )
+from tests.faults.faulty_operator import SLOW_NAME, SLOW_PATH, SLOW_S
 from tests.service.conftest import make_clip
 
 pytestmark = pytest.mark.timeout(180)
@@ -188,3 +192,37 @@ def test_sweep_while_serving_never_touches_a_running_job(
         release.set()
         assert wait_final(client, location)["state"] == "succeeded"
     assert leftovers(live.settings.data_dir) == []
+
+
+def test_sigkill_takes_isolated_job_children_down_with_the_server(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """An isolated job's child must not outlive a SIGKILLed server and keep writing into the job folder."""
+    server = server_factory(job_isolation="true", extra_operators=SLOW_PATH)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        # 6 batches of 8 frames at SLOW_S each: the child would convert for 10 s more after the first one.
+        location = submit(client, make_clip(tmp_path / "a.mp4", frames=48), operator=SLOW_NAME)
+        converting = lambda: client.get(location).json()["progress"]["frames_done"] > 0  # noqa: E731
+        wait_until(converting, 60, "a converted batch")
+    folder = server.data_dir / "jobs" / location.rsplit("/", 1)[1]
+    job_children = [pid for pid in spawned_children(server.pid) if has_open_file_under(pid, folder)]
+    assert job_children, "precondition: the isolated job runs in a spawned child"
+    server.kill()
+    wait_until(lambda: not any(map(alive, job_children)), 2 * SLOW_S, "the job's child to die with it")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="service/jobs/probe.py: the spawned probe worker (ProcessPoolExecutor) outlives a SIGKILLed "
+    "server forever, one orphan per kill; fix requested in the faults report (PR_SET_PDEATHSIG initializer)",
+)
+def test_sigkill_leaves_no_orphan_probe_worker(
+    server_factory: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = server_factory()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        wait_final(client, submit(client, make_clip(tmp_path / "a.mp4", frames=SHORT_FRAMES)))
+    children = spawned_children(server.pid)
+    assert children, "precondition: the upload was probed in a spawned worker"
+    server.kill()
+    wait_until(lambda: not any(map(alive, children)), 5, "the probe worker to die with the server")
