@@ -227,6 +227,20 @@ def test_oversized_upload_is_refused_while_streaming(server: LiveServer) -> None
     assert_healthy_and_clean(server)
 
 
+def test_client_vanishing_mid_upload_leaves_no_file(server: LiveServer) -> None:
+    """Half of a declared body, then the connection drops: the partial upload must not stay in tmp/."""
+    tmp = server.settings.data_dir / "tmp"
+    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=30) as sock:
+        sock.sendall(
+            b"POST /v1/jobs HTTP/1.1\r\nHost: test\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: %d\r\n\r\n" % UPLOAD_LIMIT
+        )
+        sock.sendall(bytes(UPLOAD_LIMIT // 2))
+        server.wait_for(lambda: any(tmp.glob("*.part")))  # the server is streaming it to disk
+    server.wait_for(lambda: not any(tmp.iterdir()))
+    assert_healthy_and_clean(server)
+
+
 def test_server_is_healthy_and_converts_after_the_corpus(
     server: LiveServer, client: httpx.Client, tmp_path: Path
 ) -> None:
