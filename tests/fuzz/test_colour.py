@@ -54,9 +54,13 @@ def arrays_of(elements: st.SearchStrategy[float], max_dims: int = 3) -> st.Searc
     )
 
 
+ULPS = 4 * np.finfo(np.float64).eps
+"""Monotonic in real arithmetic, to a few ulps in float64: PQ(1e-104) rounds one ulp below PQ(0)."""
+
+
 def assert_monotonic(f: Callable[[np.ndarray], np.ndarray], a: float, b: float) -> None:
     lo, hi = sorted((a, b))
-    assert f(np.array(lo)) <= f(np.array(hi))
+    assert f(np.array(lo)) <= f(np.array(hi)) * (1 + ULPS)
 
 
 # -- PQ (SMPTE ST 2084) -----------------------------------------------------------------------------
@@ -117,8 +121,10 @@ def test_sdr_transfers_are_bounded_and_monotonic(
 def test_sdr_transfers_round_trip(
     forward: Callable[[np.ndarray], np.ndarray], inverse: Callable[[np.ndarray], np.ndarray], v: np.ndarray
 ) -> None:
-    np.testing.assert_allclose(inverse(forward(v)), v, atol=1e-12)
-    np.testing.assert_allclose(forward(inverse(v)), v, atol=1e-12)
+    # IEC 61966-2-1 prints both knees rounded (0.04045 and 0.0031308 = 0.04045 / 12.92 - 5e-12), so
+    # right at the knee one side takes the linear branch and the other the power branch: 3e-8 apart.
+    np.testing.assert_allclose(inverse(forward(v)), v, atol=5e-8)
+    np.testing.assert_allclose(forward(inverse(v)), v, atol=5e-8)
 
 
 # -- primaries --------------------------------------------------------------------------------------
