@@ -80,11 +80,10 @@ def leftovers(live: LiveServer) -> list[str]:
     result of a succeeded job (failed and cancelled jobs keep nothing; temporaries are dot files)."""
     data = live.settings.data_dir
     found = [str(p.relative_to(data)) for p in (data / "tmp").rglob("*")] if (data / "tmp").exists() else []
-    jobs = data / "jobs"
-    if jobs.exists():
-        for folder in jobs.iterdir():
-            with httpx.Client(base_url=live.url, timeout=30) as http:
-                state = http.get(f"/v1/jobs/{folder.name}").json().get("state")
+    folders = list((data / "jobs").iterdir()) if (data / "jobs").exists() else []
+    with httpx.Client(base_url=live.url, timeout=30) as http:
+        for folder in folders:
+            state = http.get(f"/v1/jobs/{folder.name}").json().get("state")
             allowed = {"output.mp4", "output.mkv", "output.mov"} if state == "succeeded" else set()
             found += [str(p.relative_to(data)) for p in folder.iterdir() if p.name not in allowed]
     return found
