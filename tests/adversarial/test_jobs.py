@@ -56,7 +56,7 @@ class Upload:
 
 
 def raw(build: Callable[[Path], bytes], filename: str = "clip.mp4", **kw: Any) -> Callable[[Path], Upload]:
-    """A case body sent as a raw upload."""
+    """A case whose body a media builder makes (a raw upload unless ``multipart=True``)."""
     return lambda tmp: Upload(build(tmp), filename, **kw)
 
 
