@@ -109,11 +109,14 @@ def test_sigkill_mid_job_then_restart_resumes_fails_or_completes_every_job(
 def test_startup_sweep_spares_live_jobs_and_removes_orphans(
     server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    """Orphaned temporaries and folders of no job go at start-up; a job's own input/output never do."""
+    """Orphaned temporaries and folders of no job go at start-up; a job's own input/output never do; a
+    ``succeeded`` job whose file vanished meanwhile is reported failed rather than served as a 409/404."""
     server = server_factory(job_concurrency=1)
     with httpx.Client(base_url=server.url, timeout=30) as client:
         done = wait_final(client, submit(client, make_clip(tmp_path / "a.mp4", frames=SHORT_FRAMES)))
+        lost = wait_final(client, submit(client, make_clip(tmp_path / "b.mp4", frames=SHORT_FRAMES)))
     server.kill()
+    (server.data_dir / "jobs" / lost["id"] / "output.mp4").unlink()
     folder = server.data_dir / "jobs" / done["id"]
     planted = [
         folder / ".output.0123abcd.encode.mp4",  # what a killed pass 1 leaves
@@ -132,6 +135,8 @@ def test_startup_sweep_spares_live_jobs_and_removes_orphans(
     assert sorted(folder.iterdir()) == [p for p in kept if p not in planted]
     with httpx.Client(base_url=server.url, timeout=30) as client:
         assert client.get(done["result_url"]).status_code == 200
+        now_lost = client.get(f"/v1/jobs/{lost['id']}").json()
+        assert now_lost["state"] == "failed" and "result file was lost" in now_lost["error"], now_lost
 
 
 def test_sigkill_mid_stream_client_gets_clean_error_and_new_streams_work(
@@ -225,4 +230,4 @@ def test_sigkill_leaves_no_orphan_probe_worker(
     children = spawned_children(server.pid)
     assert children, "precondition: the upload was probed in a spawned worker"
     server.kill()
-    wait_until(lambda: not any(map(alive, children)), 5, "the probe worker to die with the server")
+    wait_until(lambda: not any(map(alive, children)), 3, "the probe worker to die with the server")
