@@ -18,11 +18,20 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from PIL import Image
 from pydantic import ValidationError
 
 from clients.errors import ClientError
-from clients.protocol import Ready, StreamOptions, encode_frame, frame_payload, parse_result, parse_text
+from clients.protocol import (
+    CreditWindow,
+    Ready,
+    StreamOptions,
+    encode_frame,
+    frame_payload,
+    parse_result,
+    parse_text,
+)
 from service.stream.packing import pack_rgb10a2, pack_rgb48, unpack_rgb10a2
 from service.stream.protocol import (
     BYTES_PER_PIXEL_IN,
@@ -380,3 +389,64 @@ def test_any_server_text_parses_or_is_a_client_error(text: str) -> None:
         pass
     else:
         assert isinstance(message, dict) and "type" in message
+
+
+# -- client flow control against a model server (§5) -----------------------------------------------
+
+
+class CreditConversation(RuleBasedStateMachine):
+    """A :class:`CreditWindow` driven against a server that keeps §5 to the letter.
+
+    The server's view (credits granted minus results sent, frames unanswered) is tracked independently of
+    the window; any step where the client would break a rule the server enforces with 1008 fails.
+    """
+
+    @initialize(
+        mode=st.sampled_from(["live", "lossless"]),
+        credits=st.integers(1, 16),
+        max_credits=st.integers(1, 16),
+        max_pending=st.integers(1, 16),
+    )
+    def connect(self, mode: str, credits: int, max_credits: int, max_pending: int) -> None:
+        assume(credits <= max_credits)  # the server refuses such a hello before any ready
+        self.ready = Ready(
+            "s", 16, 16, "rgb24", "rgb48", mode, "bt2408", credits, max_credits, max_pending, 768, 1536, 30.0
+        )
+        self.window = CreditWindow(self.ready)
+        self.granted = credits
+        self.unanswered: list[int] = []
+
+    @rule(paced=st.booleans())
+    def client_sends(self, paced: bool) -> None:
+        if self.window.can_send(paced):
+            self.unanswered.append(self.window.take_seq())
+            if self.ready.mode == "lossless":  # beyond this the server closes 1008 (or would deadlock)
+                assert len(self.unanswered) <= self.granted + self.ready.max_pending
+
+    @precondition(lambda self: hasattr(self, "window") and self.unanswered and self.granted > 0)
+    @rule()
+    def server_sends_a_result(self) -> None:
+        self.unanswered.pop(0)
+        self.granted -= 1
+        self.granted += self.window.on_result()
+
+    @precondition(
+        lambda self: hasattr(self, "window") and self.ready.mode == "live" and len(self.unanswered) > 1
+    )
+    @rule()
+    def server_drops_a_stale_frame(self) -> None:
+        self.unanswered.pop(0)
+        self.window.on_drop()
+
+    @invariant()
+    def both_sides_agree(self) -> None:
+        if not hasattr(self, "window"):
+            return
+        assert self.window.outstanding == self.granted
+        assert 1 <= self.granted <= self.ready.max_credits  # never over max_credits (1008), never starved
+        assert self.window.unanswered == len(self.unanswered)
+        if not self.unanswered:
+            assert self.window.can_send(), "an idle client must be able to send"
+
+
+TestCreditConversation = CreditConversation.TestCase
