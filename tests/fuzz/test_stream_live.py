@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -22,8 +22,6 @@ from clients.protocol import BYE, Ready, credit_message, encode_frame, now_us, p
 from tests.fuzz.strategies import BAD_HELLO_VALUES, JSON_VALUES, OUTPUTS, U32, U64, json_text
 from tests.service.conftest import LiveServer
 
-STREAM_EXAMPLES = 20
-"""Per property; each example is one short-lived connection (tens of ms)."""
 DOCUMENTED_CLOSES = {1000, 1003, 1008}
 OPERATORS = ["bt2408", "bt2446a", "inverse_reinhard"]
 
@@ -108,7 +106,6 @@ def bad_hellos() -> st.SearchStrategy[str | bytes]:
 
 
 @given(first=live_hellos().map(json.dumps) | bad_hellos())
-@settings(max_examples=STREAM_EXAMPLES)
 def test_any_first_message_gets_ready_or_a_1008_naming_the_problem(
     fuzz_server: LiveServer, first: str
 ) -> None:
@@ -152,7 +149,6 @@ def sessions(draw: st.DrawFn) -> tuple[dict[str, Any], list[str | bytes], int]:
 
 
 @given(session=sessions())
-@settings(max_examples=STREAM_EXAMPLES)
 def test_any_message_sequence_ends_with_a_documented_close(
     fuzz_server: LiveServer, session: tuple[dict[str, Any], list[str | bytes], int]
 ) -> None:
@@ -168,7 +164,6 @@ def test_any_message_sequence_ends_with_a_documented_close(
 
 
 @given(hello=live_hellos(), frames=st.integers(1, 10), data=st.data())
-@settings(max_examples=STREAM_EXAMPLES)
 def test_a_well_behaved_client_gets_every_frame_answered_in_order(
     fuzz_server: LiveServer, hello: dict[str, Any], frames: int, data: st.DataObject
 ) -> None:
