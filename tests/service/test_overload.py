@@ -27,13 +27,12 @@ from PIL import Image
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from clients.protocol import FRAME_HEADER, RESULT_HEADER
 from service.api.state import ServiceState
 from tests.service.conftest import LiveServer
 
 pytestmark = pytest.mark.timeout(60)
 
-FRAME_HEADER = 16
-RESULT_HEADER = 48
 H, W = 24, 32
 PROBLEM = "application/problem+json"
 
@@ -49,7 +48,7 @@ class InferenceGate:
         """``BatchKey.output`` of each batch in the order batches reached a worker."""
         self._lock = threading.Lock()
         self._run = state.pool.run_batch
-        state.pool.run_batch = self  # type: ignore[method-assign]  # instance attribute shadows the method
+        state.pool.run_batch = self  # an instance attribute shadows the method for the batcher's calls
 
     def __call__(self, key: Any, frames: list[np.ndarray]) -> Any:
         with self._lock:
@@ -76,7 +75,7 @@ def gated(
         overrides.setdefault("queue_size", 1)
         live = live_factory(**overrides)
         live.wait_for(lambda: httpx.get(f"{live.url}/readyz").status_code == 200)
-        gate = InferenceGate(live.server.itm_app.state.itm)  # type: ignore[attr-defined]
+        gate = InferenceGate(live.server.itm_app.state.itm)
         gates.append(gate)
         return live, gate
 
@@ -102,11 +101,12 @@ def stream(live: LiveServer, **fields: Any) -> Iterator[tuple[ClientConnection, 
 
 def frame(seq: int, height: int = H, width: int = W) -> bytes:
     pixels = np.random.default_rng(seq).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    return seq.to_bytes(4, "little") + bytes(12) + pixels.tobytes()
+    return FRAME_HEADER.pack(seq, 0, 0) + pixels.tobytes()
 
 
 def seq_of(message: bytes) -> int:
-    return int.from_bytes(message[:4], "little")
+    seq: int = RESULT_HEADER.unpack_from(message)[0]
+    return seq
 
 
 def fill(live: LiveServer, gate: InferenceGate, ws: ClientConnection) -> None:
@@ -202,7 +202,7 @@ def test_lossless_stream_blocks_the_sender_and_delivers_every_frame_in_order(
         while len(received) < total:
             message = ws.recv(timeout=30)
             assert isinstance(message, bytes), message  # a lossless stream never gets a drop report
-            assert len(message) == RESULT_HEADER + ready["result_bytes"]
+            assert len(message) == RESULT_HEADER.size + ready["result_bytes"]
             received.append(seq_of(message))
             ws.send(json.dumps({"type": "credit", "n": 1}))
         thread.join(30)
