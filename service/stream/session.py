@@ -199,6 +199,8 @@ class StreamSession:
             data = json.loads(text)
         except json.JSONDecodeError:
             raise ProtocolError(CLOSE_UNSUPPORTED, "text message is not JSON") from None
+        except RecursionError:  # "[[[[..." passes the size limit; the stdlib parser recurses per level
+            raise ProtocolError(CLOSE_UNSUPPORTED, "text message is JSON nested too deeply") from None
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "credit":
             try:

@@ -172,6 +172,8 @@ CASES = [
     Case("multipart_empty_file", fixed(b"", multipart=True), 422, "empty (0 bytes)"),
     Case("multipart_options_not_json", raw(media.clip, multipart=True, fields={"options": "{oops"}),
          422, "not valid JSON"),
+    Case("multipart_options_nested_60000_deep",
+         raw(media.clip, multipart=True, fields={"options": "[" * 60_000}), 422, "nested too deeply"),
     Case("option_unknown_operator", raw(media.clip, params={"operator": "magic"}), 422, "magic"),
     Case("option_crf_out_of_range", raw(media.clip, params={"crf": "99"}), 422, "crf"),
     Case("option_codec_unknown", raw(media.clip, params={"codec": "vp9"}), 422, "codec"),

@@ -165,6 +165,7 @@ CASES = [
     WsCase("hello_credits_over_max", hello(credits=1000), None, 1008, f"max_credits {MAX_CREDITS}"),
     WsCase("hello_version_2", hello(version=2), None, 1008, "hello.version"),
     WsCase("hello_1mb_field", hello(operator=BIG), None, 1008, "hello.operator"),
+    WsCase("hello_nested_100000_deep", "[" * 100_000, None, 1008, "hello"),
     # -- frames ---------------------------------------------------------------------------------------
     WsCase("frame_wrong_size", hello(), frames(0, payload=bytes(10)), 1003, "payload is 10 bytes"),
     WsCase("frame_header_only", hello(), frames(0, payload=b""), 1003, "payload is 0 bytes"),
@@ -174,6 +175,8 @@ CASES = [
     WsCase("frame_seq_repeated", hello(credits=2), frames(5, 5), 1008, "seq must increase"),
     WsCase("text_where_frame_expected", hello(), lambda c: c.text("AAAA"), 1003, "not JSON"),
     WsCase("text_json_array", hello(), lambda c: c.text("[1]"), 1008, "unknown message type"),
+    WsCase("text_json_nested_100000_deep", hello(), lambda c: c.text("[" * 100_000), 1003,
+           "nested too deeply"),
     WsCase("unknown_message_type", hello(), lambda c: c.text({"type": "frame"}), 1008, "'frame'"),
     WsCase("second_hello", hello(), lambda c: c.text(hello()), 1008, "'hello'"),
     WsCase("credit_zero", hello(), lambda c: c.text({"type": "credit", "n": 0}), 1008, "credit.n"),

@@ -77,6 +77,8 @@ def _options(query: Mapping[str, object], fields: dict[str, str]) -> JobOptions:
         return JobOptions.model_validate(merged)
     except json.JSONDecodeError as exc:
         raise InputError(f"form field 'options' is not valid JSON: {exc.msg}") from exc
+    except RecursionError:  # 64 KiB of "[" parses level by level in the stdlib and overflows the stack
+        raise InputError("form field 'options' is JSON nested too deeply; expected a flat object") from None
     except ValidationError as exc:
         details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InputError(f"invalid job options: {details}") from exc
