@@ -11,6 +11,7 @@ No other test of the suite uses Hypothesis, so loading a profile here changes no
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -35,12 +36,11 @@ UPLOAD_LIMIT_BYTES = 64 * 1024
 """Small, so that no generated body is ever large and the 413 path is reachable."""
 
 
-@pytest.fixture(scope="session")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A real uvicorn server (``bt2408``: the cheapest operator to warm and run), ready before use.
+API_KEY = "fuzz-key"
 
-    One for the whole run: only tests/fuzz requests it, and no fuzz test depends on another's jobs.
-    """
+
+def serve(tmp_path_factory: pytest.TempPathFactory, **overrides: Any) -> Iterator[LiveServer]:
+    """A real uvicorn server (``bt2408``: the cheapest operator to warm and run), ready before use."""
     import httpx
 
     server = start_server(
@@ -52,9 +52,22 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         max_duration_s=5,
         warmup_size=(16, 16),
         stream_idle_timeout_s=10.0,  # a stream the fuzzer leaves waiting ends (1001, a failure) soon
+        **overrides,
     )
     try:
         server.wait_for(lambda: httpx.get(f"{server.url}/readyz").status_code == 200, timeout=60)
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One open server for the whole run: only tests/fuzz uses it, and no test depends on another's jobs."""
+    yield from serve(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def fuzz_server_with_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The same with bearer auth on (key :data:`API_KEY`)."""
+    yield from serve(tmp_path_factory, api_keys=(API_KEY,))

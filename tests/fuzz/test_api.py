@@ -8,6 +8,7 @@ uploads are cheap and the 413 path is reachable; random bytes never probe as vid
 """
 
 import httpx
+import pytest
 import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -18,6 +19,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.fuzz.conftest import API_KEY
 from tests.fuzz.openapi import SCHEMA, assert_problem, document
 from tests.service.conftest import LiveServer
 
@@ -49,3 +51,24 @@ CHECKS = [
 @SCHEMA.parametrize()
 def test_every_operation_conforms_to_its_schema(case: schemathesis.Case, fuzz_server: LiveServer) -> None:
     case.call_and_validate(base_url=fuzz_server.url, checks=CHECKS, timeout=30)
+
+
+OPERATIONS = [(path, method) for path, item in document()["paths"].items() for method in item]
+
+
+@pytest.mark.parametrize(("path", "method"), OPERATIONS, ids=[f"{m.upper()} {p}" for p, m in OPERATIONS])
+@pytest.mark.parametrize("key", [None, "wrong", API_KEY], ids=["no key", "wrong key", "key"])
+def test_auth_answers_are_documented_problems(
+    fuzz_server_with_keys: LiveServer, path: str, method: str, key: str | None
+) -> None:
+    """With keys configured, /v1 wants a bearer key: 401 + ``WWW-Authenticate: Bearer`` (RFC 9110 clause
+    11.6.1), documented; probes and metrics never do. The request itself is empty: auth is checked first."""
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    url = fuzz_server_with_keys.url + path.replace("{job_id}", "0123456789abcdef")
+    response = httpx.request(method, url, headers=headers, timeout=30)
+    SCHEMA[path][method.upper()].validate_response(response)
+    refused = path.startswith("/v1/") and key != API_KEY
+    assert (response.status_code == 401) == refused, (response.status_code, response.text)
+    if refused:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert_problem(401, response.headers["content-type"], response.content)
