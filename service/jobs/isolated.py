@@ -38,7 +38,7 @@ _PR_SET_PDEATHSIG = 1
 """prctl(2) option: signal this process gets when its parent thread exits."""
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """Have the kernel SIGKILL this process when the server dies, however it dies (Linux only)."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
@@ -51,7 +51,7 @@ def _child(
     src: str, dst: str, operator: str, params: dict[str, float | str], encode: dict[str, Any],
     decode: dict[str, Any], events: Any, cancel: Any, plugins: dict[str, str], parent: int,
 ) -> None:
-    _die_with_parent(parent)
+    die_with_parent(parent)
     from service import errors
     from service.operators import create_operator
     from service.operators.registry import register_operator
