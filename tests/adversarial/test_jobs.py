@@ -229,6 +229,24 @@ def test_oversized_upload_is_refused_while_streaming(server: LiveServer) -> None
     assert_healthy_and_clean(server)
 
 
+@pytest.mark.parametrize("name", ["../../../evil.mp4", "..\\..\\evil.mp4", "/etc/evil.mp4", "e\x00vil.mp4"])
+def test_hostile_file_names_are_reduced_to_a_base_name(
+    server: LiveServer, client: httpx.Client, tmp_path: Path, name: str
+) -> None:
+    """The client's file name only ever labels the job and the download; it never becomes a path."""
+    response = client.post(
+        "/v1/jobs", content=media.clip(tmp_path, frames=2), params={"filename": name, "preset": "ultrafast"}
+    )
+    assert response.status_code == 202, response.text
+    job = wait_terminal(client, response.json()["id"])
+    assert job["state"] == "succeeded", job
+    assert job["filename"] == "evil.mp4"
+    disposition = client.get(job["result_url"]).headers["content-disposition"]
+    assert disposition == 'attachment; filename="evil_hdr10.mp4"', disposition
+    assert not list(server.settings.data_dir.parent.rglob("evil*")), "a file was written under the name"
+    assert_healthy_and_clean(server)
+
+
 def test_client_vanishing_mid_upload_leaves_no_file(server: LiveServer) -> None:
     """Half of a declared body, then the connection drops: the partial upload must not stay in tmp/."""
     tmp = server.settings.data_dir / "tmp"
