@@ -15,14 +15,16 @@ import httpx
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from clients import Stream, StreamClosedError, StreamOptions, StreamResult
+from service.config import Settings
 from service.errors import EngineError
 from service.inference.batcher import DynamicBatcher
 from service.inference.pool import WorkerPool
 from service.inference.types import BatcherConfig, BatchKey, FrameResult, OperatorSpec
 from service.metrics import build_metrics
-from service.operators import ColourDescription
+from service.operators import ColourDescription, available_operators
 from service.operators.registry import register_operator, unregister_operator
 from tests.faults.conftest import ServerProcess, assert_valid_hdr10, clip_of, leftovers, submit, wait_final
 from tests.faults.faulty_operator import NAME, PATH, POISON_RGB
@@ -141,3 +143,20 @@ def test_batcher_fails_only_the_poison_request_of_a_full_batch() -> None:
         result = outcomes[i]
         assert isinstance(result, FrameResult), result
         assert result.data.shape == (H, W)
+
+
+def test_extra_operators_setting_registers_or_refuses_at_startup() -> None:
+    """``ITM_EXTRA_OPERATORS`` fails start-up on a bad path instead of at the first request naming it."""
+    with pytest.raises(ValidationError, match="cannot be imported"):
+        Settings(extra_operators="no_such_module:Operator")
+    with pytest.raises(ValidationError, match="built-in"):
+        Settings(extra_operators="service.operators.classical:BT2408")
+    with pytest.raises(ValidationError, match="not of the form"):
+        Settings(extra_operators="tests.faults.faulty_operator")
+    try:
+        settings = Settings(extra_operators=f"{PATH}, {PATH}", default_operator=NAME)  # repeats are no-ops
+        assert settings.default_operator == NAME
+        assert NAME in [info.name for info in available_operators()]
+    finally:
+        unregister_operator(NAME)
+    assert NAME not in [info.name for info in available_operators()]
