@@ -300,10 +300,11 @@ class JobManager:
         for folder in self._folders():
             if folder.name in live:
                 continue
-            for path in folder.iterdir():
-                if path.is_file() and is_temp_file(path):
-                    _remove(path)
-                    removed += 1
+            with contextlib.suppress(FileNotFoundError):  # the job was deleted meanwhile
+                for path in list(folder.iterdir()):
+                    if path.is_file() and is_temp_file(path):
+                        _remove(path)
+                        removed += 1
         if removed:
             log.info("removed %d temporary file(s) left by an interrupted conversion", removed)
         return removed
