@@ -1,11 +1,15 @@
 """Hypothesis strategies shared by the fuzz modules: frames of display light, hostile floats, JSON values."""
 
+import io
 import json
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from PIL import Image
 
 HOSTILE_FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=32)
 """Every float32, NaN, infinities, denormals and negatives included: what a buggy operator could emit."""
@@ -107,3 +111,40 @@ BAD_HELLO_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "colour": st.text().filter(lambda t: t not in ("srgb", "bt709")) | WRONG_TYPES,
     "credits": st.integers(max_value=0) | st.floats(1.0, 8.0) | NUMERIC_STRINGS | WRONG_TYPES,
 }
+
+
+# -- encoded images (stream jpeg/png frames, POST /v1/images) ----------------------------------------
+
+
+def encode(pixels: np.ndarray, fmt: str) -> bytes:
+    """``pixels`` (H x W x C uint8, or H x W) as a ``fmt`` file (any Pillow format name)."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt.upper())
+    return buffer.getvalue()
+
+
+def png_with_header(width: int, height: int, bit_depth: int, colour_type: int) -> bytes:
+    """A PNG signature and IHDR chunk (correct CRC) declaring any size and layout, then a short IDAT."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+
+
+@st.composite
+def image_payloads(draw: st.DrawFn) -> tuple[str, bytes]:
+    """(declared format, bytes): valid, truncated, bit-flipped or random, as a broken client might send."""
+    fmt = draw(st.sampled_from(IMAGE_INPUTS))
+    pixels = draw(hnp.arrays(np.uint8, st.tuples(st.integers(1, 20), st.integers(1, 20), st.just(3))))
+    data = bytearray(encode(pixels, draw(st.sampled_from(IMAGE_INPUTS))))
+    kind = draw(st.sampled_from(["valid", "truncated", "flipped", "random"]))
+    if kind == "truncated":
+        del data[draw(st.integers(0, len(data) - 1)) :]
+    elif kind == "flipped":
+        for _ in range(draw(st.integers(1, 8))):
+            data[draw(st.integers(0, len(data) - 1))] ^= 1 << draw(st.integers(0, 7))
+    elif kind == "random":
+        data = bytearray(draw(st.binary(max_size=200)))
+    return fmt, bytes(data)

@@ -10,7 +10,6 @@ import contextlib
 import io
 import json
 import struct
-import zlib
 from typing import Any
 
 import numpy as np
@@ -55,8 +54,11 @@ from tests.fuzz.strategies import (
     RAW_INPUTS,
     U32,
     U64,
+    encode,
+    image_payloads,
     json_text,
     nits_frames,
+    png_with_header,
     valid_hellos,
 )
 
@@ -205,39 +207,6 @@ def test_raw_payload_of_the_wrong_size_is_refused(fmt: str, h: int, w: int, payl
 
 
 # -- encoded image frames ---------------------------------------------------------------------------
-
-
-def encode(pixels: np.ndarray, fmt: str) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format=fmt.upper())
-    return buffer.getvalue()
-
-
-def png_with_header(width: int, height: int, bit_depth: int, colour_type: int) -> bytes:
-    """A PNG signature and IHDR chunk (correct CRC) declaring any size and layout, then a short IDAT."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-
-
-@st.composite
-def image_payloads(draw: st.DrawFn) -> tuple[str, bytes]:
-    """Encoded frames a hostile or broken client might send: valid, truncated, bit-flipped, lying headers."""
-    fmt = draw(st.sampled_from(IMAGE_INPUTS))
-    pixels = draw(hnp.arrays(np.uint8, st.tuples(st.integers(1, 20), st.integers(1, 20), st.just(3))))
-    data = bytearray(encode(pixels, draw(st.sampled_from(IMAGE_INPUTS))))
-    kind = draw(st.sampled_from(["valid", "truncated", "flipped", "random"]))
-    if kind == "truncated":
-        del data[draw(st.integers(0, len(data) - 1)) :]
-    elif kind == "flipped":
-        for _ in range(draw(st.integers(1, 8))):
-            data[draw(st.integers(0, len(data) - 1))] ^= 1 << draw(st.integers(0, 7))
-    elif kind == "random":
-        data = bytearray(draw(st.binary(max_size=200)))
-    return fmt, bytes(data)
 
 
 @given(image_payloads(), st.integers(1, 20), st.integers(1, 20), U32)
