@@ -1,11 +1,11 @@
-"""Read an SDR still (PNG, JPEG, anything Pillow opens) as one H x W x 3 uint8 sRGB frame."""
+"""Read an SDR still (PNG or JPEG) as one H x W x 3 uint8 sRGB frame."""
 
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError
 
 from service.colour.tags import HDR_TRANSFERS, Primaries, Transfer
 from service.errors import AlreadyHDRError, CorruptStreamError, InputError, UnsupportedFormatError
@@ -19,6 +19,9 @@ _KNOWN_PRIMARIES = {p.value for p in Primaries if p is not Primaries.UNSPECIFIED
 
 MAX_PIXELS = 8192 * 8192
 """Refuse larger images before decoding them (Pillow's own bomb check is only a warning below 2x this)."""
+
+FORMATS = ("PNG", "JPEG")
+"""The still formats ``POST /v1/images`` documents; Pillow's other parsers are never run on uploads."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def read_sdr_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> SDRImage:
     colour = _png_cicp_colour(path) or ColourDescription.still()
     warnings: list[str] = []
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=FORMATS) as image:
             width, height = image.size
             if width * height > max_pixels:
                 raise UnsupportedFormatError(
@@ -62,15 +65,34 @@ def read_sdr_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> SDRImage:
             image.load()
             rgb = _to_rgb8(image, path.name, warnings)
             icc = image.info.get("icc_profile")
+    except InputError:
+        raise
+    except Image.DecompressionBombError as exc:
+        # Image.open refuses headers over 2 x Image.MAX_IMAGE_PIXELS before our check above can run.
+        raise UnsupportedFormatError(
+            f"input image '{path.name}' is {_declared_size(path)}; the limit is {max_pixels} pixels"
+        ) from exc
     except UnidentifiedImageError as exc:
-        raise CorruptStreamError(f"input '{path.name}' is not an image Pillow can read") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise CorruptStreamError(f"input image '{path.name}' is truncated or corrupt ({exc})") from exc
+        raise CorruptStreamError(f"input '{path.name}' is not an image (PNG or JPEG)") from exc
+    except Exception as exc:
+        # Hostile files make Pillow raise far more than OSError (struct.error, EOFError, zlib.error...);
+        # each is the upload's fault, not ours, so none of them may become a 500.
+        detail = str(exc) or type(exc).__name__
+        raise CorruptStreamError(f"input image '{path.name}' is truncated or corrupt ({detail})") from exc
     if icc and b"sRGB" not in icc[:512]:
         warnings.append(f"'{path.name}' has an ICC profile that is not sRGB; treated as sRGB")
     return SDRImage(rgb, colour, tuple(warnings))
+
+
+def _declared_size(path: Path) -> str:
+    """``WxH`` as the file's header declares it, read without Image.open's decompression bomb check."""
+    for plugin in (PngImagePlugin.PngImageFile, JpegImagePlugin.JpegImageFile):
+        try:
+            with plugin(path) as image:
+                return f"{image.size[0]}x{image.size[1]}"
+        except Exception:  # not this format (or a broken header): try the next one
+            continue
+    return "larger than Pillow's decompression bomb limit"
 
 
 def _png_cicp_colour(path: Path) -> ColourDescription | None:
