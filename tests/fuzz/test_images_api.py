@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -97,16 +96,6 @@ def test_any_bytes_are_a_conversion_or_a_documented_4xx(
     assert response.status_code in (200, 413, 415, 422), response.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "service/images/read.py read_sdr_image: Image.open raises PIL.Image.DecompressionBombError (a plain"
-        " Exception) for a header declaring more than 2 x Image.MAX_IMAGE_PIXELS before the max_pixels check"
-        " runs, and only OSError/SyntaxError/ValueError are mapped, so ~100 bytes give a 500. Fix: map"
-        " DecompressionBombError (and, as service/stream/protocol.decode_image does, any Pillow exception)"
-        " to UnsupportedFormatError/CorruptStreamError; also open with formats=('PNG', 'JPEG')."
-    ),
-)
 def test_a_header_declaring_billions_of_pixels_is_refused_with_415(fuzz_server: LiveServer) -> None:
     response = post(fuzz_server, png_with_header(20_000, 20_000, 8, 2), "image/png", {}, multipart=False)
     assert response.status_code == 415, response.text
