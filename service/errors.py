@@ -10,6 +10,7 @@ only knows Python still handles them sensibly::
     │   ├── CorruptStreamError                  truncated, damaged or not media at all: 422
     │   └── AlreadyHDRError                     tagged PQ or HLG: refusing to expand HDR again: 422
     ├── OutputError (OSError)                   the result could not be written: 500
+    │   └── InsufficientStorageError            the disk is full (ENOSPC, EDQUOT): 507
     ├── OverloadedError                         queue full, come back later: 503 + Retry-After
     ├── DeadlineExceededError (TimeoutError)    the job ran past its deadline: 504
     ├── EngineError (RuntimeError)              encoder/operator/inference failure: 500
@@ -46,6 +47,10 @@ class OutputError(ItmError, OSError):
     """The output could not be written (disk full, permissions, muxer refused the stream layout)."""
 
 
+class InsufficientStorageError(OutputError):
+    """The disk is full or over quota: a state of the server, not a bug, so 507 (RFC 4918 clause 11.5)."""
+
+
 class OverloadedError(ItmError):
     """The service has no capacity now; the API answers 503 with ``Retry-After: retry_after_s``."""
 
@@ -71,6 +76,7 @@ HTTP_STATUS: dict[type[ItmError], HTTPStatus | int] = {
     CorruptStreamError: HTTPStatus.UNPROCESSABLE_ENTITY,
     AlreadyHDRError: HTTPStatus.UNPROCESSABLE_ENTITY,
     InputError: HTTPStatus.UNPROCESSABLE_ENTITY,
+    InsufficientStorageError: HTTPStatus.INSUFFICIENT_STORAGE,
     OutputError: HTTPStatus.INTERNAL_SERVER_ERROR,
     OverloadedError: HTTPStatus.SERVICE_UNAVAILABLE,
     DeadlineExceededError: HTTPStatus.GATEWAY_TIMEOUT,

@@ -2,12 +2,15 @@
 
 Never holds a whole upload in memory: chunks go to a file in the data dir's ``tmp`` folder as they arrive
 (written in batches of about 1 MiB from a thread), and the request is refused with 413 the moment the
-running total passes the limit, without reading the rest.
+running total passes the limit, without reading the rest. A disk that fills up meanwhile is a 507, with the
+partial file removed.
 """
 
 import asyncio
 import contextlib
+import errno
 import secrets
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -18,10 +21,11 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
 from service.api.problems import ApiError, PayloadTooLargeError
-from service.errors import InputError
+from service.errors import InputError, InsufficientStorageError
 
 _FLUSH_BYTES = 1 << 20
 FILE_FIELD = "file"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass
@@ -73,9 +77,34 @@ class _Sink:
         await asyncio.to_thread(self._file.close)
 
     def abort(self) -> None:
-        self._file.close()
+        # close() flushes Python's buffer first, which fails again on a full disk; it closes the fd anyway.
+        with contextlib.suppress(OSError):
+            self._file.close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+
+@contextlib.contextmanager
+def _map_disk_full(received: Callable[[], int]) -> Iterator[None]:
+    """Turn ENOSPC / EDQUOT while storing an upload into :class:`InsufficientStorageError`.
+
+    A full disk is the server's condition, not a bug in the request or in us: clients get 507 and may retry
+    once space is freed, instead of a 500 "internal server error".
+
+    Raises
+    ------
+    InsufficientStorageError
+        For ENOSPC / EDQUOT; other errors pass through unchanged.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            raise
+        raise InsufficientStorageError(
+            f"no space left on device for the upload ({received()} bytes received; {exc.strerror}): "
+            "the server's disk is full; retry once jobs have expired or been deleted"
+        ) from exc
 
 
 def _safe_name(name: str, default: str) -> str:
@@ -91,34 +120,43 @@ async def receive_upload(request: Request, tmp_dir: Path, limit: int, default_na
     ------
     PayloadTooLargeError
         If the body (or the declared Content-Length) exceeds ``limit``.
+    InsufficientStorageError
+        If the disk fills up (ENOSPC / EDQUOT) while the body is stored; the partial file is removed.
     InputError
         If the body is empty or a multipart body has no ``file`` part.
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"upload of {declared} bytes exceeds the limit of {limit} bytes")
-    tmp_dir.mkdir(parents=True, exist_ok=True)
     path = tmp_dir / f"{secrets.token_hex(8)}.part"
-    sink = _Sink(path, limit)
+    sink: _Sink | None = None
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     try:
-        if content_type == b"multipart/form-data":
-            upload = await _multipart(request, sink, params.get(b"boundary"), default_name)
-        else:
-            async for chunk in request.stream():
-                sink.add(chunk)
-                if sink.should_flush:
-                    await sink.flush()
-            name = request.headers.get("x-filename") or request.query_params.get("filename") or default_name
-            upload = Upload(path, _safe_name(name, default_name), sink.size)
-        await sink.close()
+        with _map_disk_full(lambda: 0 if sink is None else sink.size):
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            sink = _Sink(path, limit)
+            if content_type == b"multipart/form-data":
+                upload = await _multipart(request, sink, params.get(b"boundary"), default_name)
+            else:
+                upload = await _raw(request, sink, default_name)
+            await sink.close()
     except BaseException:
-        sink.abort()
+        if sink is not None:
+            sink.abort()
         raise
     if upload.size == 0:
         upload.discard()
         raise InputError("the upload is empty (0 bytes)")
     return upload
+
+
+async def _raw(request: Request, sink: _Sink, default_name: str) -> Upload:
+    async for chunk in request.stream():
+        sink.add(chunk)
+        if sink.should_flush:
+            await sink.flush()
+    name = request.headers.get("x-filename") or request.query_params.get("filename") or default_name
+    return Upload(sink.path, _safe_name(name, default_name), sink.size)
 
 
 @dataclass

@@ -80,11 +80,6 @@ def test_job_that_runs_out_of_space_fails_cleanly_and_the_next_one_converts(
     assert not folder.exists() or not any(folder.iterdir()), "the failed job's files were not removed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/api/uploads.py maps no OSError: a full disk during an upload answers 500 "
-    "'internal server error', not 507 (change requested in the faults report; see docs/RELIABILITY.md)",
-)
 def test_upload_that_does_not_fit_is_refused_with_507_and_leaves_nothing(
     server_factory: Callable[..., ServerProcess], tmpfs: Callable[[str, int], Path]
 ) -> None:

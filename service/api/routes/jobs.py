@@ -27,6 +27,8 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}}
     for code in (401, 404, 409, 413, 415, 422, 503)
 }
+_UPLOAD_ERRORS = {**_ERRORS, 507: _ERRORS[503]}
+"""An upload can also meet a full disk (507 Insufficient Storage)."""
 
 
 def _utc(ts: float) -> dt.datetime:
@@ -88,7 +90,7 @@ def _options(query: Mapping[str, object], fields: dict[str, str]) -> JobOptions:
     "",
     status_code=HTTPStatus.ACCEPTED,
     response_model=Job,
-    responses=_ERRORS,
+    responses=_UPLOAD_ERRORS,
     openapi_extra={
         "requestBody": {
             "content": {
@@ -129,6 +131,8 @@ async def create_job(
         If too many jobs are queued (503 + Retry-After).
     PayloadTooLargeError
         If the upload exceeds ``ITM_UPLOAD_LIMIT_BYTES`` (413).
+    InsufficientStorageError
+        If the disk fills up while the upload is stored (507).
     InputError
         If the options or the media are unusable (422/415).
     """
