@@ -3,15 +3,19 @@
 Opening and closing PyAV containers in two threads at once crashes the process (``free(): invalid pointer``
 when a probe overlaps a running conversion's ``container.close()``), and a hostile file should not be able to
 take the server down either; so probes run in a one-process spawn pool and only the result crosses back.
+The worker dies with the server (``PR_SET_PDEATHSIG`` on Linux), so a server killed with SIGKILL leaves no
+orphan prober behind, one per kill.
 """
 
 import asyncio
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from service.errors import CorruptStreamError, UnsupportedFormatError
+from service.jobs.isolated import die_with_parent
 
 MAX_FRAME_RATE = 1000
 """Frames per second of video accepted at most (phones record slow motion at 240): with the duration limit,
@@ -70,7 +74,12 @@ class Prober:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            # The kernel signals the worker when the thread that started it exits: that is the event loop's
+            # thread (the pool spawns its worker from the first submit), which lives as long as the server.
+            self._pool = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with_parent, initargs=(os.getpid(),),
+            )
         return self._pool
 
     async def probe(

@@ -216,11 +216,6 @@ def test_sigkill_takes_isolated_job_children_down_with_the_server(
     wait_until(lambda: not any(map(alive, job_children)), 2 * SLOW_S, "the job's child to die with it")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/jobs/probe.py: the spawned probe worker (ProcessPoolExecutor) outlives a SIGKILLed "
-    "server forever, one orphan per kill; fix requested in the faults report (PR_SET_PDEATHSIG initializer)",
-)
 def test_sigkill_leaves_no_orphan_probe_worker(
     server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
