@@ -3,7 +3,9 @@
 The faulty operator (:mod:`tests.faults.faulty_operator`) is loaded into the server through
 ``ITM_EXTRA_OPERATORS``. Batches are made large and slow to close (``max_batch_size`` 4, one worker, a long
 queue delay) so the poison frame shares its batch with frames of the same stream, of other streams and of a
-concurrent job: exactly the case where one bad frame used to fail every request in the batch.
+concurrent job: exactly the case where one bad frame used to fail every request in the batch. Whether a
+given batch forms depends on scheduling, so a second test checks the batcher alone with a batch that
+certainly holds the poison frame and three good ones.
 """
 
 import asyncio
@@ -72,7 +74,7 @@ def test_poison_frame_fails_only_its_own_job_and_stream(
     server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
     server = server_factory(
-        extra_operators=PATH, workers=1, max_batch_size=4, max_queue_delay_ms=100, job_concurrency=2
+        extra_operators=PATH, workers=1, max_batch_size=4, max_queue_delay_ms=200, job_concurrency=2
     )
     good_clip = clip_of(tmp_path / "good.mp4", (_gradient(i) for i in range(FRAMES)))
     bad_clip = clip_of(tmp_path / "bad.mp4", (POISON if i == 5 else _gradient(i) for i in range(FRAMES)))
@@ -102,7 +104,6 @@ def test_poison_frame_fails_only_its_own_job_and_stream(
         with Stream.connect(server.url, OPTIONS) as stream:  # the batcher and workers are still healthy
             assert [e.seq for e in stream.run([_gradient(0)] * 3) if isinstance(e, StreamResult)] == [0, 1, 2]
     assert leftovers(server.data_dir) == []
-    assert "running its frames one by one" in server.log.read_text(), "the poison frame never shared a batch"
 
 
 @pytest.fixture
