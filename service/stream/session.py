@@ -366,9 +366,12 @@ class StreamSession:
         finally:
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+            if tasks:
+                # gather collects the tasks' exceptions without re-raising them here: an ``await task`` would
+                # add this frame to each exception's traceback, and this frame holds the tasks, so every
+                # ended stream's frames and results would stay in a reference cycle until a full GC.
+                await asyncio.gather(*tasks, return_exceptions=True)
+            tasks.clear()
             if self._retry is not None:
                 self._retry.cancel()
             for item in self.inflight:

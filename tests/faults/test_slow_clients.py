@@ -95,13 +95,6 @@ def _assert_streams_work(server: ServerProcess) -> None:
         assert [e.seq for e in again.run(frames) if isinstance(e, StreamResult)] == [0, 1, 2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/stream/session.py StreamSession.run awaits its finished tasks one by one in `finally`: "
-    "each task's exception is re-raised into run()'s frame, whose locals hold the tasks, a reference cycle "
-    "that keeps every vanished stream's frames and results (~6 MB here) until a full GC; fix requested in "
-    "the faults report (gather(*tasks, return_exceptions=True))",
-)
 def test_clients_that_never_read_do_not_grow_memory(server_factory: Callable[..., ServerProcess]) -> None:
     server = server_factory(workers=1)
     _slow_client(server, SLOW_FRAMES).vanish()  # warm-up: the allocator's high-water mark for one client
