@@ -25,7 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from service.colour.kernels import nits_to_yuv420p10
-from service.errors import EngineError, InputError, ItmError, JobCancelledError, OutputError
+from service.errors import (
+    EngineError,
+    InputError,
+    InsufficientStorageError,
+    ItmError,
+    JobCancelledError,
+    OutputError,
+)
 from service.images.exr import write_exr
 from service.images.png import write_pq_png
 from service.images.read import read_sdr_image
@@ -165,7 +172,8 @@ def convert_video(
     InputError
         Unusable input or options (subclasses: UnsupportedFormatError, CorruptStreamError, AlreadyHDRError).
     OutputError
-        The destination cannot be written.
+        The destination cannot be written (:class:`InsufficientStorageError` when the disk is full; the
+        partial output is removed).
     JobCancelledError
         ``cancel`` was set; no output is left behind.
     EngineError
@@ -290,7 +298,7 @@ def convert_video(
         timings["finalize"] = time.perf_counter() - t
     except OSError as exc:
         if _disk_full(exc):
-            raise OutputError(
+            raise InsufficientStorageError(
                 f"no space left on device while writing '{dst.name}'; the partial output was removed"
             ) from exc
         raise
@@ -409,7 +417,7 @@ def convert_image(src: Path, dst: Path, operator: Operator) -> ImageResult:
     InputError
         Unreadable input, unsupported suffix, or ``dst`` naming the input itself.
     OutputError
-        The destination cannot be written.
+        The destination cannot be written (:class:`InsufficientStorageError` when the disk is full).
     EngineError
         The operator failed.
     """
@@ -440,6 +448,8 @@ def convert_image(src: Path, dst: Path, operator: Operator) -> ImageResult:
             write_pq_png(temp, nits)
         os.replace(temp, dst)
     except OSError as exc:
+        if _disk_full(exc):
+            raise InsufficientStorageError(f"no space left on device while writing '{dst.name}'") from exc
         raise OutputError(f"cannot write '{dst}': {exc.strerror or exc}") from exc
     finally:
         _unlink(temp)
