@@ -77,6 +77,10 @@ class StreamSession:
         self.settings = state.settings
         self.metrics = state.metrics
         self.t0 = time.perf_counter()
+        self.last_heard = self.t0
+        """When the last message arrived (the idle timeout counts from it, or from ``last_answered``)."""
+        self.last_answered = self.t0
+        """When the last result was sent: a client is not idle while it waits for results."""
         self.id = secrets.token_hex(6)
         self.credits = 0
         self.inflight: deque[_InFlight] = deque()
@@ -96,13 +100,46 @@ class StreamSession:
     def _us(self, t: float) -> int:
         return max(0, int((t - self.t0) * 1e6))
 
-    async def _receive(self, timeout: float) -> dict[str, Any]:
-        try:
-            message = dict(await asyncio.wait_for(self.ws.receive(), timeout))
-        except TimeoutError:
-            raise ProtocolError(
-                CLOSE_GOING_AWAY, f"idle timeout: no message for {self.settings.stream_idle_timeout_s:g} s"
-            ) from None
+    def _owes_results(self) -> bool:
+        """Whether the server is behind: frames it may answer (a credit is free) are not answered yet.
+
+        Frames in flight always hold a credit; pending ones do only while credits exceed frames in flight
+        (the batcher refused them). A frame waiting for a credit is the client's move, not ours.
+        """
+        return bool(self.inflight) or (bool(self.pending) and self.credits > len(self.inflight))
+
+    def _idle_left(self) -> float:
+        """Seconds before the client counts as idle: its silence only counts while nothing is owed to it."""
+        if self._owes_results():
+            return self.settings.stream_idle_timeout_s
+        quiet_since = max(self.last_heard, self.last_answered)
+        return self.settings.stream_idle_timeout_s - (time.perf_counter() - quiet_since)
+
+    async def _receive(self) -> dict[str, Any]:
+        """The next message.
+
+        Raises
+        ------
+        ProtocolError
+            1001 "idle timeout" once the client sent nothing for ``stream_idle_timeout_s`` and the server
+            owed it nothing meanwhile (a client waiting for results behind a full queue is not idle).
+        _DisconnectedError
+            If the peer went away.
+        """
+        wait = self.settings.stream_idle_timeout_s
+        while True:
+            try:
+                # Cancelling a receive on timeout loses nothing: the ASGI server's receive is a queue get.
+                message = dict(await asyncio.wait_for(self.ws.receive(), wait))
+                break
+            except TimeoutError:
+                wait = self._idle_left()
+                if wait <= 0:
+                    raise ProtocolError(
+                        CLOSE_GOING_AWAY,
+                        f"idle timeout: no message for {self.settings.stream_idle_timeout_s:g} s",
+                    ) from None
+        self.last_heard = time.perf_counter()
         if message["type"] == "websocket.disconnect":
             raise _DisconnectedError
         return message
@@ -121,7 +158,7 @@ class StreamSession:
         ProtocolError
             For a malformed or unacceptable hello.
         """
-        message = await self._receive(self.settings.stream_idle_timeout_s)
+        message = await self._receive()
         text = message.get("text")
         if text is None:
             raise ProtocolError(CLOSE_POLICY, "expected a JSON hello as the first message")
@@ -184,9 +221,8 @@ class StreamSession:
 
     async def _reader(self) -> None:
         assert self.hello is not None
-        idle = self.settings.stream_idle_timeout_s
         while True:
-            message = await self._receive(idle)
+            message = await self._receive()
             if message.get("bytes") is not None:
                 await self._on_frame(message["bytes"])
             elif message.get("text") is not None:
@@ -316,6 +352,7 @@ class StreamSession:
                 self._us(result.infer_start), self._us(result.infer_end), self._us(sent),
             )
             await self.ws.send_bytes(header + result.data.tobytes())
+            self.last_answered = time.perf_counter()
             self.credits -= 1
             self.metrics.frame_latency_seconds.labels(endpoint="stream").observe(sent - item.frame.received)
             self.metrics.frames_total.labels(endpoint="stream", operator=operator).inc()

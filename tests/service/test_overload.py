@@ -373,12 +373,6 @@ def test_frames_of_other_requests_are_served_in_arrival_order(gated: Callable[..
     assert gate.outputs.index("nits") == 3, gate.outputs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/stream/session.py _reader closes with 1001 'idle timeout' when the client sent nothing "
-    "for stream_idle_timeout_s, even while the server still owes it results (frames pending or in flight "
-    "behind a full queue): a lossless stream loses the frames it was promised",
-)
 def test_a_stream_waiting_for_its_results_is_not_idle(gated: Callable[..., Any]) -> None:
     live, gate = gated(stream_idle_timeout_s=0.5)
     with stream(live, mode="lossless", credits=3) as (ws, _):
