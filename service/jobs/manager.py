@@ -30,7 +30,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from service.errors import ItmError, JobCancelledError
+from service.errors import InsufficientStorageError, ItmError, JobCancelledError
 from service.inference.batcher import DynamicBatcher
 from service.inference.types import BatchKey, FrameResult, OperatorSpec, resolve_spec
 from service.jobs.isolated import Outcome, run_isolated
@@ -223,13 +223,27 @@ class JobManager:
     def create(
         self, job_id: str, filename: str, options: JobOptions, upload: Path, result: Path
     ) -> JobRecord:
-        """Record an accepted upload as a queued job and schedule it."""
+        """Record an accepted upload as a queued job and schedule it.
+
+        Raises
+        ------
+        InsufficientStorageError
+            If the job store's disk is full; the upload's folder is removed (no job owns it).
+        """
         now = time.time()
         record = JobRecord(
             id=job_id, state=JobState.QUEUED, created_at=now, updated_at=now, expires_at=now + self.ttl_s,
             filename=filename, options=options, upload_path=upload, result_path=result,
         )
-        self.store.insert(record)
+        try:
+            self.store.insert(record)
+        except sqlite3.Error as exc:
+            shutil.rmtree(upload.parent, ignore_errors=True)
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise InsufficientStorageError(
+                    "no space left on device for the job store; retry once jobs have expired or been deleted"
+                ) from exc
+            raise
         self._queue.put_nowait(job_id)
         self._update_gauge()
         return record

@@ -7,8 +7,10 @@ be refused with 507 Insufficient Storage, leaving no partial file.
 
 import os
 import secrets
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -96,3 +98,28 @@ def test_upload_that_does_not_fit_is_refused_with_507_and_leaves_nothing(
         assert leftovers(data) == []
         assert not any((data / "tmp").iterdir())
         assert client.get("/healthz").status_code == 200 and server.ready()
+
+
+def test_job_store_full_at_submission_is_507_and_leaves_no_folder(
+    live_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    """SQLite's SQLITE_FULL when the job row is inserted (the upload itself fit): 507, the upload removed.
+
+    White-box (the insert is made to fail as SQLite does on a full disk): which write of SQLite's meets the
+    last free page cannot be arranged on a real tmpfs without racing the WAL.
+    """
+    live = live_factory()
+    jobs = live.server.itm_app.state.itm.jobs
+
+    def full(record: object) -> None:
+        error = sqlite3.OperationalError("database or disk is full")
+        error.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+        raise error
+
+    jobs.store.insert = full
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        response = client.post("/v1/jobs", content=make_clip(tmp_path / "a.mp4", frames=12).read_bytes())
+        assert response.status_code == 507, response.text
+        assert "no space left on device" in response.json()["detail"]
+    assert not any(jobs.jobs_dir.iterdir()), "the upload's job folder was left behind"
+    assert leftovers(live.settings.data_dir) == []
