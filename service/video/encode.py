@@ -34,6 +34,14 @@ ENCODERS: dict[str, str] = {"hevc": "libx265", "av1": "libsvtav1"}
 CONTAINERS: dict[str, str] = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 DEFAULT_CRF: dict[str, int] = {"hevc": 20, "av1": 30}
 DEFAULT_PRESET: dict[str, str] = {"hevc": "veryfast", "av1": "10"}
+PRESETS: dict[str, tuple[str, ...]] = {
+    "hevc": (
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
+        "slow", "slower", "veryslow", "placebo",
+    ),
+    "av1": tuple(str(p) for p in range(-1, 14)),
+}
+"""Presets each encoder opens with: x265's names, SVT-AV1's numbers (-1 slowest to 13 fastest)."""
 _MP4_FAMILY = ("mp4", "mov")
 
 
@@ -86,6 +94,27 @@ class EncodeOptions:
             raise InputError(f"crf {self.crf} is out of range for {self.codec}; expected 0 to {limit}")
         if self.keyint_s <= 0:
             raise InputError(f"keyint_s {self.keyint_s} must be > 0")
+
+
+def check_encode_options(options: EncodeOptions, format: str) -> None:
+    """Refuse options the encoder or muxer would only refuse once a conversion is under way.
+
+    :class:`EncodeOptions` checks codec and crf when it is built; this adds the preset (an unknown one makes
+    ``avcodec_open2`` fail) and the codec/container pair, so a caller (the job API) can refuse them up front.
+
+    Raises
+    ------
+    InputError
+        For a preset the codec does not have.
+    UnsupportedFormatError
+        For a codec the container cannot hold (:func:`check_codec_container`).
+    """
+    presets = PRESETS[options.codec]
+    if options.preset is not None and options.preset not in presets:
+        raise InputError(
+            f"preset '{options.preset}' is not a {options.codec} preset; expected one of {', '.join(presets)}"
+        )
+    check_codec_container(options.codec, format)
 
 
 def encoder_params(options: EncodeOptions, metadata: HDR10Metadata, keyint: int) -> dict[str, str]:

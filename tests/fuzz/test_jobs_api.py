@@ -128,16 +128,6 @@ GAPS = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "service/api/routes/jobs.py create_job validates JobOptions' own field ranges only; the"
-        " codec-dependent rules live in service/video/encode.py (EncodeOptions.__post_init__: hevc crf <= 51;"
-        " check_container: no av1 in mov; presets: not checked at all) and first run inside the job, so the"
-        " upload gets 202 and the job fails. Fix: check the encoder options when the job is created and"
-        " raise InputError (422)."
-    ),
-)
 @pytest.mark.parametrize("options", GAPS)
 def test_options_no_conversion_can_honour_are_refused_at_upload(
     fuzz_server: LiveServer, clip: bytes, options: dict[str, Any]

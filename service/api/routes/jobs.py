@@ -86,6 +86,24 @@ def _options(query: Mapping[str, object], fields: dict[str, str]) -> JobOptions:
         raise InputError(f"invalid job options: {details}") from exc
 
 
+def _check_encode(options: JobOptions) -> None:
+    """Refuse encoder options no conversion can honour, by the encoder's own rules (before a job exists).
+
+    Raises
+    ------
+    InputError
+        If the crf is out of the codec's range, the preset is not one of the codec's, or the container
+        cannot hold the codec (422: the options are wrong, whatever the upload holds).
+    """
+    from service.video.encode import CONTAINERS, EncodeOptions, check_encode_options
+
+    try:
+        encode = EncodeOptions(codec=options.codec, crf=options.crf, preset=options.preset)
+        check_encode_options(encode, CONTAINERS[f".{options.container}"])
+    except InputError as exc:
+        raise InputError(f"invalid job options: {exc}") from exc
+
+
 @router.post(
     "",
     status_code=HTTPStatus.ACCEPTED,
@@ -149,6 +167,7 @@ async def create_job(
     )
     try:
         options = _options(query, dict(upload.fields))
+        _check_encode(options)
         jobs.spec_for(options)
         await jobs.prober.probe(
             upload.path, upload.filename, settings.max_width, settings.max_height, settings.max_duration_s
