@@ -292,11 +292,6 @@ def test_uploads_beyond_job_queue_size_get_503_with_retry_after(
     assert not any((live.settings.data_dir / "tmp").iterdir())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/api/routes/jobs.py create_job checks the queued count before awaiting the upload and "
-    "creates the job after it, so concurrent uploads all pass the check (3 accepted with job_queue_size=1)",
-)
 def test_concurrent_uploads_cannot_overfill_the_job_queue(gated: Callable[..., Any], tmp_path: Path) -> None:
     live, gate = gated(job_concurrency=1, job_queue_size=1)
     clip = make_clip(tmp_path / "in.mp4")

@@ -1,10 +1,13 @@
 """File conversion jobs: upload (streamed, probed), status, paging, result download (Range), cancel."""
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping
+import shutil
+import weakref
+from collections.abc import Iterator, Mapping
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +21,7 @@ from service.api.problems import ConflictError, NotFoundError
 from service.api.schemas import Job, JobList, JobOptions, JobProgress, JobState, Problem
 from service.api.uploads import Upload, receive_upload
 from service.errors import InputError, OverloadedError
-from service.jobs.manager import MEDIA_TYPE, SUFFIX
+from service.jobs.manager import MEDIA_TYPE, SUFFIX, JobManager
 from service.jobs.store import JobRecord
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=AUTH)
@@ -86,6 +89,49 @@ def _options(query: Mapping[str, object], fields: dict[str, str]) -> JobOptions:
         raise InputError(f"invalid job options: {details}") from exc
 
 
+_ADMITTING: weakref.WeakKeyDictionary[JobManager, int] = weakref.WeakKeyDictionary()
+"""Per job manager: uploads holding a queue slot between the last check and their job's creation."""
+
+
+def _check_room(jobs: JobManager, queue_size: int) -> None:
+    """Refuse a job when the queued ones plus the slots held by uploads being admitted fill the queue.
+
+    Raises
+    ------
+    OverloadedError
+        If the job queue is full (503 + Retry-After).
+    """
+    queued = len(jobs.store.by_state(JobState.QUEUED))
+    admitting = _ADMITTING.get(jobs, 0)
+    if queued + admitting >= queue_size:
+        being = f" and {admitting} being admitted" if admitting else ""
+        raise OverloadedError(
+            f"{queued} jobs are already queued{being} (the queue holds {queue_size}); retry later",
+            retry_after_s=30.0,
+        )
+
+
+@contextlib.contextmanager
+def _queue_slot(jobs: JobManager, queue_size: int) -> Iterator[None]:
+    """Hold one job-queue slot until the job is created, or the request fails, inside the ``with``.
+
+    Checking the queue only before the upload lets concurrent uploads all see the same free slot, since the
+    job is created after awaiting the body and the probe. The check and the reservation here run with no
+    await between them (one event loop), and the job's creation counts it as queued as the slot is returned.
+
+    Raises
+    ------
+    OverloadedError
+        If the job queue is full (503 + Retry-After).
+    """
+    _check_room(jobs, queue_size)
+    _ADMITTING[jobs] = _ADMITTING.get(jobs, 0) + 1
+    try:
+        yield
+    finally:
+        _ADMITTING[jobs] -= 1
+
+
 def _check_encode(options: JobOptions) -> None:
     """Refuse encoder options no conversion can honour, by the encoder's own rules (before a job exists).
 
@@ -146,7 +192,8 @@ async def create_job(
     Raises
     ------
     OverloadedError
-        If too many jobs are queued (503 + Retry-After).
+        If the job queue is full (503 + Retry-After): checked before the body is read, and again, counting
+        concurrent uploads, as the job is created.
     PayloadTooLargeError
         If the upload exceeds ``ITM_UPLOAD_LIMIT_BYTES`` (413).
     InsufficientStorageError
@@ -154,9 +201,7 @@ async def create_job(
     InputError
         If the options or the media are unusable (422/415).
     """
-    queued = len(jobs.store.by_state(JobState.QUEUED))
-    if queued >= settings.job_queue_size:
-        raise OverloadedError(f"{queued} jobs are already queued; retry later", retry_after_s=30.0)
+    _check_room(jobs, settings.job_queue_size)  # refuse before reading the body; _queue_slot decides
     given = {
         "operator": operator, "mode": mode, "peak_nits": peak_nits, "codec": codec, "crf": crf,
         "preset": preset, "container": container,
@@ -172,12 +217,17 @@ async def create_job(
         await jobs.prober.probe(
             upload.path, upload.filename, settings.max_width, settings.max_height, settings.max_duration_s
         )
-        job_id, upload_path, result_path = jobs.new_paths(upload.filename, options)
-        await asyncio.to_thread(upload.path.replace, upload_path)
+        with _queue_slot(jobs, settings.job_queue_size):
+            job_id, upload_path, result_path = jobs.new_paths(upload.filename, options)
+            try:
+                await asyncio.to_thread(upload.path.replace, upload_path)
+            except BaseException:
+                shutil.rmtree(upload_path.parent, ignore_errors=True)  # no job owns the folder
+                raise
+            record = jobs.create(job_id, upload.filename, options, upload_path, result_path)
     except BaseException:
         upload.discard()
         raise
-    record = jobs.create(job_id, upload.filename, options, upload_path, result_path)
     response.headers["Location"] = str(request.url_for("get_job", job_id=job_id).path)
     return job_out(record, request)
 
