@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import assume, event, given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from service.jobs.models import FINAL_STATES
@@ -30,17 +30,6 @@ OPTIONS: dict[str, st.SearchStrategy[Any]] = {
     "preset": st.sampled_from(X265_PRESETS + SVT_AV1_PRESETS),
     "container": st.sampled_from(["mp4", "mkv", "mov"]) | st.text(max_size=4),
 }
-
-
-def known_refusal_gap(options: dict[str, Any]) -> bool:
-    """Accepted with 202 although no conversion can succeed: the xfail tests below pin each case."""
-    codec = options.get("codec", "hevc")
-    presets = X265_PRESETS if codec == "hevc" else SVT_AV1_PRESETS
-    return (
-        (codec == "hevc" and options.get("crf", 0) > 51)
-        or ("preset" in options and options["preset"] not in presets)
-        or (codec == "av1" and options.get("container") == "mov")
-    )
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +101,6 @@ def test_valid_options_are_accepted_and_the_job_succeeds(
 def test_any_options_are_refused_with_a_problem_or_the_job_succeeds(
     fuzz_server: LiveServer, clip: bytes, options: dict[str, Any]
 ) -> None:
-    assume(not known_refusal_gap(options))
     created, final = run_job(fuzz_server, clip, options)
     event(f"status {created.status_code}")
     assert created.status_code in (202, 415, 422), created.text
@@ -120,7 +108,7 @@ def test_any_options_are_refused_with_a_problem_or_the_job_succeeds(
         assert final["state"] == "succeeded", (options, final["error"])
 
 
-GAPS = [
+UNHONOURABLE = [
     pytest.param({"codec": "hevc", "crf": 60}, id="hevc-crf-over-51"),
     pytest.param({"preset": "nonsense"}, id="unknown-x265-preset"),
     pytest.param({"codec": "av1", "preset": "ultrafast"}, id="x265-preset-for-av1"),
@@ -128,10 +116,10 @@ GAPS = [
 ]
 
 
-@pytest.mark.parametrize("options", GAPS)
+@pytest.mark.parametrize("options", UNHONOURABLE)
 def test_options_no_conversion_can_honour_are_refused_at_upload(
     fuzz_server: LiveServer, clip: bytes, options: dict[str, Any]
 ) -> None:
-    assert known_refusal_gap(options)
+    """What the property above first found: each was a 202 and a failed job (fixed in d93f920)."""
     created, _ = run_job(fuzz_server, clip, options)
     assert created.status_code == 422, created.text
