@@ -6,6 +6,7 @@ The contract (the create_job docstring: unusable options are 422/415): an upload
 documented problem, or accepted with 202 and then *succeeds*, its result downloadable and deletable.
 """
 
+import json
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from service.jobs.models import FINAL_STATES
 from tests.fuzz.openapi import SCHEMA, assert_problem
+from tests.fuzz.strategies import JSON_VALUES
 from tests.service.conftest import LiveServer, make_clip
 
 X265_PRESETS = ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"]
@@ -43,14 +45,26 @@ def validate(response: httpx.Response, path: str, method: str) -> None:
         assert_problem(response.status_code, response.headers["content-type"], response.content)
 
 
+TRANSPORTS = ("query", "form fields", "options field")
+"""The three ways create_job takes options: query parameters, one form field each, one JSON form field."""
+
+
 def run_job(
-    server: LiveServer, clip: bytes, options: dict[str, Any]
+    server: LiveServer, clip: bytes, options: Any, transport: str = "query"
 ) -> tuple[httpx.Response, dict[str, Any] | None]:
     """Upload, then follow an accepted job to a final state; (creation response, final job or None)."""
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        created = client.post(
-            "/v1/jobs", params=options, content=clip, headers={"content-type": "application/octet-stream"}
-        )
+        if transport == "query":
+            headers = {"content-type": "application/octet-stream"}
+            request = client.build_request("POST", "/v1/jobs", params=options, content=clip, headers=headers)
+        else:
+            if transport == "form fields":
+                data = {k: str(v) for k, v in options.items()}
+            else:
+                data = {"options": json.dumps(options)}
+            request = client.build_request("POST", "/v1/jobs", data=data, files={"file": ("tiny.mp4", clip)})
+        request.read()  # a multipart body is a stream; the schema validator reads the request again
+        created = client.send(request)
         validate(created, "/v1/jobs", "POST")
         if created.status_code != 202:
             return created, None
@@ -88,20 +102,24 @@ def valid_options(draw: st.DrawFn) -> dict[str, Any]:
     return {k: v for k, v in full.items() if k in keep or (k == "codec" and keep & {"crf", "preset"})}
 
 
-@given(options=valid_options())
+@given(options=valid_options(), transport=st.sampled_from(TRANSPORTS))
 def test_valid_options_are_accepted_and_the_job_succeeds(
-    fuzz_server: LiveServer, clip: bytes, options: dict[str, Any]
+    fuzz_server: LiveServer, clip: bytes, options: dict[str, Any], transport: str
 ) -> None:
-    created, final = run_job(fuzz_server, clip, options)
+    created, final = run_job(fuzz_server, clip, options, transport)
     assert created.status_code == 202, created.text
     assert final is not None and final["state"] == "succeeded", (options, final)
 
 
-@given(options=st.fixed_dictionaries({}, optional=OPTIONS))
+@given(
+    options=st.fixed_dictionaries({}, optional=OPTIONS) | JSON_VALUES, transport=st.sampled_from(TRANSPORTS)
+)
 def test_any_options_are_refused_with_a_problem_or_the_job_succeeds(
-    fuzz_server: LiveServer, clip: bytes, options: dict[str, Any]
+    fuzz_server: LiveServer, clip: bytes, options: Any, transport: str
 ) -> None:
-    created, final = run_job(fuzz_server, clip, options)
+    if not isinstance(options, dict):  # any JSON at all: only the options field can carry it
+        transport = "options field"
+    created, final = run_job(fuzz_server, clip, options, transport)
     event(f"status {created.status_code}")
     assert created.status_code in (202, 415, 422), created.text
     if final is not None:
