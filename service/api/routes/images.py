@@ -59,7 +59,7 @@ def _encode_exr(nits: np.ndarray, tmp_dir: Path) -> bytes:
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}, "image/x-exr": {}}},
-        **{code: {"model": Problem} for code in (401, 413, 415, 422, 503)},
+        **{code: {"model": Problem} for code in (401, 413, 415, 422, 503, 507)},
     },
     openapi_extra={
         "requestBody": {
