@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.fuzz.openapi import API_KEY
 from tests.service.conftest import LiveServer, start_server
 
 FUZZ_EXAMPLES = 50
-"""Examples per property in the ``fuzz`` profile (the schemathesis run sets its own, per operation)."""
+"""Examples per property (and per API operation for schemathesis) in the ``fuzz`` profile."""
 
 settings.register_profile(
     "fuzz",
@@ -34,9 +35,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fuzz"))
 
 UPLOAD_LIMIT_BYTES = 64 * 1024
 """Small, so that no generated body is ever large and the 413 path is reachable."""
-
-
-API_KEY = "fuzz-key"
 
 
 def serve(tmp_path_factory: pytest.TempPathFactory, **overrides: Any) -> Iterator[LiveServer]:

@@ -8,6 +8,9 @@ from typing import Any
 
 import schemathesis
 
+API_KEY = "fuzz-key"
+"""The bearer key of the fuzz server that has auth on."""
+
 
 @cache
 def document() -> dict[str, Any]:

@@ -19,12 +19,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.fuzz.conftest import API_KEY
-from tests.fuzz.openapi import SCHEMA, assert_problem, document
+from tests.fuzz.openapi import API_KEY, SCHEMA, assert_problem, document
 from tests.service.conftest import LiveServer
 
 
 def test_the_running_server_serves_the_fuzzed_document(fuzz_server: LiveServer) -> None:
+    """Generation uses the app factory's document; it must be the one the server really serves."""
     served = httpx.get(f"{fuzz_server.url}/openapi.json").json()
     assert served == document()
 
