@@ -15,6 +15,7 @@ from service.colour.tags import Primaries, Transfer
 from service.operators import ColourDescription, create_operator
 from service.operators.base import Operator
 from tests.fuzz.strategies import uint8_frames
+from tests.models.markers import needs_artifacts, needs_litert
 
 OPERATORS = ["bt2408", "bt2446a", "inverse_reinhard"]
 SDR_TRANSFERS = [t for t in Transfer if t not in (Transfer.SMPTE2084, Transfer.ARIB_STD_B67, Transfer.LINEAR)]
@@ -68,3 +69,24 @@ def test_a_pixel_depends_on_that_pixel_only(
     )
     alone = op(np.ascontiguousarray(frames[i : i + 1, y : y + 1, x : x + 1]), colour)
     np.testing.assert_array_equal(alone[0, 0, 0], whole[i, y, x])
+
+
+@pytest.mark.litert
+@needs_litert
+@needs_artifacts
+@given(
+    mode=st.sampled_from(["fast", "quality"]),
+    peak=st.floats(100.0, 10000.0),
+    colour=COLOURS,
+    frames=uint8_frames(max_side=24, batch=True),
+)
+def test_mqn_gives_finite_light_within_the_peak_and_ignores_batch_mates(
+    mode: str, peak: float, colour: ColourDescription, frames: np.ndarray
+) -> None:
+    """The learned operator is not per-pixel (guided upsampling), but still bounded and frame-local."""
+    op = create_operator("mqn", peak_nits=peak, mode=mode)
+    out = op(frames, colour)
+    assert out.shape == frames.shape and np.all(np.isfinite(out))
+    assert out.min() >= 0.0 and out.max() <= peak * (1 + 1e-5)
+    for i in range(len(frames)):
+        np.testing.assert_array_equal(op(frames[i : i + 1], colour)[0], out[i])
