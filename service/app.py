@@ -67,13 +67,35 @@ class RequestMetricsMiddleware:
             self.metrics.requests_total.labels(route=template, status=str(status)).inc()
 
 
+BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "One of ITM_API_KEYS; needed only when the server is configured with keys.",
+}
+
+
+def document_bearer_auth(schema: dict[str, Any]) -> dict[str, Any]:
+    """Declare the optional bearer auth on every operation that can answer 401 (in place).
+
+    Auth is a plain dependency (:mod:`service.api.auth`), which FastAPI does not document; without a
+    security scheme, clients and schema tools cannot know a key may be needed. ``{}`` as the second
+    requirement says "or none", which is what a server without keys accepts.
+    """
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = BEARER_SCHEME
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if "401" in operation.get("responses", {}):
+                operation["security"] = [{"bearer": []}, {}]
+    return schema
+
+
 class _App(FastAPI):
-    """FastAPI whose OpenAPI document describes the problem+json errors the app really sends."""
+    """FastAPI whose OpenAPI document describes the errors and the auth the app really has."""
 
     def openapi(self) -> dict[str, Any]:
-        """The generated document, with error responses fixed up by :func:`document_problems` (once)."""
+        """The generated document, with errors and auth documented (built once)."""
         if self.openapi_schema is None:
-            self.openapi_schema = document_problems(super().openapi())
+            self.openapi_schema = document_bearer_auth(document_problems(super().openapi()))
         return self.openapi_schema
 
 

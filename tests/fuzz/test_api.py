@@ -67,7 +67,11 @@ def test_auth_answers_are_documented_problems(
     url = fuzz_server_with_keys.url + path.replace("{job_id}", "0123456789abcdef")
     response = httpx.request(method, url, headers=headers, timeout=30)
     SCHEMA[path][method.upper()].validate_response(response)
-    refused = path.startswith("/v1/") and key != API_KEY
+    protected = path.startswith("/v1/")
+    assert ("security" in document()["paths"][path][method]) == protected, (
+        "auth is documented where it applies"
+    )
+    refused = protected and key != API_KEY
     assert (response.status_code == 401) == refused, (response.status_code, response.text)
     if refused:
         assert response.headers["www-authenticate"].startswith("Bearer")
