@@ -615,7 +615,11 @@ async def overload(
 
 
 def markdown(
-    soak_case: dict[str, Any], over: dict[str, Any] | None, args: argparse.Namespace, load: tuple[float, ...]
+    soak_case: dict[str, Any],
+    over: dict[str, Any] | None,
+    args: argparse.Namespace,
+    load: tuple[float, ...],
+    started: str,
 ) -> str:
     """The figures as a ready-to-paste section for docs/RELIABILITY.md."""
     command = (
@@ -629,7 +633,7 @@ def markdown(
     ]
     series = ", ".join(f"{s['t_s']:.0f} s: {s['rss_mb']:.0f} MB / {s['fds']}" for s in soak_case["samples"])
     jobs, health = soak_case["jobs"], soak_case["healthz_ms"]
-    busy = " (other work was running on the machine)" if load[0] > 0.5 else ""
+    busy = " (other work was running on the machine)" if load[0] > 0.5 else ""  # before our own load
     lines = [
         "## Load and soak",
         "",
@@ -637,7 +641,7 @@ def markdown(
         command,
         "```",
         "",
-        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} at git {environment()['git_sha']} on "
+        f"Run started {started} at git {environment()['git_sha']} on "
         f"{os.cpu_count()} cores; load average when it started {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
         f"(1/5/15 min){busy}. Server defaults: `ITM_MAX_STREAMS` {LIMITS['max_streams']}, `ITM_QUEUE_SIZE` "
         f"{LIMITS['queue_size']}, `ITM_JOB_QUEUE_SIZE` {LIMITS['job_queue_size']}, one worker per core, "
@@ -706,6 +710,7 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"skipped: clips {missing} not found in {VIDEO}")
         return
     load_before = os.getloadavg()
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     clips = [load_frames(HEIGHT, WIDTH, args.frames, VIDEO / name) for name in STREAM_CLIPS]
     job_clip = (VIDEO / args.job_clip).read_bytes()
     log = Path(tempfile.gettempdir()) / f"itm-load-server-{os.getpid()}.log"
@@ -736,7 +741,7 @@ async def main_async(args: argparse.Namespace) -> None:
     cases.append({"name": "server_log", "lines": dict(logged.most_common(20))})
     print(f"wrote {write('load', cases)}")
     print("\n--- markdown for docs/RELIABILITY.md ---\n")
-    print(markdown(soak_case, over, args, load_before))
+    print(markdown(soak_case, over, args, load_before, started))
 
 
 def main() -> None:
