@@ -2,10 +2,11 @@
 more than it can take.
 
 **Soak**: 8 concurrent WebSocket streams (4 ``live``, 4 ``lossless``; 720p rgb24 frames from real clips,
-looped, paced at ``--fps``) plus 4 upload workers that each submit a job, wait for it, download the result,
-delete it and submit again, for ``--duration`` seconds. Prints per-stream sustained fps and p50/p99 latency,
-drops by reason, completed jobs, server RSS and open file descriptors every ``--sample-every`` seconds, then
-PASS/FAIL lines: lossless streams lost no frame, RSS grew < 5 % after ``--warmup``, no 5xx.
+looped, paced at ``--fps``) plus ``--job-workers`` (4) upload workers that each submit a job, wait for it,
+download the result, delete it and submit again, for ``--duration`` seconds. Prints per-stream sustained fps
+and p50/p99 latency, drops by reason, completed jobs, server RSS and open file descriptors every
+``--sample-every`` seconds, then PASS/FAIL lines: lossless streams lost no frame, RSS grew < 5 % after
+``--warmup``, no 5xx, jobs completed.
 
 **Overload** (``--overload-duration``): the stream slots are filled with faster streams, extra streams try to
 join, a burst of uploads beyond ``ITM_JOB_QUEUE_SIZE`` and of images beyond ``ITM_QUEUE_SIZE`` arrive, and
@@ -16,7 +17,8 @@ The server runs with its defaults (``ITM_MAX_STREAMS`` 8, ``ITM_QUEUE_SIZE`` 64,
 in a child process so its RSS and fds are its own. Writes bench/results/load.json and prints a markdown
 summary for docs/RELIABILITY.md.
 
-    .venv/bin/python bench/load.py [--duration 600] [--fps 3] [--operator mqn] [--overload-duration 60]
+    .venv/bin/python bench/load.py [--duration 600] [--fps 2] [--operator mqn] [--job-workers 4]
+                                     [--overload-duration 60]
 """
 
 import argparse
