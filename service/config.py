@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.colour.scaling import DEFAULT_PEAK_NITS
@@ -91,7 +91,9 @@ class Settings(BaseSettings):
     stream_max_credits: int = Field(
         default=16, ge=1, le=256, description="Most results a stream may have granted."
     )
-    warmup_size: tuple[int, int] = Field(default=(64, 64), description="Height, width of the warm-up frame.")
+    warmup_size: tuple[PositiveInt, PositiveInt] = Field(
+        default=(64, 64), description="Height, width of the warm-up frame."
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

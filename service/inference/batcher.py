@@ -136,9 +136,11 @@ class DynamicBatcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            for key, queue in self._queues.items():
-                if len(queue) >= self.config.max_batch_size:
-                    return self._take(key), "full"
+            # Among full batches, the one whose oldest frame waited longest: a key with a standing backlog
+            # (a busy stream) must not starve older frames of other keys (stills, jobs).
+            full = [k for k, q in self._queues.items() if len(q) >= self.config.max_batch_size]
+            if full:
+                return self._take(min(full, key=lambda k: self._queues[k][0].enqueued)), "full"
             key = min(self._queues, key=lambda k: self._queues[k][0].enqueued)
             deadline = self._queues[key][0].enqueued + self.config.max_queue_delay_s
             remaining = deadline - time.perf_counter()

@@ -63,15 +63,6 @@ def test_any_environment_gives_settings_or_a_validation_error_naming_it(env: dic
     assert all(key.strip() == key and key for key in settings.api_keys)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "service/config.py: warmup_size is a bare tuple[int, int]; ITM_WARMUP_SIZE=[-4,8] is accepted, the"
-        " warm-up then fails on np.zeros((-4, 8, 3)) and /readyz answers 503 'warm-up failed' for ever"
-        " ([0,0] 'warms' nothing). Fix: tuple[PositiveInt, PositiveInt] (house style: validated once at"
-        " start-up, sizes > 0)."
-    ),
-)
 @pytest.mark.parametrize("size", ["[-4,8]", "[0,0]"])
 def test_a_warmup_size_that_cannot_warm_anything_is_refused_at_start_up(size: str) -> None:
     with pytest.raises(ValidationError, match="warmup_size"):

@@ -342,12 +342,6 @@ def test_streams_beyond_max_streams_close_1013_while_admitted_ones_finish(gated:
         assert ready["type"] == "ready"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/inference/batcher.py _next_batch returns the first key in dict (insertion) order that "
-    "has a full batch; with max_batch_size=1 every queue is full, so a key with a standing backlog (busy "
-    "streams) is served before older frames of other keys (images, jobs): they starve",
-)
 def test_frames_of_other_requests_are_served_in_arrival_order(gated: Callable[..., Any]) -> None:
     live, gate = gated(queue_size=16)
     with (
