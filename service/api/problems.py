@@ -85,7 +85,9 @@ async def _itm_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ItmError)
     status = http_status(exc)
     headers = retry_after_header(exc.retry_after_s) if isinstance(exc, OverloadedError) else None
-    if status >= 500:
+    if isinstance(exc, OverloadedError):
+        log.info("shed load on %s: %s", request.url.path, exc)  # by design under overload, not a fault
+    elif status >= 500:
         log.error("%s on %s: %s", type(exc).__name__, request.url.path, exc)
     return problem_response(status, str(exc), request, headers)
 
