@@ -84,6 +84,8 @@ class Progress:
     fps: float
     eta_s: float | None
     stage: str = "convert"
+    batch_seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of this batch per stage (``decode``, ``operator``, ``colour``, ``encode``), for metrics."""
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,7 @@ def convert_video(
             try:
                 t = time.perf_counter()
                 for batch in batches:
+                    before = dict(timings)
                     timings["decode"] += time.perf_counter() - t
                     if cancel is not None and cancel.is_set():
                         raise JobCancelledError("conversion cancelled")
@@ -251,7 +254,8 @@ def convert_video(
                         done = reader.frames_decoded
                         fps = done / max(time.perf_counter() - started, 1e-9)
                         eta = (total - done) / fps if total >= done and fps > 0 else None
-                        progress(Progress(done, max(total, done), fps, eta))
+                        spent = {stage: timings[stage] - before[stage] for stage in STAGES}
+                        progress(Progress(done, max(total, done), fps, eta, batch_seconds=spent))
                     t = time.perf_counter()
                 reader.check_complete()
                 if writer is None:  # pragma: no cover - check_complete raises first

@@ -44,6 +44,9 @@ from service.operators.registry import plugin_paths
 
 log = logging.getLogger(__name__)
 
+JOB_STAGE_METRICS = {"decode": "decode", "colour": "postprocess", "encode": "encode"}
+"""Pipeline stage -> ``itm_stage_seconds`` stage (nits -> Y'CbCr 4:2:0 10-bit is the job's postprocess)."""
+
 MAX_ATTEMPTS = 2
 """A job interrupted by crashes this many times is failed instead of re-run (it may be what crashes us)."""
 
@@ -352,8 +355,18 @@ class JobManager:
                 # runner alive for the next job; the row stays 'running' and is recovered at restart.
                 log.exception("job %s: its outcome could not be recorded", job_id)
 
+    def _observe_stages(self, batch_seconds: dict[str, float]) -> None:
+        """Decode, colour (as ``postprocess``) and encode of one job batch into ``itm_stage_seconds``.
+
+        The operator's own stages are observed by the batcher that ran its frames, so not again here.
+        """
+        for stage, metric_stage in JOB_STAGE_METRICS.items():
+            if stage in batch_seconds:
+                self.metrics.stage_seconds.labels(stage=metric_stage).observe(batch_seconds[stage])
+
     def _progress(self, job_id: str) -> Callable[[object], None]:
         def report(progress: object) -> None:
+            self._observe_stages(getattr(progress, "batch_seconds", {}))
             now = time.perf_counter()
             if now - self._last_progress.get(job_id, 0.0) < 0.2:
                 return

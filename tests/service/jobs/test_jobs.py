@@ -264,3 +264,5 @@ def test_in_process_jobs_share_the_batcher(live_factory: Any, tmp_path: Path) ->
     assert job["state"] == "succeeded", job
     assert live.sample("itm_frames_total", {"endpoint": "jobs", "operator": "bt2446a"}) == 8
     assert live.sample("itm_batch_size_sum") >= 8  # the job's frames went through the shared batcher
+    for stage in ("decode", "postprocess", "encode"):  # the job's own stages reach itm_stage_seconds
+        assert live.sample("itm_stage_seconds_count", {"stage": stage}) >= 1, stage
