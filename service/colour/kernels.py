@@ -248,3 +248,30 @@ def sdr_to_linear(
     pixels = np.ascontiguousarray(frames).reshape(-1, 3)
     _sdr_to_nits(pixels, lut.astype(np.float32), matrix.astype(np.float32), out.reshape(-1, 3))
     return out
+
+
+@numba.njit(parallel=True, cache=True)
+def pack_rgb10a2_kernel(bits, table, out):  # type: ignore[no-untyped-def]
+    """H x W x 3 float32 bit patterns -> H x W uint32 rgb10a2 (see :mod:`service.stream.packing`).
+
+    The stream packers live here, beside :func:`pq_from_bits` which they inline: Numba invalidates a cached
+    kernel only when its own file changes, so a packer cached in another module would keep a stale table.
+    """
+    h, w, _ = bits.shape
+    for row in numba.prange(h):
+        for col in range(w):
+            r = np.uint32(min(max(np.rint(pq_from_bits(bits[row, col, 0], table) * 1023.0), 0.0), 1023.0))
+            g = np.uint32(min(max(np.rint(pq_from_bits(bits[row, col, 1], table) * 1023.0), 0.0), 1023.0))
+            b = np.uint32(min(max(np.rint(pq_from_bits(bits[row, col, 2], table) * 1023.0), 0.0), 1023.0))
+            out[row, col] = r | (g << np.uint32(10)) | (b << np.uint32(20)) | np.uint32(0xC0000000)
+
+
+@numba.njit(parallel=True, cache=True)
+def pack_rgb48_kernel(bits, table, out):  # type: ignore[no-untyped-def]
+    """H x W x 3 float32 bit patterns -> H x W x 3 uint16 PQ x 65535 (see :mod:`service.stream.packing`)."""
+    h, w, _ = bits.shape
+    for row in numba.prange(h):
+        for col in range(w):
+            for c in range(3):
+                v = pq_from_bits(bits[row, col, c], table) * 65535.0
+                out[row, col, c] = np.uint16(min(max(np.rint(v), 0.0), 65535.0))

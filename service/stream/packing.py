@@ -11,32 +11,10 @@ Layouts (little-endian, row-major, no row padding), as documented in docs/PROTOC
 * ``rgb48``: three uint16 per pixel, R, G, B, each PQ x 65535.
 """
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
-from service.colour.kernels import pq_encode_table, pq_from_bits
-
-
-@numba.njit(parallel=True, cache=True)
-def _pack_rgb10a2(bits, table, out):  # type: ignore[no-untyped-def]
-    h, w, _ = bits.shape
-    for row in numba.prange(h):
-        for col in range(w):
-            r = np.uint32(min(max(np.rint(pq_from_bits(bits[row, col, 0], table) * 1023.0), 0.0), 1023.0))
-            g = np.uint32(min(max(np.rint(pq_from_bits(bits[row, col, 1], table) * 1023.0), 0.0), 1023.0))
-            b = np.uint32(min(max(np.rint(pq_from_bits(bits[row, col, 2], table) * 1023.0), 0.0), 1023.0))
-            out[row, col] = r | (g << np.uint32(10)) | (b << np.uint32(20)) | np.uint32(0xC0000000)
-
-
-@numba.njit(parallel=True, cache=True)
-def _pack_rgb48(bits, table, out):  # type: ignore[no-untyped-def]
-    h, w, _ = bits.shape
-    for row in numba.prange(h):
-        for col in range(w):
-            for c in range(3):
-                v = pq_from_bits(bits[row, col, c], table) * 65535.0
-                out[row, col, c] = np.uint16(min(max(np.rint(v), 0.0), 65535.0))
+from service.colour.kernels import pack_rgb10a2_kernel, pack_rgb48_kernel, pq_encode_table
 
 
 def _check(nits: npt.NDArray[np.float32]) -> npt.NDArray[np.uint32]:
@@ -73,7 +51,7 @@ def pack_rgb10a2(nits: npt.NDArray[np.float32]) -> npt.NDArray[np.uint32]:
     """
     bits = _check(nits)
     out = np.empty(bits.shape[:2], np.uint32)
-    _pack_rgb10a2(bits, pq_encode_table(), out)
+    pack_rgb10a2_kernel(bits, pq_encode_table(), out)
     return out
 
 
@@ -103,7 +81,7 @@ def pack_rgb48(nits: npt.NDArray[np.float32]) -> npt.NDArray[np.uint16]:
     """
     bits = _check(nits)
     out = np.empty(nits.shape, np.uint16)
-    _pack_rgb48(bits, pq_encode_table(), out)
+    pack_rgb48_kernel(bits, pq_encode_table(), out)
     return out
 
 
