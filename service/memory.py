@@ -1,50 +1,46 @@
-"""Cap glibc's malloc arenas for the server process, so RSS stays flat under mixed streams and jobs.
+"""Give freed heap back to the system after each job, so RSS stays flat under mixed streams and jobs.
 
-glibc gives threads up to 8 x cores arenas and rarely returns their freed pages. The server's threads (event
+glibc gives threads up to 8 x cores arenas and returns little of what they free. The server's threads (event
 loop, inference workers, conversion threads, x265's own pool) free multi-megabyte frame buffers in each
-other's arenas; measured with ``bench/load.py`` (8 streams + 4 upload workers, 240 s), RSS grew from 1.29 GB
-to 2.0 GB (+56 %) with glibc's defaults and stayed flat (1.13 GB -> 1.08 GB) with two arenas, which also
-converted more job frames in the same time. ``MALLOC_ARENA_MAX`` in the environment does the same, but only
-if every launcher (make, Docker, systemd, a test harness) remembers to set it; ``mallopt`` here cannot be
-forgotten.
+other's arenas. Measured with ``bench/load.py`` (8 streams + 4 upload workers): RSS grew +140 % in 600 s
+with glibc's defaults, while streams alone and jobs alone stayed flat. Capping arenas at 2 and fixing the
+mmap threshold at 1 MiB kept RSS flat too, but cost more than half the stream throughput (720p ``bt2408``
+108 -> 50 fps: allocation lock contention and page faults). ``malloc_trim(0)`` between jobs returns the
+free pages of every arena without touching the allocator's fast paths.
 """
 
 import ctypes
 import ctypes.util
 import logging
-import os
+from collections.abc import Callable
+from functools import cache
 
 log = logging.getLogger(__name__)
 
-SERVER_ARENAS = 2
-MMAP_THRESHOLD_BYTES = 1 << 20
-"""Blocks this large are always mmapped, so a freed frame buffer (720p: 2.7-11 MB) goes back to the system
-at once instead of leaving a hole in an arena; a fixed value also stops glibc raising it to 32 MiB."""
-_M_MMAP_THRESHOLD = -3
-_M_ARENA_MAX = -8
-"""``M_MMAP_THRESHOLD`` and ``M_ARENA_MAX`` from glibc's ``malloc.h``."""
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return None
+    return trim
 
 
-def limit_malloc_arenas(arenas: int = SERVER_ARENAS, mmap_threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
-    """Cap new malloc arenas and fix the mmap threshold, unless ``MALLOC_ARENA_MAX`` is set (it wins).
-
-    Call it before the server starts its threads: arenas that already exist are kept.
+def release_free_memory() -> bool:
+    """Return the free pages of every malloc arena to the system (glibc ``malloc_trim``); takes milliseconds.
 
     Returns
     -------
     bool
-        Whether the cap was applied (False off glibc, or when the environment already decides).
+        Whether any memory was released (always False off glibc).
     """
-    if "MALLOC_ARENA_MAX" in os.environ:
+    trim = _malloc_trim()
+    if trim is None:
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
-        return False
-    applied = bool(mallopt(ctypes.c_int(_M_ARENA_MAX), ctypes.c_int(arenas)))
-    applied &= bool(mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(mmap_threshold)))
-    log.debug("malloc arenas capped at %d, mmap threshold %d: %s", arenas, mmap_threshold, applied)
-    return applied
+    released = bool(trim(0))
+    log.debug("malloc_trim released memory: %s", released)
+    return released

@@ -9,7 +9,6 @@ from fastapi import FastAPI
 
 from service.app import create_app, drain_streams
 from service.config import get_settings
-from service.memory import limit_malloc_arenas
 
 
 class DrainingServer(uvicorn.Server):
@@ -52,7 +51,6 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     host, port : optional
         Override ``ITM_HOST`` / ``ITM_PORT``.
     """
-    limit_malloc_arenas()  # before any server thread exists; see service/memory.py
     settings = get_settings()
     app = create_app(settings)
     config = config_for(

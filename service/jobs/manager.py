@@ -37,6 +37,7 @@ from service.jobs.isolated import Outcome, run_isolated
 from service.jobs.models import FINAL_STATES, JobOptions, JobState
 from service.jobs.probe import Prober
 from service.jobs.store import JobRecord, JobStore
+from service.memory import release_free_memory
 from service.metrics import Metrics
 from service.operators import ColourDescription, Operator, OperatorInfo
 from service.operators.base import Frames, Nits
@@ -350,6 +351,7 @@ class JobManager:
                 continue
             try:
                 await self._run(record)
+                await asyncio.to_thread(release_free_memory)  # jobs fragment the heap (memory.py)
             except Exception:
                 # Recording the outcome failed (e.g. the disk is full under the job store too): keep this
                 # runner alive for the next job; the row stays 'running' and is recovered at restart.
