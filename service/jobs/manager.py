@@ -24,13 +24,13 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from service.errors import InsufficientStorageError, ItmError, JobCancelledError
+from service.errors import InsufficientStorageError, ItmError, JobCancelledError, OverloadedError
 from service.inference.batcher import DynamicBatcher
 from service.inference.types import BatchKey, FrameResult, OperatorSpec, resolve_spec
 from service.jobs.isolated import Outcome, run_isolated
@@ -150,7 +150,48 @@ class JobManager:
         self._deleting: set[str] = set()
         self._stopping = False
         self._last_progress: dict[str, float] = {}
+        self._admitting = 0
+        """Uploads holding a queue slot between their last check and their job's creation."""
         self.prober = Prober()
+
+    # -- admission ---------------------------------------------------------------------------------------
+
+    def check_room(self, queue_size: int) -> None:
+        """Refuse a job when the queued ones plus the slots held by uploads being admitted fill the queue.
+
+        Raises
+        ------
+        OverloadedError
+            If the job queue is full (503 + Retry-After).
+        """
+        queued = len(self.store.by_state(JobState.QUEUED))
+        if queued + self._admitting >= queue_size:
+            being = f" and {self._admitting} being admitted" if self._admitting else ""
+            raise OverloadedError(
+                f"{queued} jobs are already queued{being} (the queue holds {queue_size}); retry later",
+                retry_after_s=30.0,
+            )
+
+    @contextlib.contextmanager
+    def queue_slot(self, queue_size: int) -> Iterator[None]:
+        """Hold one job-queue slot until the job is created, or the request fails, inside the ``with``.
+
+        Checking the queue only before an upload lets concurrent uploads all see the same free slot, since
+        the job is created after awaiting the body and the probe. The check and the reservation here run with
+        no await between them (one event loop), and the job's creation counts it as queued as the slot is
+        returned.
+
+        Raises
+        ------
+        OverloadedError
+            If the job queue is full (503 + Retry-After).
+        """
+        self.check_room(queue_size)
+        self._admitting += 1
+        try:
+            yield
+        finally:
+            self._admitting -= 1
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 

@@ -1,13 +1,11 @@
 """File conversion jobs: upload (streamed, probed), status, paging, result download (Range), cancel."""
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import re
 import shutil
-import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated
@@ -20,8 +18,8 @@ from service.api.deps import AUTH, JobsDep, SettingsDep
 from service.api.problems import ConflictError, NotFoundError
 from service.api.schemas import Job, JobList, JobOptions, JobProgress, JobState, Problem
 from service.api.uploads import Upload, receive_upload
-from service.errors import InputError, OverloadedError
-from service.jobs.manager import MEDIA_TYPE, SUFFIX, JobManager
+from service.errors import InputError
+from service.jobs.manager import MEDIA_TYPE, SUFFIX
 from service.jobs.store import JobRecord
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=AUTH)
@@ -87,49 +85,6 @@ def _options(query: Mapping[str, object], fields: dict[str, str]) -> JobOptions:
     except ValidationError as exc:
         details = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InputError(f"invalid job options: {details}") from exc
-
-
-_ADMITTING: weakref.WeakKeyDictionary[JobManager, int] = weakref.WeakKeyDictionary()
-"""Per job manager: uploads holding a queue slot between the last check and their job's creation."""
-
-
-def _check_room(jobs: JobManager, queue_size: int) -> None:
-    """Refuse a job when the queued ones plus the slots held by uploads being admitted fill the queue.
-
-    Raises
-    ------
-    OverloadedError
-        If the job queue is full (503 + Retry-After).
-    """
-    queued = len(jobs.store.by_state(JobState.QUEUED))
-    admitting = _ADMITTING.get(jobs, 0)
-    if queued + admitting >= queue_size:
-        being = f" and {admitting} being admitted" if admitting else ""
-        raise OverloadedError(
-            f"{queued} jobs are already queued{being} (the queue holds {queue_size}); retry later",
-            retry_after_s=30.0,
-        )
-
-
-@contextlib.contextmanager
-def _queue_slot(jobs: JobManager, queue_size: int) -> Iterator[None]:
-    """Hold one job-queue slot until the job is created, or the request fails, inside the ``with``.
-
-    Checking the queue only before the upload lets concurrent uploads all see the same free slot, since the
-    job is created after awaiting the body and the probe. The check and the reservation here run with no
-    await between them (one event loop), and the job's creation counts it as queued as the slot is returned.
-
-    Raises
-    ------
-    OverloadedError
-        If the job queue is full (503 + Retry-After).
-    """
-    _check_room(jobs, queue_size)
-    _ADMITTING[jobs] = _ADMITTING.get(jobs, 0) + 1
-    try:
-        yield
-    finally:
-        _ADMITTING[jobs] -= 1
 
 
 def _check_encode(options: JobOptions) -> None:
@@ -201,7 +156,7 @@ async def create_job(
     InputError
         If the options or the media are unusable (422/415).
     """
-    _check_room(jobs, settings.job_queue_size)  # refuse before reading the body; _queue_slot decides
+    jobs.check_room(settings.job_queue_size)  # refuse before reading the body; queue_slot decides
     given = {
         "operator": operator, "mode": mode, "peak_nits": peak_nits, "codec": codec, "crf": crf,
         "preset": preset, "container": container,
@@ -217,7 +172,7 @@ async def create_job(
         await jobs.prober.probe(
             upload.path, upload.filename, settings.max_width, settings.max_height, settings.max_duration_s
         )
-        with _queue_slot(jobs, settings.job_queue_size):
+        with jobs.queue_slot(settings.job_queue_size):
             job_id, upload_path, result_path = jobs.new_paths(upload.filename, options)
             try:
                 await asyncio.to_thread(upload.path.replace, upload_path)
