@@ -20,6 +20,7 @@ Third-party errors are translated at the boundary of the module that imports the
 :func:`service.video.errors.map_av_errors`), so nothing above that layer sees ``av.error.*``.
 """
 
+import errno
 from http import HTTPStatus
 
 
@@ -49,6 +50,16 @@ class OutputError(ItmError, OSError):
 
 class InsufficientStorageError(OutputError):
     """The disk is full or over quota: a state of the server, not a bug, so 507 (RFC 4918 clause 11.5)."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` or an error it was raised from is ENOSPC / EDQUOT (mapped errors keep the cause)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class OverloadedError(ItmError):

@@ -12,7 +12,6 @@ between batches, and reports :class:`Progress` after every batch, so it can run 
 """
 
 import contextlib
-import errno
 import os
 import re
 import secrets
@@ -32,6 +31,7 @@ from service.errors import (
     ItmError,
     JobCancelledError,
     OutputError,
+    is_disk_full,
 )
 from service.images.exr import write_exr
 from service.images.png import write_pq_png
@@ -124,16 +124,6 @@ def is_temp_file(path: Path) -> bool:
     uses this at start-up to find what such a process left behind.
     """
     return _TEMP_NAME.fullmatch(path.name) is not None
-
-
-def _disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` or an error it was raised from is ENOSPC / EDQUOT (mapped errors keep the cause)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if getattr(seen, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _unlink(path: Path) -> None:
@@ -301,7 +291,7 @@ def convert_video(
             raise OutputError(f"cannot move the result onto '{dst}': {exc.strerror}") from exc
         timings["finalize"] = time.perf_counter() - t
     except OSError as exc:
-        if _disk_full(exc):
+        if is_disk_full(exc):
             raise InsufficientStorageError(
                 f"no space left on device while writing '{dst.name}'; the partial output was removed"
             ) from exc
@@ -452,7 +442,7 @@ def convert_image(src: Path, dst: Path, operator: Operator) -> ImageResult:
             write_pq_png(temp, nits)
         os.replace(temp, dst)
     except OSError as exc:
-        if _disk_full(exc):
+        if is_disk_full(exc):
             raise InsufficientStorageError(f"no space left on device while writing '{dst.name}'") from exc
         raise OutputError(f"cannot write '{dst}': {exc.strerror or exc}") from exc
     finally:

@@ -8,7 +8,6 @@ partial file removed.
 
 import asyncio
 import contextlib
-import errno
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,11 +20,10 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
 from service.api.problems import ApiError, PayloadTooLargeError
-from service.errors import InputError, InsufficientStorageError
+from service.errors import InputError, InsufficientStorageError, is_disk_full
 
 _FLUSH_BYTES = 1 << 20
 FILE_FIELD = "file"
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass
@@ -99,7 +97,7 @@ def _map_disk_full(received: Callable[[], int]) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.errno not in _DISK_FULL:
+        if not is_disk_full(exc):
             raise
         raise InsufficientStorageError(
             f"no space left on device for the upload ({received()} bytes received; {exc.strerror}): "
