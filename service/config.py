@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="Accepted bearer tokens, comma separated; empty = no auth."
     )
+    allow_anonymous: bool = Field(
+        default=False,
+        description="Serve without api_keys on a non-loopback address. Off, `serve` refuses to start there "
+        "with no keys (loopback never needs it); an explicit opt-in, so an exposed port is never open by "
+        "accident.",
+    )
 
     max_streams: int = Field(
         default=8, ge=1, le=1024, description="Concurrent WebSocket streams before 1013."

@@ -9,12 +9,13 @@ from service.config import Settings, get_settings
 
 
 def test_defaults_are_the_embedded_loopback_setup(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ITM_HOST", "ITM_PORT", "ITM_DATA_DIR", "ITM_API_KEYS"):
+    for name in ("ITM_HOST", "ITM_PORT", "ITM_DATA_DIR", "ITM_API_KEYS", "ITM_ALLOW_ANONYMOUS"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings()
     assert (settings.host, settings.port, settings.data_dir) == ("127.0.0.1", 8000, Path("data"))
     assert settings.workers >= 1
     assert not settings.auth_enabled
+    assert settings.allow_anonymous is False  # serving beyond loopback without keys is an explicit choice
     assert settings.max_queue_delay_s == settings.max_queue_delay_ms / 1000
 
 
@@ -33,6 +34,12 @@ def test_env_vars_with_itm_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert settings.default_operator == "bt2408"
 
 
+@pytest.mark.parametrize(("value", "allowed"), [("true", True), ("1", True), ("false", False), ("0", False)])
+def test_allow_anonymous_from_env(monkeypatch: pytest.MonkeyPatch, value: str, allowed: bool) -> None:
+    monkeypatch.setenv("ITM_ALLOW_ANONYMOUS", value)
+    assert Settings().allow_anonymous is allowed
+
+
 @pytest.mark.parametrize(
     ("name", "value", "match"),
     [
@@ -41,6 +48,7 @@ def test_env_vars_with_itm_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         ("ITM_DEFAULT_OPERATOR", "nope", "default_operator"),
         ("ITM_DEFAULT_PEAK_NITS", "50", "default_peak_nits"),
         ("ITM_MAX_BATCH_SIZE", "65", "max_batch_size"),
+        ("ITM_ALLOW_ANONYMOUS", "maybe", "allow_anonymous"),
     ],
 )
 def test_invalid_values_fail_at_startup(
