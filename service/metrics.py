@@ -1,8 +1,12 @@
 """Every Prometheus metric of the service, built in one place against an explicit registry.
 
 Tests pass a fresh ``CollectorRegistry()`` so counts never leak between them; the app builds one registry per
-instance. Label values come from closed sets only (stage names, endpoints, operator names, job states,
-route templates): never ids, paths or sizes, so cardinality stays bounded.
+instance. Label values come from closed sets only (stage names, endpoints, operator names, drop reasons, job
+states, route templates): never ids, paths or sizes, so cardinality stays bounded.
+
+``itm_stage_seconds`` counts frames in every stage: work timed for a whole batch (a job's decode and encode,
+an inference batch) is observed once per frame, at the batch's time divided by its frames
+(:meth:`Metrics.observe_stage`), so ``_count`` is frames and ``_sum`` is seconds in every stage alike.
 """
 
 from dataclasses import dataclass
@@ -16,6 +20,10 @@ LATENCY_BUCKETS = (
 
 STAGES = ("decode", "preprocess", "backbone", "head", "postprocess", "encode")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+DROP_REASONS = ("stale", "overloaded", "deadline", "shutdown")
+"""Why a stream frame got a drop report instead of a result (docs/PROTOCOL.md §4)."""
+DROP_ENDPOINTS = ("stream",)
+"""Endpoints that drop frames: only the live stream does (jobs and stills wait or fail, never drop)."""
 
 
 def batch_buckets(max_batch_size: int) -> tuple[float, ...]:
@@ -47,6 +55,23 @@ class Metrics:
     queue_depth: Gauge
     model_info: Gauge
 
+    def observe_stage(self, stage: str, seconds: float, frames: int = 1) -> None:
+        """Record ``seconds`` of ``stage`` spent on ``frames`` frames as one observation per frame.
+
+        Each observation is the per-frame mean, so stages timed per batch and stages timed per frame give
+        comparable counts (frames) and sums (seconds).
+
+        Raises
+        ------
+        ValueError
+            If ``frames`` is less than 1.
+        """
+        if frames < 1:
+            raise ValueError(f"frames must be at least 1, got {frames}")
+        child = self.stage_seconds.labels(stage=stage)
+        for _ in range(frames):
+            child.observe(seconds / frames)
+
 
 def build_metrics(registry: CollectorRegistry, max_batch_size: int = 64) -> Metrics:
     """Create and register every metric on ``registry``.
@@ -57,7 +82,7 @@ def build_metrics(registry: CollectorRegistry, max_batch_size: int = 64) -> Metr
         If the registry already holds these metrics (build once per registry).
     """
     stage = Histogram(
-        "itm_stage_seconds", "Wall time of one pipeline stage per batch or frame", ["stage"],
+        "itm_stage_seconds", "Wall time of one pipeline stage per frame (batch time / frames)", ["stage"],
         buckets=LATENCY_BUCKETS, registry=registry,
     )
     jobs = Gauge("itm_jobs", "Conversion jobs by state", ["state"], registry=registry)
@@ -87,7 +112,8 @@ def build_metrics(registry: CollectorRegistry, max_batch_size: int = 64) -> Metr
             "itm_frames_total", "Frames converted", ["endpoint", "operator"], registry=registry
         ),
         frames_dropped_total=Counter(
-            "itm_frames_dropped_total", "Frames not converted, by reason", ["reason"], registry=registry
+            "itm_frames_dropped_total", "Frames not converted, by endpoint, operator and reason",
+            ["endpoint", "operator", "reason"], registry=registry,
         ),
         requests_total=Counter(
             "itm_requests_total", "HTTP requests by route template and status", ["route", "status"],

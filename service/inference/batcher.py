@@ -9,6 +9,11 @@ Each request carries its future and enqueue time (TGI ``Entry``); frames whose f
 stream went away, the job was cancelled) are skipped before a batch forms and before results are set, so a
 vanished client costs no inference. Every operator is per-frame, so a frame's output does not depend on its
 batch mates; order within a stream is kept by its caller awaiting its futures in order.
+
+A frame may carry a deadline (a ``live`` stream's frame is worthless once late): if it is still queued when
+the deadline passes, a timer takes it out of the queue at once and fails its future with
+:class:`~service.errors.DeadlineExceededError`, so it never reaches a worker and frees its queue slot without
+waiting for the owner task (which sleeps while every worker is busy).
 """
 
 import asyncio
@@ -20,7 +25,7 @@ from collections import deque
 import numpy as np
 import numpy.typing as npt
 
-from service.errors import EngineError, OverloadedError
+from service.errors import DeadlineExceededError, EngineError, OverloadedError
 from service.inference.pool import WorkerPool
 from service.inference.types import BatcherConfig, BatchKey, FrameRequest, FrameResult
 from service.metrics import Metrics
@@ -36,6 +41,8 @@ class DynamicBatcher:
         self.pool = pool
         self.metrics = metrics
         self._queues: dict[BatchKey, deque[FrameRequest]] = {}
+        self._expiry: dict[FrameRequest, asyncio.TimerHandle] = {}
+        """Deadline timers of queued frames that have one; cancelled when the frame joins a batch."""
         self._pending = 0
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
@@ -67,12 +74,20 @@ class DynamicBatcher:
             for request in queue:
                 if not request.future.done():
                     request.future.set_exception(EngineError("server shutting down"))
+        for timer in self._expiry.values():
+            timer.cancel()
+        self._expiry.clear()
         self._queues.clear()
         self._pending = 0
         self.metrics.queue_depth.set(0)
 
-    def submit(self, frame: npt.NDArray[np.uint8], key: BatchKey) -> "asyncio.Future[FrameResult]":
+    def submit(
+        self, frame: npt.NDArray[np.uint8], key: BatchKey, *, deadline: float | None = None
+    ) -> "asyncio.Future[FrameResult]":
         """Queue one H x W x 3 uint8 frame; the returned future resolves to its converted output.
+
+        ``deadline`` (``time.perf_counter()`` seconds): if the frame has not joined a batch by then, it leaves
+        the queue and its future fails with :class:`DeadlineExceededError`.
 
         Raises
         ------
@@ -87,11 +102,33 @@ class DynamicBatcher:
         future: asyncio.Future[FrameResult] = asyncio.get_running_loop().create_future()
         request = FrameRequest(frame, key, future, time.perf_counter())
         self._queues.setdefault(key, deque()).append(request)
+        if deadline is not None:
+            self._expiry[request] = asyncio.get_running_loop().call_later(
+                max(0.0, deadline - request.enqueued), self._expire, request
+            )
         self._pending += 1
         self.metrics.queue_depth.set(self._pending)
         self._wakeup.set()
         future.add_done_callback(self._on_done)
         return future
+
+    def _expire(self, request: FrameRequest) -> None:
+        """Take a frame whose deadline passed out of its queue and fail it (it is still queued: see _take)."""
+        del self._expiry[request]
+        queue = self._queues.get(request.key)
+        if queue is None or request not in queue:
+            return  # its caller gave up already and a purge removed it
+        queue.remove(request)
+        if not queue:
+            del self._queues[request.key]
+        self._pending -= 1
+        self.metrics.queue_depth.set(self._pending)
+        self._room.set()
+        if not request.future.done():
+            waited = time.perf_counter() - request.enqueued
+            request.future.set_exception(
+                DeadlineExceededError(f"frame waited {waited:.3f} s in the queue and passed its deadline")
+            )
 
     def _on_done(self, future: "asyncio.Future[FrameResult]") -> None:
         if future.cancelled():
@@ -111,6 +148,9 @@ class DynamicBatcher:
         for key in list(self._queues):
             queue = self._queues[key]
             kept = deque(r for r in queue if not r.future.done())
+            for request in queue:
+                if request.future.done() and (timer := self._expiry.pop(request, None)) is not None:
+                    timer.cancel()
             self._pending -= len(queue) - len(kept)
             if kept:
                 self._queues[key] = kept
@@ -121,6 +161,9 @@ class DynamicBatcher:
     def _take(self, key: BatchKey) -> list[FrameRequest]:
         queue = self._queues[key]
         batch = [queue.popleft() for _ in range(min(len(queue), self.config.max_batch_size))]
+        for request in batch:
+            if (timer := self._expiry.pop(request, None)) is not None:
+                timer.cancel()
         if not queue:
             del self._queues[key]
         self._pending -= len(batch)
@@ -200,7 +243,7 @@ class DynamicBatcher:
                 requests[0].future.set_exception(error)
             return
         for stage, seconds in out.stages.items():
-            self.metrics.stage_seconds.labels(stage=stage).observe(seconds)
+            self.metrics.observe_stage(stage, seconds, len(requests))
         for request, data in zip(requests, out.frames, strict=True):
             if not request.future.done():
                 request.future.set_result(

@@ -1,6 +1,7 @@
 """Wire format of the frame stream (docs/PROTOCOL.md): hello, headers, close codes, input decoding."""
 
 import io
+import json
 import struct
 from typing import Literal
 
@@ -22,6 +23,14 @@ CLOSE_UNSUPPORTED = 1003
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
+
+DEADLINE_INTERVALS = 4
+"""A live frame's default deadline, in frame intervals of its stream (docs/PROTOCOL.md §5)."""
+DEADLINE_MIN_S = 0.1
+DEADLINE_MAX_S = 1.0
+"""Bounds of the default deadline: event-loop jitter must not drop frames, a paused stream must not stall."""
+FIRST_INTERVAL_S = 1 / 30
+"""The frame interval assumed before a stream's own gaps are measured."""
 
 InputFormat = Literal["rgb24", "rgba", "bgra", "jpeg", "png"]
 StreamOutput = Literal["rgb10a2", "rgb48"]
@@ -60,6 +69,7 @@ class Hello(BaseModel):
     peak_nits: float | None = Field(default=None, ge=100.0, le=10000.0)
     colour: Literal["srgb", "bt709"] = "srgb"
     credits: int = Field(default=1, ge=1)
+    deadline_ms: int | None = Field(default=None, ge=1, le=60_000)
 
     @field_validator("version", mode="before")
     @classmethod
@@ -94,6 +104,23 @@ def clip_reason(reason: str) -> str:
     """
     data = reason.encode("utf-8", "backslashreplace")[:123]
     return data.decode("utf-8", "ignore")
+
+
+def parse_json(text: str) -> object:
+    """The JSON value of a text message.
+
+    Raises
+    ------
+    ProtocolError
+        1003 if the text is not JSON, or is JSON nested too deeply to parse (``"[[[[..."`` passes the size
+        limit, and the stdlib parser recurses once per level).
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise ProtocolError(CLOSE_UNSUPPORTED, "text message is not JSON") from None
+    except RecursionError:
+        raise ProtocolError(CLOSE_UNSUPPORTED, "text message is JSON nested too deeply") from None
 
 
 def parse_frame_header(message: bytes) -> tuple[int, int, int]:

@@ -3,6 +3,10 @@
 Three tasks per connection: the reader (frames, credits, bye), the sender (awaits the oldest in-flight frame,
 sends it when a credit allows) and the control sender (drop reports). State changes wake the others through
 one event; all of it runs on the event loop, so no locks are needed around the counters.
+
+``live`` frames carry a deadline (received + ``deadline_ms``, or a few of the stream's own frame intervals): a
+frame still waiting for a credit or for a worker when it passes is dropped with reason ``deadline``, because a
+late live frame is worth nothing. ``lossless`` frames have none and are never dropped.
 """
 
 import asyncio
@@ -13,6 +17,7 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,7 +26,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from service.api.state import ServiceState
-from service.errors import InputError, ItmError, OverloadedError
+from service.errors import DeadlineExceededError, InputError, ItmError, OverloadedError
 from service.inference.types import BatchKey, FrameResult, OperatorSpec, resolve_spec
 from service.stream.protocol import (
     BYTES_PER_PIXEL_IN,
@@ -32,6 +37,10 @@ from service.stream.protocol import (
     CLOSE_POLICY,
     CLOSE_UNSUPPORTED,
     COLOURS,
+    DEADLINE_INTERVALS,
+    DEADLINE_MAX_S,
+    DEADLINE_MIN_S,
+    FIRST_INTERVAL_S,
     FRAME_HEADER,
     RESULT_HEADER,
     VERSION,
@@ -41,6 +50,7 @@ from service.stream.protocol import (
     clip_reason,
     decode_image,
     parse_frame_header,
+    parse_json,
     raw_frame,
     reason_of,
 )
@@ -48,6 +58,8 @@ from service.stream.protocol import (
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 10.0
+INTERVAL_WEIGHT = 0.2
+"""Weight of the newest gap in a stream's frame interval (an exponentially weighted mean)."""
 
 
 @dataclass
@@ -56,6 +68,8 @@ class _Frame:
     client_ts: int
     received: float
     pixels: npt.NDArray[np.uint8]
+    deadline: float | None = None
+    """``time.perf_counter()`` after which a live frame not yet converting is dropped; None for lossless."""
 
 
 @dataclass
@@ -89,6 +103,12 @@ class StreamSession:
         self.room = asyncio.Event()
         self.control: asyncio.Queue[str] = asyncio.Queue()
         self.draining = False
+        self.bye_received = False
+        self.peak_credits = 0
+        """The highest outstanding credit grant so far: after ``bye`` the server closes once it is back."""
+        self.interval = FIRST_INTERVAL_S
+        """The stream's frame interval (weighted mean of gaps between frames), for the default deadline."""
+        self.last_arrival: float | None = None
         self.last_seq = -1
         self.hello: Hello | None = None
         self.key: BatchKey | None = None
@@ -145,8 +165,25 @@ class StreamSession:
         return message
 
     def _drop(self, seq: int, reason: str) -> None:
-        self.metrics.frames_dropped_total.labels(reason=reason).inc()
+        operator = self.key.operator.name if self.key else ""
+        self.metrics.frames_dropped_total.labels(endpoint="stream", operator=operator, reason=reason).inc()
         self.control.put_nowait(json.dumps({"type": "drop", "seq": seq, "reason": reason}))
+
+    def _deadline(self, received: float) -> float | None:
+        """When a frame received at ``received`` stops being worth converting (None: never, lossless).
+
+        The hello's ``deadline_ms`` if it set one, else ``DEADLINE_INTERVALS`` of the stream's measured frame
+        interval, within ``DEADLINE_MIN_S`` … ``DEADLINE_MAX_S``.
+        """
+        assert self.hello is not None
+        if self.hello.mode != "live":
+            return None
+        if self.hello.deadline_ms is not None:
+            return received + self.hello.deadline_ms / 1000
+        if self.last_arrival is not None:
+            self.interval += INTERVAL_WEIGHT * (received - self.last_arrival - self.interval)
+        self.last_arrival = received
+        return received + min(DEADLINE_MAX_S, max(DEADLINE_MIN_S, DEADLINE_INTERVALS * self.interval))
 
     # -- hello ---------------------------------------------------------------------------------------
 
@@ -161,7 +198,8 @@ class StreamSession:
         message = await self._receive()
         text = message.get("text")
         if text is None:
-            raise ProtocolError(CLOSE_POLICY, "expected a JSON hello as the first message")
+            raise ProtocolError(CLOSE_UNSUPPORTED, "expected a JSON hello as the first message, got binary")
+        parse_json(text)  # not JSON at all is unsupported data (1003), like any later text message
         try:
             hello = Hello.model_validate_json(text)
         except ValidationError as exc:
@@ -172,6 +210,10 @@ class StreamSession:
                 CLOSE_POLICY,
                 f"hello: {hello.width}x{hello.height} exceeds the limit "
                 f"{settings.max_width}x{settings.max_height}",
+            )
+        if hello.mode == "lossless" and hello.deadline_ms is not None:
+            raise ProtocolError(
+                CLOSE_POLICY, "hello.deadline_ms: lossless frames are never dropped, so they take no deadline"
             )
         if hello.credits > settings.stream_max_credits:
             raise ProtocolError(
@@ -188,7 +230,7 @@ class StreamSession:
         except InputError as exc:
             raise ProtocolError(CLOSE_POLICY, clip_reason(f"hello.operator: {exc}")) from None
         self.hello = hello
-        self.credits = hello.credits
+        self.credits = self.peak_credits = hello.credits
         self.max_pending = settings.stream_max_credits if hello.mode == "lossless" else 1
         self.key = BatchKey(spec, hello.height, hello.width, COLOURS[hello.colour], hello.output)
         await self.ws.send_text(
@@ -213,6 +255,7 @@ class StreamSession:
                     "frame_bytes": hello.width * hello.height * BYTES_PER_PIXEL_IN[hello.input],
                     "result_bytes": hello.width * hello.height * BYTES_PER_PIXEL_OUT[hello.output],
                     "idle_timeout_s": settings.stream_idle_timeout_s,
+                    "deadline_ms": hello.deadline_ms,
                 }
             )
         )
@@ -231,12 +274,7 @@ class StreamSession:
                 raise ProtocolError(CLOSE_UNSUPPORTED, "empty message")
 
     def _on_text(self, text: str) -> None:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            raise ProtocolError(CLOSE_UNSUPPORTED, "text message is not JSON") from None
-        except RecursionError:  # "[[[[..." passes the size limit; the stdlib parser recurses per level
-            raise ProtocolError(CLOSE_UNSUPPORTED, "text message is JSON nested too deeply") from None
+        data = parse_json(text)
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "credit":
             try:
@@ -249,8 +287,10 @@ class StreamSession:
                     CLOSE_POLICY, f"credit: {self.credits} + {credit.n} exceeds max_credits {limit}"
                 )
             self.credits += credit.n
+            self.peak_credits = max(self.peak_credits, self.credits)
             self._dispatch()
         elif kind == "bye":
+            self.bye_received = True
             self.draining = True
             self.changed.set()
         else:
@@ -277,10 +317,10 @@ class StreamSession:
             pixels = await asyncio.to_thread(
                 decode_image, bytes(payload), hello.input, hello.height, hello.width, seq
             )
-            self.metrics.stage_seconds.labels(stage="decode").observe(time.perf_counter() - start)
+            self.metrics.observe_stage("decode", time.perf_counter() - start)
         else:
             pixels = raw_frame(payload, hello.input, hello.height, hello.width, seq)
-        frame = _Frame(seq, client_ts, received, pixels)
+        frame = _Frame(seq, client_ts, received, pixels, self._deadline(received))
         if hello.mode == "live":
             while self.pending:
                 self._drop(self.pending.popleft().seq, "stale")
@@ -308,10 +348,14 @@ class StreamSession:
     def _dispatch(self) -> None:
         """Start frames while credits exceed frames in flight (never run ahead of the client)."""
         assert self.key is not None and self.hello is not None
+        now = time.perf_counter()
         while self.pending and self.credits - len(self.inflight) > 0:
             frame = self.pending.popleft()
+            if frame.deadline is not None and now >= frame.deadline:
+                self._drop(frame.seq, "deadline")
+                continue
             try:
-                future = self.state.batcher.submit(frame.pixels, self.key)
+                future = self.state.batcher.submit(frame.pixels, self.key, deadline=frame.deadline)
             except OverloadedError:
                 if self.hello.mode == "live":
                     self._drop(frame.seq, "overloaded")
@@ -320,10 +364,21 @@ class StreamSession:
                 if self._retry is None:
                     self._retry = asyncio.get_running_loop().call_later(0.005, self._retry_dispatch)
                 break
-            self.inflight.append(_InFlight(frame, future))
+            item = _InFlight(frame, future)
+            future.add_done_callback(partial(self._on_settled, item))
+            self.inflight.append(item)
         if len(self.pending) < self.max_pending:
             self.room.set()
         self.changed.set()
+
+    def _on_settled(self, item: _InFlight, future: "asyncio.Future[FrameResult]") -> None:
+        """Report a frame the batcher dropped at its deadline now, and give its credit to the next frame."""
+        if future.cancelled() or not isinstance(future.exception(), DeadlineExceededError):
+            return
+        with contextlib.suppress(ValueError):
+            self.inflight.remove(item)
+            self._drop(item.frame.seq, "deadline")
+            self._dispatch()
 
     def _retry_dispatch(self) -> None:
         self._retry = None
@@ -341,6 +396,11 @@ class StreamSession:
             item = self.inflight[0]
             try:
                 result = await item.future
+            except DeadlineExceededError:
+                with contextlib.suppress(ValueError):  # normally _on_settled has already done this
+                    self.inflight.remove(item)
+                    self._drop(item.frame.seq, "deadline")
+                continue
             except ItmError as exc:
                 raise ProtocolError(CLOSE_INTERNAL, clip_reason(f"frame {item.frame.seq}: {exc}")) from exc
             except ValueError as exc:
@@ -368,6 +428,16 @@ class StreamSession:
         self.draining = True
         self.changed.set()
 
+    async def _credits_returned(self) -> None:
+        """Wait until the client's outstanding credits are back at their highest level (or shutdown).
+
+        After ``bye`` every frame is answered; a client returning one credit per result reaches that level
+        exactly with its credit for the last result, so closing then never overtakes a credit it still sends.
+        """
+        while self.credits < self.peak_credits and not self.state.shutting_down.is_set():
+            self.changed.clear()
+            await self.changed.wait()
+
     # -- lifecycle -----------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -387,11 +457,20 @@ class StreamSession:
             tasks = [reader, sender, control, watcher]
             done, _ = await asyncio.wait({reader, sender, control}, return_when=asyncio.FIRST_COMPLETED)
             finished = done.pop()
+            ended = {sender}
+            if finished is sender and finished.exception() is None and self.bye_received:
+                # Every frame is answered. The close sequence of PROTOCOL.md §7: the client closes (then the
+                # reader sees the disconnect), or its credits come back and the server closes.
+                settled = asyncio.create_task(self._credits_returned())
+                tasks.append(settled)
+                ended.add(settled)
+                done, _ = await asyncio.wait({reader, control, settled}, return_when=asyncio.FIRST_COMPLETED)
+                finished = done.pop()
             error = finished.exception()
             if isinstance(error, ProtocolError):
                 code, reason = error.code, error.reason
-            elif error is not None or finished is not sender:
-                return  # peer vanished (read or write failed): nothing to close, just free everything
+            elif error is not None or finished not in ended:
+                return  # the peer closed or vanished: nothing to close, just free everything
             elif self.state.shutting_down.is_set():
                 code, reason = CLOSE_GOING_AWAY, "server shutting down"
             # Flush drop reports queued before the end.

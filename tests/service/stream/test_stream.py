@@ -22,6 +22,7 @@ from service.stream.packing import pack_rgb10a2, pack_rgb48
 FRAME = struct.Struct("<IIQ")
 RESULT = struct.Struct("<IIQQQQQ")
 H, W = 24, 32
+DROPPED_STALE = {"endpoint": "stream", "operator": "bt2446a", "reason": "stale"}
 
 
 def frame_pixels(i: int) -> np.ndarray:
@@ -154,7 +155,7 @@ def test_live_mode_drops_stale_frames_when_client_is_slow(live: Any) -> None:
     assert results == sorted(results)
     assert results[-1] == n - 1  # latest wins
     assert len(drops) >= n - 3  # one in flight, one waiting: everything else replaced
-    assert live.sample("itm_frames_dropped_total", {"reason": "stale"}) == len(drops)
+    assert live.sample("itm_frames_dropped_total", DROPPED_STALE) == len(drops)
 
 
 def test_lossless_mode_delivers_every_frame(live: Any) -> None:
@@ -171,7 +172,7 @@ def test_lossless_mode_delivers_every_frame(live: Any) -> None:
             received.append(header[0])
             ws.send(json.dumps({"type": "credit", "n": 1}))
     assert received == list(range(n))
-    assert live.sample("itm_frames_dropped_total", {"reason": "stale"}) == 0
+    assert live.sample("itm_frames_dropped_total", DROPPED_STALE) == 0
 
 
 def test_too_many_streams_closes_1013(live_factory: Any) -> None:
