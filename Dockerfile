@@ -5,7 +5,10 @@
 # Works with the legacy builder (no heredocs, RUN --mount or COPY --chmod), as CI here has no BuildKit.
 #
 #   docker build -t itmstream .
-#   docker run -p 8000:8000 -v itm-data:/data itmstream
+#   docker run -p 8000:8000 -v itm-data:/data -e ITM_API_KEYS="$(openssl rand -hex 24)" itmstream
+#
+# The image listens on 0.0.0.0, so `itmstream serve` refuses to start without ITM_API_KEYS (bearer keys for
+# /v1/*; probes, /metrics and the demo page stay open) unless ITM_ALLOW_ANONYMOUS=true is set on purpose.
 #
 # Behind a TLS-intercepting proxy pass its CA bundle (a path inside the build's base image or context):
 #   docker build --build-arg PIP_CERT=/etc/ssl/certs/ca-certificates.crt ...

@@ -8,8 +8,9 @@
 #     CPython 3.12 (bookworm ships 3.11; PyAV 19 needs 3.12) at the same path, and the host CA bundle so pip
 #     works behind the egress proxy; `docker import` it under the Dockerfile's FROM name.
 #  4. docker build --network host (legacy builder), docker run --network host on a free loopback port.
-#  5. Check /readyz, the HEALTHCHECK, one real conversion with the bundled client, a non-root uid, and a
-#     clean exit (status 0, drained) on SIGTERM.
+#  5. Check that the image refuses to start on its 0.0.0.0 with no ITM_API_KEYS (naming both ways out),
+#     then run it with a key: /readyz, /metrics and the HEALTHCHECK open, /v1/* 401 without the key, one
+#     real conversion with it, a non-root uid, and a clean exit (status 0, drained) on SIGTERM.
 #  6. Stop dockerd by PID and delete everything (also on failure, via trap).
 #
 # Needs root (dockerd, mmdebstrap). Idempotent; ~3-6 min on 2 busy cores, bounded by per-step timeouts.
@@ -136,11 +137,36 @@ assert not missing, f"model artifacts not bundled: {sorted(missing)}"
 print("no tensorflow/keras/pytest; bundled artifacts:", " ".join(sorted(have)) or "none")
 ' >&2 || die "image contents"
 
+# The image listens on 0.0.0.0 (ITM_HOST): without a key or an explicit opt-in it must not start at all.
+if refusal="$(timeout 120 "$DOCKER" run --rm --network none "$IMAGE" 2>&1)"; then
+    die "the image started on 0.0.0.0 with no ITM_API_KEYS and no ITM_ALLOW_ANONYMOUS"
+fi
+if ! grep -q "ITM_API_KEYS=" <<<"$refusal" || ! grep -q "ITM_ALLOW_ANONYMOUS=true" <<<"$refusal"; then
+    printf '%s\n' "$refusal" >&2
+    die "the refusal does not name both ways out (ITM_API_KEYS, ITM_ALLOW_ANONYMOUS=true)"
+fi
+log "refuses to serve 0.0.0.0 anonymously: $(grep -o 'refusing to serve[^:]*' <<<"$refusal")"
+
+# Loopback of the host network (so nothing is exposed while CI runs), with a key as a real deployment has.
 PORT="$(free_port)"
+API_KEY="ci-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 "$DOCKER" run -d --name itm-ci --network host \
-    -e ITM_HOST=127.0.0.1 -e "ITM_PORT=$PORT" -e ITM_WORKERS=1 "$IMAGE" >/dev/null
+    -e ITM_HOST=127.0.0.1 -e "ITM_PORT=$PORT" -e ITM_WORKERS=1 -e "ITM_API_KEYS=$API_KEY" "$IMAGE" >/dev/null
 wait_http "http://127.0.0.1:$PORT/readyz" 240 || die "/readyz"
 log "ready on 127.0.0.1:$PORT"
+python3 - "http://127.0.0.1:$PORT" "$API_KEY" <<'PY' || die "auth"
+import sys, urllib.error, urllib.request
+url, key = sys.argv[1], sys.argv[2]
+def status(path, headers=None):
+    try:
+        return urllib.request.urlopen(urllib.request.Request(url + path, headers=headers or {}), timeout=10).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+assert status("/metrics") == 200 and status("/healthz") == 200, "probes and /metrics must stay open"
+assert status("/v1/operators") == 401, "/v1/* answered without the key"
+assert status("/v1/operators", {"Authorization": "Bearer " + key}) == 200, "/v1/* refused the key"
+print("auth on: /v1/* 401 without the key, 200 with it; /healthz and /metrics open", file=sys.stderr)
+PY
 # The browser demo, once service/app.py includes service.web.routes.router: its files must be in the wheel.
 python3 - "http://127.0.0.1:$PORT" <<'PY' || die "browser demo"
 import json, sys, urllib.error, urllib.request
@@ -175,19 +201,22 @@ with av.open("/io/in.mp4", "w") as out:
     for p in s.encode(None): out.mux(p)
 '
 # Plain urllib: httpx (the Python client's transport) is not a runtime dependency of the server image.
-timeout 300 "$DOCKER" run --rm --network host -v "$WORK/io:/io" -e "URL=http://127.0.0.1:$PORT" "$IMAGE" python -c '
+timeout 300 "$DOCKER" run --rm --network host -v "$WORK/io:/io" -e "URL=http://127.0.0.1:$PORT" \
+    -e "ITM_API_KEY=$API_KEY" "$IMAGE" python -c '
 import json, os, time, urllib.request
 url = os.environ["URL"]
+auth = {"Authorization": "Bearer " + os.environ["ITM_API_KEY"]}
+get = lambda path: urllib.request.urlopen(urllib.request.Request(url + path, headers=auth), timeout=60)
 body = open("/io/in.mp4", "rb").read()
-req = urllib.request.Request(url + "/v1/jobs?operator=bt2446a", body, {"Content-Type": "application/octet-stream", "X-Filename": "in.mp4"})
+req = urllib.request.Request(url + "/v1/jobs?operator=bt2446a", body, {"Content-Type": "application/octet-stream", "X-Filename": "in.mp4", **auth})
 job = json.load(urllib.request.urlopen(req, timeout=60))
 deadline = time.monotonic() + 240
 while job["state"] in ("queued", "running"):
     assert time.monotonic() < deadline, job
     time.sleep(0.3)
-    job = json.load(urllib.request.urlopen(url + "/v1/jobs/" + job["id"], timeout=30))
+    job = json.load(get("/v1/jobs/" + job["id"]))
 assert job["state"] == "succeeded", job
-data = urllib.request.urlopen(url + job["result_url"], timeout=60).read()
+data = get(job["result_url"]).read()
 open("/io/out.mp4", "wb").write(data)
 print("job", job["id"], job["state"], job["progress"]["frames_done"], "frames,", len(data), "bytes")
 ' >&2 || die "conversion"
@@ -216,4 +245,5 @@ code="$("$DOCKER" inspect -f '{{.State.ExitCode}}' itm-ci)"
 # Logs to a file first: `docker logs | grep -q` can fail under pipefail when grep exits early (SIGPIPE).
 "$DOCKER" logs itm-ci >"$WORK/container.log" 2>&1
 grep -q "itmstream stopped" "$WORK/container.log" || die "no drain on SIGTERM (no 'itmstream stopped' log)"
+grep -q "auth on: " "$WORK/container.log" || die "the start-up log does not state the auth mode"
 log "clean exit on SIGTERM"

@@ -2,13 +2,15 @@
 # Lint and validate the Helm chart offline (no cluster, no helm binary).
 #
 #  1. helm lint --strict (Helm's Go SDK via PyPI helm-python-sdk), Kubernetes 1.30; any WARNING fails.
-#  2. helm template for three value sets (defaults; single replica with a PVC and API keys; no
-#     autoscaling and no ServiceMonitor), each piped into `kubernetes-validate --strict -k 1.30.0`; its
-#     WARN lines (unknown kind or removed apiVersion) fail the check too.
+#  2. helm template for three value sets (defaults plus an API-key Secret; single replica with a PVC and
+#     API keys; no autoscaling, no ServiceMonitor and allowAnonymous), each piped into
+#     `kubernetes-validate --strict -k 1.30.0`; its WARN lines (unknown kind or removed apiVersion) fail
+#     the check too.
 #  3. The ServiceMonitor (a CRD that kubernetes-validate has no schema for) is checked structurally, and
 #     cross-references are checked: selectors match pod labels, the HPA targets the Deployment, probes,
 #     resources, non-root and read-only root filesystem are set.
-#  4. Forbidden values fail to render (values.schema.json types; a PVC shared by autoscaled replicas).
+#  4. Forbidden values fail to render (values.schema.json types; a PVC shared by autoscaled replicas;
+#     neither apiKeys.existingSecret nor allowAnonymous, by the schema and, without it, by the template).
 #
 # Idempotent; ~5-10 s once tools are installed.
 set -euo pipefail
@@ -41,7 +43,7 @@ chart_dir, work, kube = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
 
 VALUE_SETS = {
-    "defaults": {},
+    "defaults": {"apiKeys": {"existingSecret": "itm-keys"}},  # the one value a default install must add
     "single-persistent": {
         "replicaCount": 1, "autoscaling": {"enabled": False},
         "persistence": {"enabled": True, "storageClass": "fast"},
@@ -49,7 +51,7 @@ VALUE_SETS = {
     },
     "fixed-replicas": {
         "replicaCount": 3, "autoscaling": {"enabled": False}, "serviceMonitor": {"enabled": False},
-        "service": {"sessionAffinity": "None"},
+        "service": {"sessionAffinity": "None"}, "allowAnonymous": True,
     },
 }
 
@@ -119,6 +121,16 @@ def check(name: str, docs: list[dict]) -> None:
     claim = [v for v in pod["spec"]["volumes"] if "persistentVolumeClaim" in v]
     pvcs = {p["metadata"]["name"] for p in by_kind.get("PersistentVolumeClaim", [])}
     assert {v["persistentVolumeClaim"]["claimName"] for v in claim} == pvcs, f"{name}: PVC mismatch"
+    (config,) = by_kind["ConfigMap"]
+    keys = {e["name"]: e for e in container.get("env", [])}.get("ITM_API_KEYS")
+    anonymous = config["data"].get("ITM_ALLOW_ANONYMOUS")
+    if VALUE_SETS[name].get("allowAnonymous"):
+        assert keys is None and anonymous == "true", f"{name}: allowAnonymous must set ITM_ALLOW_ANONYMOUS only"
+    else:
+        ref = keys["valueFrom"]["secretKeyRef"] if keys else {}
+        assert ref.get("name") == "itm-keys" and ref.get("optional") is False, f"{name}: ITM_API_KEYS {keys}"
+        assert anonymous is None, f"{name}: anonymous access without asking for it"
+    assert config["data"]["ITM_HOST"] == "0.0.0.0"  # why auth is required at all
     # Everything but the CRD goes to kubernetes-validate.
     builtin = [d for d in docs if d["kind"] != "ServiceMonitor"]
     (work / f"{name}.yaml").write_text(yaml.safe_dump_all(builtin, sort_keys=False))
@@ -135,8 +147,30 @@ except helm.HelmError as exc:
 else:
     sys.exit("values.schema.json accepted service.port='eighty'")
 
+# Neither a key Secret nor allowAnonymous: the schema refuses, naming both values...
+for values in ({}, {"apiKeys": {"existingSecret": ""}, "allowAnonymous": False}):
+    try:
+        docs_of(values)
+    except helm.HelmError as exc:
+        assert "/apiKeys/existingSecret" in str(exc) and "/allowAnonymous" in str(exc), exc
+    else:
+        sys.exit(f"the chart rendered with neither apiKeys.existingSecret nor allowAnonymous: {values}")
+# ...and so does the template's own guard when the schema is not applied (a copy without it).
+import shutil
+
+bare = work / "chart-without-schema"
+shutil.copytree(chart_dir, bare)
+(bare / "values.schema.json").unlink()
 try:
-    docs_of({"persistence": {"enabled": True}, "autoscaling": {"enabled": True}})
+    helm.Chart.load(str(bare)).render(None, name="itm", namespace="media", is_install=True)
+except helm.HelmError as exc:
+    assert "apiKeys.existingSecret" in str(exc) and "allowAnonymous=true" in str(exc), exc
+else:
+    sys.exit("without values.schema.json the chart rendered with no API keys and no allowAnonymous")
+shutil.rmtree(bare)
+
+try:
+    docs_of({"persistence": {"enabled": True}, "autoscaling": {"enabled": True}, "allowAnonymous": True})
 except helm.HelmError as exc:
     assert "exactly one replica" in str(exc), exc
 else:

@@ -40,3 +40,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default "default" .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
+
+{{/*
+Auth is required beyond loopback (service/server.py refuses to start otherwise): fail at render time, with
+both ways out, rather than ship pods that crash-loop.
+*/}}
+{{- define "itmstream.requireAuth" -}}
+{{- if and (not .Values.apiKeys.existingSecret) (not .Values.allowAnonymous) }}
+{{- fail "itmstream listens on 0.0.0.0 and would serve uploads and streams to anyone: set apiKeys.existingSecret to a Secret holding ITM_API_KEYS, or set allowAnonymous=true to serve without keys on purpose" }}
+{{- end }}
+{{- end }}
