@@ -84,18 +84,23 @@ class SynthesisConfig:
     p_saturation: float = 0.5
     saturation: tuple[float, float] = (0.7, 1.35)
     peak_nits: float = DEFAULT_PEAK_NITS
+    p_bright: float = 0.35
+    """Share of panorama views aimed at one of the scene's brightest spots (lamps, sun, speculars, windows):
+    uniformly aimed views of a night scene rarely contain its lamps, yet those are what ITM must expand."""
 
 
 @dataclass
 class Sample:
     """One training pair.
 
-    ``sdr`` is H x W x 3 uint8 code values; ``base`` is the PQ code of the SDR at 203 cd/m² (what the head
-    adds its residual to); ``target`` the PQ code of the absolute HDR reference; ``scene`` the view's
-    scene-linear light (for evaluation); ``meta`` how the SDR was made.
+    ``sdr`` is H x W x 3 uint8 code values; ``linear`` the SDR decoded and placed at 203 cd/m² (the
+    BT.2408 placement the curves are applied to); ``base`` its PQ code; ``target`` the PQ code of the
+    absolute HDR reference; ``scene`` the view's scene-linear light (for evaluation); ``meta`` how the SDR
+    was made.
     """
 
     sdr: U8
+    linear: F32
     base: F32
     target: F32
     scene: F32
@@ -328,11 +333,30 @@ def synthesize(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig) -> Sa
     ref = reference_nits(scene, sdr_display, cfg.peak_nits)
     return Sample(
         sdr=sdr,
+        linear=(sdr_display * SDR_WHITE_NITS).astype(np.float32),
         base=nits_to_pq(sdr_display * SDR_WHITE_NITS),
         target=nits_to_pq(ref),
         scene=scene,
         meta=meta,
     )
+
+
+def bright_directions(pano: npt.NDArray[np.floating], share: float = 0.002) -> npt.NDArray[np.float64]:
+    """(yaw, pitch) in degrees of a panorama's brightest pixels (the top ``share``, at most 2000 of them).
+
+    Rows are weighted by their solid angle (cos latitude), so the stretched poles do not dominate.
+    """
+    y = luminance(pano.astype(np.float32))
+    h, w = y.shape
+    lat = (0.5 - (np.arange(h) + 0.5) / h) * 180.0
+    weighted = y * np.cos(np.radians(lat))[:, None]
+    thresh = np.quantile(weighted, 1.0 - share)
+    rows, cols = np.nonzero(weighted >= thresh)
+    if len(rows) > 2000:
+        keep = np.linspace(0, len(rows) - 1, 2000).astype(np.int64)
+        rows, cols = rows[keep], cols[keep]
+    yaw = ((cols + 0.5) / w - 0.5) * 360.0
+    return np.stack([yaw, lat[rows]], axis=-1)
 
 
 class SceneBank:
@@ -341,19 +365,25 @@ class SceneBank:
     def __init__(self, data_dir: Path, scenes: list[Scene]) -> None:
         self.scenes = scenes
         self.images = [load_exr(data_dir / s.file).astype(np.float16) for s in scenes]
+        self.bright = [
+            bright_directions(img) if s.is_panorama else None
+            for s, img in zip(scenes, self.images, strict=True)
+        ]
 
     def view(self, index: int, size: tuple[int, int], rng: np.random.Generator, cfg: SynthesisConfig) -> F32:
         """A random perspective view (panoramas) or crop (photos) of scene ``index``."""
         img = self.images[index].astype(np.float32)
-        if self.scenes[index].is_panorama:
-            return perspective_view(
-                img,
-                size,
-                fov_deg=float(rng.uniform(*cfg.fov_deg)),
-                yaw_deg=float(rng.uniform(-180.0, 180.0)),
-                pitch_deg=float(rng.uniform(*cfg.pitch_deg)),
-                roll_deg=float(rng.normal(0.0, 3.0)),
-            )
+        bright = self.bright[index]
+        if bright is not None:
+            fov = float(rng.uniform(*cfg.fov_deg))
+            yaw = float(rng.uniform(-180.0, 180.0))
+            pitch = float(rng.uniform(*cfg.pitch_deg))
+            if len(bright) and rng.random() < cfg.p_bright:
+                # Aim near a bright spot, off-centre by up to a third of the field of view.
+                spot_yaw, spot_pitch = bright[int(rng.integers(len(bright)))]
+                yaw = spot_yaw + float(rng.uniform(-fov / 3, fov / 3))
+                pitch = float(np.clip(spot_pitch + rng.uniform(-fov / 4, fov / 4), -80.0, 80.0))
+            return perspective_view(img, size, fov, yaw, pitch, roll_deg=float(rng.normal(0.0, 3.0)))
         return photo_view(img, size, rng)
 
     def sample(
@@ -366,16 +396,35 @@ class SceneBank:
         return out
 
 
+def downscale(sdr: U8, size: tuple[int, int]) -> U8:
+    """Pillow BILINEAR to (height, width): what the runtime feeds the network.
+
+    Bit-identical to the operator's own resize (``service.operators.mqn.resize_bilinear``).
+    """
+    small = Image.fromarray(sdr).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return np.asarray(small, np.uint8)
+
+
 def batches(
-    bank: SceneBank, batch_size: int, size: tuple[int, int], cfg: SynthesisConfig, seed: int
+    bank: SceneBank,
+    batch_size: int,
+    size: tuple[int, int],
+    net_sizes: tuple[int, ...],
+    cfg: SynthesisConfig,
+    seed: int,
 ) -> Iterator[tuple[F32, F32, F32]]:
-    """Endless (sdr in [0, 1], base PQ, target PQ) batches, NHWC float32, deterministic given ``seed``."""
+    """Endless (network input in [0, 1], linear cd/m², target PQ) batches, NHWC float32, deterministic.
+
+    Views are ``size`` (the full resolution the curves are sliced and judged at); the network sees them
+    downscaled to a square side drawn per batch from ``net_sizes``, as the runtime downscales frames.
+    """
     rng = np.random.default_rng(seed)
     while True:
+        net = int(net_sizes[int(rng.integers(len(net_sizes)))])
         items = [bank.sample(rng, size, cfg) for _ in range(batch_size)]
         yield (
-            np.stack([s.sdr for s in items]).astype(np.float32) / 255.0,
-            np.stack([s.base for s in items]),
+            np.stack([downscale(s.sdr, (net, net)) for s in items]).astype(np.float32) / 255.0,
+            np.stack([s.linear for s in items]),
             np.stack([s.target for s in items]),
         )
 

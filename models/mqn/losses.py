@@ -1,14 +1,25 @@
-"""MQN training loss in the PQ domain (perceptually uniform: L1 there weights shadows and highlights alike).
+"""MQN training loss, in the PQ domain (perceptually uniform: shadows and highlights count alike).
 
-Paper: L1 + L2 + cosine similarity (λ = 1, 1, 0.1) + a VGG16 perceptual term. VGG16 needs ImageNet weights
-that cannot be downloaded here, so the perceptual term is replaced by a weights-free structural one: L1 of
-image gradients (finite differences) in PQ, which penalises blur and halo edges the pixel terms miss.
+Paper: L1 + L2 + cosine similarity + a VGG16 perceptual term. VGG16 needs ImageNet weights that cannot be
+downloaded here, so the perceptual term is replaced by a weights-free structural one (L1 of PQ image
+gradients). The cosine (hue) term is gone: the curves keep each pixel's SDR chromaticity by construction.
+Two terms are ours:
+
+* **highlight weight**: pixels the SDR has (nearly) clipped weigh ``1 + highlight`` times more. They are few
+  (often < 1 % of a view), yet they carry the expansion that HDR is bought for; unweighted, the cheapest
+  answer is to leave them at SDR white.
+* **smoothness** of the curve grid across cells (L1 of neighbouring knots): curves that change little from
+  cell to cell cannot draw halos, and cells whose own pixels never visit a part of the curve inherit it from
+  their neighbours instead of keeping an arbitrary one.
 """
 
 from dataclasses import dataclass
 from typing import Any
 
 import tensorflow as tf
+
+from models.mqn.layers import pq_encode_tf
+from service.colour.scaling import SDR_WHITE_NITS
 
 
 @dataclass(frozen=True)
@@ -17,27 +28,38 @@ class LossWeights:
 
     l1: float = 1.0
     l2: float = 1.0
-    cosine: float = 0.1
-    gradient: float = 1.0
+    gradient: float = 0.5
+    highlight: float = 4.0
+    smooth: float = 0.05
+    highlight_from: float = 0.8
+    """Relative SDR light (max channel, 1.0 = white) where the highlight weight ramps up (to 1 at 0.95)."""
+
+
+def highlight_mask(linear: Any, w: LossWeights) -> Any:
+    """0..1 per pixel: how close the brightest channel of the SDR is to white."""
+    rel = tf.reduce_max(linear, axis=-1, keepdims=True) / SDR_WHITE_NITS
+    return tf.clip_by_value((rel - w.highlight_from) / (0.95 - w.highlight_from), 0.0, 1.0)
 
 
 def _gradients(x: Any) -> tuple[Any, Any]:
     return x[:, 1:, :, :] - x[:, :-1, :, :], x[:, :, 1:, :] - x[:, :, :-1, :]
 
 
-def mqn_loss(y_true: Any, y_pred: Any, w: LossWeights = LossWeights()) -> tuple[Any, dict[str, Any]]:
-    """Total loss and its terms, both PQ-coded NHWC tensors.
-
-    The cosine term compares per-pixel RGB directions (hue/saturation), so it is 1 - cos averaged over pixels.
-    """
-    diff = y_pred - y_true
-    l1 = tf.reduce_mean(tf.abs(diff))
-    l2 = tf.reduce_mean(tf.square(diff))
-    cos = 1.0 - tf.reduce_mean(
-        tf.reduce_sum(tf.math.l2_normalize(y_true, -1, 1e-6) * tf.math.l2_normalize(y_pred, -1, 1e-6), -1)
-    )
-    gty, gtx = _gradients(y_true)
-    gpy, gpx = _gradients(y_pred)
+def mqn_loss(
+    target_pq: Any, out_nits: Any, knots: Any, linear: Any, w: LossWeights = LossWeights()
+) -> tuple[Any, dict[str, Any]]:
+    """Total loss and its terms. ``target_pq`` PQ codes, ``out_nits``/``linear`` cd/m², ``knots`` the grid."""
+    pred = pq_encode_tf(out_nits)
+    diff = pred - target_pq
+    hl = highlight_mask(linear, w)
+    weight = 1.0 + w.highlight * hl
+    l1 = tf.reduce_mean(weight * tf.abs(diff))
+    l2 = tf.reduce_mean(weight * tf.square(diff))
+    gty, gtx = _gradients(target_pq)
+    gpy, gpx = _gradients(pred)
     grad = tf.reduce_mean(tf.abs(gty - gpy)) + tf.reduce_mean(tf.abs(gtx - gpx))
-    total = w.l1 * l1 + w.l2 * l2 + w.cosine * cos + w.gradient * grad
-    return total, {"l1": l1, "l2": l2, "cos": cos, "grad": grad}
+    ky, kx = _gradients(knots)
+    smooth = tf.reduce_mean(tf.abs(ky)) + tf.reduce_mean(tf.abs(kx))
+    total = w.l1 * l1 + w.l2 * l2 + w.gradient * grad + w.smooth * smooth
+    hl_l1 = tf.reduce_sum(hl * tf.abs(diff)) / tf.maximum(3.0 * tf.reduce_sum(hl), 1.0)
+    return total, {"l1": l1, "l2": l2, "grad": grad, "smooth": smooth, "hl_l1": hl_l1}

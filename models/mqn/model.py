@@ -1,11 +1,16 @@
-"""MQN architecture: int8-friendly MobileNetV2-0.35 U-Net backbone + high-precision head.
+"""MQN architecture: int8 MobileNetV2-0.35 U-Net backbone at low resolution + a float head of tone curves.
 
 The split into two Keras models is the point of the design (Borrego-Carazo et al., BMVC 2021): the
 backbone tolerates full int8 quantization, the small head that produces the final HDR values runs with float
-activations (dynamic-range quantization), which keeps precision where banding would show.
+activations (dynamic-range quantization). What the head predicts is ours: not pixels and not a per-channel
+gain map, but a **grid of monotone tone curves** (one per 16 x 16-pixel cell of the low-resolution input,
+piecewise linear in PQ over fixed luminance knots). Each full-resolution pixel then reads the curve at its
+own place and its *own* luminance (:class:`models.mqn.layers.CurveSlice` in training, a Numba kernel at run
+time), so a thin bright line in a dark area uses the bright end of the local curve instead of a gain
+averaged with its dark surroundings: no dark or coloured outlines, no halos, no hue shifts.
 
-backbone: SDR code values (N x H x W x 3 in [0, 1]) -> features (N x H x W x F) at full resolution
-head:     (features, base PQ) -> HDR PQ code, N x H x W x 3, absolute convention of models.mqn.convention
+backbone: SDR code values (N x h x w x 3 in [0, 1], h and w multiples of 32) -> features at 1/16
+head:     features -> knots, N x h/16 x w/16 x K (output PQ at the K input knots after black)
 """
 
 from dataclasses import asdict, dataclass
@@ -14,15 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from models.mqn.convention import PQ_PEAK
-from models.mqn.layers import (
-    ChannelAttention,
-    InstanceNorm,
-    ResidualBound,
-    ResizeLike,
-    SpatialAttention,
-    ToUnit,
-)
+from models.mqn.layers import ChannelAttention, CurveKnots, CurveSlice, EdgePad, ResizeLike
 
 IRLB_SETTINGS = (
     (1, 16, 1, 1),
@@ -35,33 +32,46 @@ IRLB_SETTINGS = (
 )
 """MobileNetV2 table 2: (expansion t, channels c, repeats n, first stride s)."""
 
+KNOTS_NITS = (0.0, 1.0, 3.0, 8.0, 16.0, 30.0, 50.0, 75.0, 100.0, 130.0, 160.0, 185.0, 203.0)
+"""Input knots of every tone curve, in cd/m² of the BT.2408 placement (SDR white = 203). Dense near white,
+where SDR content has compressed its highlights and the expansion happens."""
+
 
 @dataclass(frozen=True)
 class MQNConfig:
     """Architecture hyper-parameters (stored next to checkpoints and artefacts)."""
 
     width: float = 0.35
-    decoder_channels: tuple[int, int, int, int] = (64, 48, 32, 24)
-    """Decoder output channels at 1/16, 1/8, 1/4, 1/2."""
-    features: int = 16
-    """Channels of the full-resolution feature map handed from backbone to head."""
+    decoder_channels: tuple[int, ...] = (64,)
+    """Decoder output channels at 1/16 (and 1/8 ... if more are given); the grid is at the last level."""
+    head_channels: int = 32
     attention: str = "ca"
-    """"ca" channel, "sa" spatial, "csa" both, "none"."""
-    residual_scale: float = 0.25
-    upper: float = PQ_PEAK
+    """"ca" channel attention in each decoder level, or "none"."""
+    knots_nits: tuple[float, ...] = KNOTS_NITS
+    max_log_slope: float = 3.5
+    floor: float = 0.6
+    """Output luminance never falls below this fraction of the BT.2408 placement's (ITM expands)."""
+    peak_nits: float = 1000.0
+
+    @property
+    def grid_stride(self) -> int:
+        """Input pixels per grid cell."""
+        return 32 // 2 ** len(self.decoder_channels)
 
     def to_json(self) -> dict[str, Any]:
         """Plain-JSON form."""
         d = asdict(self)
         d["decoder_channels"] = list(self.decoder_channels)
+        d["knots_nits"] = list(self.knots_nits)
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "MQNConfig":
         """Inverse of :meth:`to_json`."""
         d = dict(d)
-        if "decoder_channels" in d:
-            d["decoder_channels"] = tuple(d["decoder_channels"])
+        for key in ("decoder_channels", "knots_nits"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 
@@ -71,8 +81,7 @@ def _divisible(v: float, divisor: int = 8) -> int:
     return new + divisor if new < 0.9 * v else new
 
 
-def _conv_bn(x: Any, filters: int, kernel: int, stride: int, act: str | None, name: str) -> Any:
-    x = keras.layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
+def _bn_act(x: Any, act: str | None, name: str) -> Any:
     x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
     if act == "relu6":
         x = keras.layers.ReLU(6.0, name=f"{name}_relu6")(x)
@@ -81,31 +90,30 @@ def _conv_bn(x: Any, filters: int, kernel: int, stride: int, act: str | None, na
     return x
 
 
+def _conv_bn(x: Any, filters: int, kernel: int, stride: int, act: str | None, name: str) -> Any:
+    if kernel == 3:
+        x = EdgePad(name=f"{name}_pad")(x)
+    x = keras.layers.Conv2D(filters, kernel, stride, padding="valid", use_bias=False, name=f"{name}_conv")(x)
+    return _bn_act(x, act, name)
+
+
 def irlb(x: Any, filters: int, expansion: int, stride: int, name: str) -> Any:
     """Inverted residual linear bottleneck (MobileNetV2): 1x1 expand, 3x3 depthwise, 1x1 linear project."""
     c_in = int(x.shape[-1])
     h = x
     if expansion != 1:
         h = _conv_bn(h, c_in * expansion, 1, 1, "relu6", f"{name}_expand")
-    h = keras.layers.DepthwiseConv2D(3, stride, padding="same", use_bias=False, name=f"{name}_dw")(h)
-    h = keras.layers.BatchNormalization(name=f"{name}_dw_bn")(h)
-    h = keras.layers.ReLU(6.0, name=f"{name}_dw_relu6")(h)
+    h = EdgePad(name=f"{name}_pad")(h)
+    h = keras.layers.DepthwiseConv2D(3, stride, padding="valid", use_bias=False, name=f"{name}_dw")(h)
+    h = _bn_act(h, "relu6", f"{name}_dw")
     h = _conv_bn(h, filters, 1, 1, None, f"{name}_project")
     if stride == 1 and c_in == filters:
         h = keras.layers.Add(name=f"{name}_add")([x, h])
     return h
 
 
-def _attention(x: Any, kind: str, name: str) -> Any:
-    if kind in ("ca", "csa"):
-        x = ChannelAttention(0.5, name=f"{name}_ca")(x)
-    if kind in ("sa", "csa"):
-        x = SpatialAttention(7, name=f"{name}_sa")(x)
-    return x
-
-
 def build_backbone(cfg: MQNConfig) -> keras.Model:
-    """MobileNetV2 encoder (skips at 1/2 .. 1/32) + U-Net decoder with attention; full-res features out."""
+    """MobileNetV2 encoder (1/2 .. 1/32) + U-Net decoder with channel attention back to the grid level."""
     sdr = keras.Input((None, None, 3), name="sdr")
     x = _conv_bn(sdr, _divisible(32 * cfg.width), 3, 2, "relu6", "stem")
     skips = []
@@ -117,73 +125,40 @@ def build_backbone(cfg: MQNConfig) -> keras.Model:
                 skips.append(x)  # resolution about to halve: keep the last tensor of this scale
             x = irlb(x, _divisible(c * cfg.width), t, stride, f"enc{block}")
             block += 1
-    # skips: 1/2 (after stem+block0), 1/4, 1/8, 1/16; x is 1/32
-    for level, (skip, ch) in enumerate(zip(reversed(skips), cfg.decoder_channels, strict=True)):
+    # skips: 1/2, 1/4, 1/8, 1/16; x is 1/32. The decoder climbs as many levels as it has channel counts.
+    for level, (skip, ch) in enumerate(zip(reversed(skips), cfg.decoder_channels, strict=False)):
         name = f"dec{level}"
         x = ResizeLike(name=f"{name}_up")(x, skip)
         x = keras.layers.Concatenate(name=f"{name}_cat")([x, skip])
         x = irlb(x, ch, 6, 1, f"{name}_b0")
-        x = _attention(x, cfg.attention, name)
+        if cfg.attention == "ca":
+            x = ChannelAttention(0.5, name=f"{name}_ca")(x)
         x = irlb(x, ch, 6, 1, f"{name}_b1")
-    x = _conv_bn(x, cfg.features, 1, 1, "relu", "dec_half")
-    x = ResizeLike(name="dec_full_up")(x, sdr)
-    x = keras.layers.Concatenate(name="dec_full_cat")([x, sdr])
-    x = _conv_bn(x, cfg.features, 1, 1, "relu", "dec_full")
     return keras.Model(sdr, x, name="mqn_backbone")
 
 
-def build_head(cfg: MQNConfig) -> keras.Model:
-    """High-precision head: conv3x3(12)+IN+ReLU -> conv1x1(6)+IN+ReLU -> conv1x1(3, tanh) -> bound."""
-    feats = keras.Input((None, None, cfg.features), name="features")
-    base = keras.Input((None, None, 3), name="base")
-    h = keras.layers.Conv2D(12, 3, padding="same", name="head_conv0")(feats)
-    h = InstanceNorm(name="head_in0")(h)
-    h = keras.layers.ReLU(name="head_relu0")(h)
-    h = keras.layers.Conv2D(6, 1, name="head_conv1")(h)
-    h = InstanceNorm(name="head_in1")(h)
-    h = keras.layers.ReLU(name="head_relu1")(h)
-    # Zero-initialised: training starts exactly at the BT.2408 baseline and learns the expansion from there.
-    h = keras.layers.Conv2D(3, 1, activation="tanh", kernel_initializer="zeros", name="head_conv2")(h)
-    out = ResidualBound(cfg.residual_scale, cfg.upper, name="hdr_pq")(h, base)
-    return keras.Model([feats, base], out, name="mqn_head")
+def build_head(cfg: MQNConfig, channels: int) -> keras.Model:
+    """Float head: 1x1 conv + ReLU -> 1x1 conv (zero-initialised log-slopes) -> monotone curve knots."""
+    feats = keras.Input((None, None, channels), name="features")
+    h = keras.layers.Conv2D(cfg.head_channels, 1, activation="relu", name="head_conv0")(feats)
+    # Zero-initialised: training starts exactly at the BT.2408 placement and learns the expansion from there.
+    h = keras.layers.Conv2D(len(cfg.knots_nits) - 1, 1, kernel_initializer="zeros", name="head_log_slopes")(h)
+    out = CurveKnots(cfg.knots_nits, cfg.max_log_slope, name="knots")(h)
+    return keras.Model(feats, out, name="mqn_head")
 
 
 def build_mqn(cfg: MQNConfig) -> tuple[keras.Model, keras.Model, keras.Model]:
-    """(full training model [sdr, base] -> pq, backbone, head) sharing weights."""
-    backbone = build_backbone(cfg)
-    head = build_head(cfg)
-    sdr = keras.Input((None, None, 3), name="sdr")
-    base = keras.Input((None, None, 3), name="base")
-    out = head([backbone(sdr), base])
-    return keras.Model([sdr, base], out, name="mqn"), backbone, head
+    """(training model [sdr small, linear full] -> cd/m² full, backbone, head) sharing weights.
 
-
-EXPORT_SPLIT = "dec_half_relu"
-"""Last layer of the int8 part. Everything after it (resize to full resolution, concat with the input,
-1x1 conv + BN + ReLU, then the head) runs with float activations: measured on the trained model, the int8
-features at this point keep ~28 dB SNR per channel, but the full-resolution concat forces the 8-bit input
-onto the features' quantization scale and the SNR of the full-resolution features drops below 0 dB."""
-
-
-def export_models(
-    backbone: keras.Model, head: keras.Model, cfg: MQNConfig
-) -> tuple[keras.Model, keras.Model]:
-    """Re-cut the trained graph for deployment: (int8 part, float part), sharing the trained layers.
-
-    int8 part: SDR in [0, 1] -> half-resolution features. float part: (features, SDR uint8, base PQ) -> PQ.
-    Together they compute exactly the training model.
+    The training model slices at full crop resolution, so the loss sees full-resolution edges.
     """
-    q = keras.Model(backbone.input, backbone.get_layer(EXPORT_SPLIT).output, name="mqn_backbone_int8")
-    feats = keras.Input((None, None, int(q.output.shape[-1])), name="features")
-    sdr = keras.Input((None, None, 3), dtype="uint8", name="sdr")
-    base = keras.Input((None, None, 3), name="base")
-    x01 = ToUnit(name="sdr_unit")(sdr)
-    x = backbone.get_layer("dec_full_up")(feats, x01)
-    x = backbone.get_layer("dec_full_cat")([x, x01])
-    for name in ("dec_full_conv", "dec_full_bn", "dec_full_relu"):
-        x = backbone.get_layer(name)(x)
-    out = head([x, base])
-    return q, keras.Model([feats, sdr, base], out, name="mqn_head_float")
+    backbone = build_backbone(cfg)
+    head = build_head(cfg, int(backbone.output.shape[-1]))
+    sdr = keras.Input((None, None, 3), name="sdr")
+    linear = keras.Input((None, None, 3), name="linear")
+    knots = head(backbone(sdr))
+    out = CurveSlice(cfg.knots_nits, cfg.floor, cfg.peak_nits, name="slice")(knots, linear)
+    return keras.Model([sdr, linear], [out, knots], name="mqn"), backbone, head
 
 
 def count_macs(model: keras.Model, height: int, width: int) -> int:
@@ -191,21 +166,14 @@ def count_macs(model: keras.Model, height: int, width: int) -> int:
     import tensorflow as tf
 
     total = 0
-    probe = keras.Model(
-        model.inputs,
-        [
-            layer.output
-            for layer in model.layers
-            if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)
-        ],
-    )
-    inputs = [np.zeros((1, height, width, int(t.shape[-1])), np.float32) for t in model.inputs]
-    outs = probe(inputs if len(inputs) > 1 else inputs[0])
     convs = [
         layer
         for layer in model.layers
         if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)
     ]
+    probe = keras.Model(model.inputs, [layer.output for layer in convs])
+    inputs = [np.zeros((1, height, width, int(t.shape[-1])), np.float32) for t in model.inputs]
+    outs = probe(inputs if len(inputs) > 1 else inputs[0])
     for layer, o in zip(convs, outs, strict=True):
         k = layer.kernel.shape
         hw = int(tf.reduce_prod(tf.shape(o)[1:3]))

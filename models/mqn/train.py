@@ -26,6 +26,7 @@ from models.mqn.data import (
     SceneBank,
     SynthesisConfig,
     batches,
+    downscale,
     fixed_samples,
     read_manifest,
     split_scenes,
@@ -41,7 +42,10 @@ class TrainConfig:
     run: str = "mqn"
     data_dir: str | None = None
     val_scenes: tuple[str, ...] = DEFAULT_VAL_SCENES
-    crop: int = 160
+    crop: int = 384
+    """Side of the square full-resolution views the curves are sliced at and the loss is computed on."""
+    net_sizes: tuple[int, ...] = (96, 128, 192)
+    """Network input sides (multiples of 32), one per batch: 2-4x below the view, as frames at run time."""
     batch_size: int = 8
     steps: int = 20000
     max_minutes: float = 75.0
@@ -50,7 +54,8 @@ class TrainConfig:
     warmup_steps: int = 200
     val_every: int = 500
     val_per_scene: int = 4
-    val_size: int = 256
+    val_size: int = 384
+    val_net: int = 128
     log_every: int = 50
     seed: int = 0
     threads: int = 2
@@ -72,8 +77,9 @@ class TrainConfig:
             raise ValueError(
                 f"config keys {sorted(unknown)} are not known; expected a subset of {sorted(known)}"
             )
-        if "val_scenes" in raw:
-            raw["val_scenes"] = tuple(raw["val_scenes"])
+        for key in ("val_scenes", "net_sizes"):
+            if key in raw:
+                raw[key] = tuple(raw[key])
         return cls(**raw)
 
     def resolve(self, rel: str) -> Path:
@@ -111,6 +117,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
+    from models.mqn.layers import pq_encode_tf
     from models.mqn.losses import LossWeights, mqn_loss
     from models.mqn.model import MQNConfig, build_mqn
 
@@ -145,10 +152,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         [s.file for s in val_scenes],
         time.perf_counter() - t0,
     )
-    val_sdr = np.stack([s.sdr for s in val]).astype(np.float32) / 255.0
+    val_net = (cfg.val_net, cfg.val_net)
+    val_sdr = np.stack([downscale(s.sdr, val_net) for s in val]).astype(np.float32) / 255.0
+    val_linear = np.stack([s.linear for s in val])
     val_base = np.stack([s.base for s in val])
     val_tgt = np.stack([s.target for s in val])
+    val_hl = np.stack([s.sdr.max(axis=-1) >= 250 for s in val])
     base_psnr = pq_psnr(val_base, val_tgt)
+    base_hl_psnr = pq_psnr(val_base[val_hl], val_tgt[val_hl])
 
     mcfg = MQNConfig.from_json(cfg.model)
     (ckpt_dir / "model.json").write_text(json.dumps(mcfg.to_json(), indent=2))
@@ -173,31 +184,40 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     weights = LossWeights(**cfg.loss)
 
     @tf.function(reduce_retracing=True, autograph=False)
-    def train_step(sdr: Any, base: Any, tgt: Any) -> Any:
+    def train_step(sdr: Any, linear: Any, tgt: Any) -> Any:
         with tf.GradientTape() as tape:
-            pred = model([sdr, base], training=True)
-            total, terms = mqn_loss(tgt, pred, weights)
+            out, knots = model([sdr, linear], training=True)
+            total, terms = mqn_loss(tgt, out, knots, linear, weights)
         grads = tape.gradient(total, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return total, terms
 
     @tf.function(reduce_retracing=True, autograph=False)
-    def predict(sdr: Any, base: Any) -> Any:
-        return model([sdr, base], training=False)
+    def predict(sdr: Any, linear: Any) -> Any:
+        return pq_encode_tf(model([sdr, linear], training=False)[0])
 
     def validate() -> dict[str, float]:
         preds = np.concatenate(
-            [predict(val_sdr[i : i + 8], val_base[i : i + 8]).numpy() for i in range(0, len(val_sdr), 8)]
+            [predict(val_sdr[i : i + 8], val_linear[i : i + 8]).numpy() for i in range(0, len(val_sdr), 8)]
         )
         return {
             "val_pq_psnr": pq_psnr(preds, val_tgt),
             "val_pq_l1": float(np.mean(np.abs(preds - val_tgt))),
+            "val_highlight_pq_psnr": pq_psnr(preds[val_hl], val_tgt[val_hl]),
             "val_bt2408_pq_psnr": base_psnr,
+            "val_bt2408_highlight_pq_psnr": base_hl_psnr,
         }
 
     # A resumed run continues with a fresh but deterministic stream (seed depends on the start step).
     q = _prefetch(
-        batches(train_bank, cfg.batch_size, (cfg.crop, cfg.crop), syn, cfg.seed + 1_000_003 * start),
+        batches(
+            train_bank,
+            cfg.batch_size,
+            (cfg.crop, cfg.crop),
+            cfg.net_sizes,
+            syn,
+            cfg.seed + 1_000_003 * start,
+        ),
         cfg.prefetch,
     )
     from tqdm import tqdm
@@ -225,9 +245,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             stop_reason = "max_minutes"
             break
         tw = time.perf_counter()
-        sdr, base, tgt = q.get()
+        sdr, linear, tgt = q.get()
         wait += time.perf_counter() - tw
-        total, terms = train_step(sdr, base, tgt)
+        total, terms = train_step(sdr, linear, tgt)
         step += 1
         step_var.assign(step)
         for k, v in {"loss": total, **terms}.items():
