@@ -3,7 +3,7 @@
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from service.metrics import LATENCY_BUCKETS, STAGES, batch_buckets, build_metrics
+from service.metrics import DROP_REASONS, LATENCY_BUCKETS, STAGES, batch_buckets, build_metrics
 
 NAMES = [
     "itm_stage_seconds",
@@ -61,3 +61,27 @@ def test_buckets() -> None:
     assert batch_buckets(8) == (1.0, 2.0, 4.0, 8.0)
     assert batch_buckets(6) == (1.0, 2.0, 4.0, 6.0)
     assert batch_buckets(1) == (1.0,)
+
+
+def test_stage_timed_per_batch_is_observed_once_per_frame() -> None:
+    registry = CollectorRegistry()
+    metrics = build_metrics(registry)
+    metrics.observe_stage("encode", 0.4, frames=4)  # one job batch of four frames
+    metrics.observe_stage("preprocess", 0.1)  # one frame
+    assert registry.get_sample_value("itm_stage_seconds_count", {"stage": "encode"}) == 4
+    assert registry.get_sample_value("itm_stage_seconds_sum", {"stage": "encode"}) == pytest.approx(0.4)
+    assert registry.get_sample_value("itm_stage_seconds_bucket", {"stage": "encode", "le": "0.1"}) == 4
+    assert registry.get_sample_value("itm_stage_seconds_count", {"stage": "preprocess"}) == 1
+    with pytest.raises(ValueError, match="frames must be at least 1"):
+        metrics.observe_stage("encode", 0.1, frames=0)
+
+
+def test_dropped_frames_are_labelled_by_endpoint_operator_and_reason() -> None:
+    registry = CollectorRegistry()
+    metrics = build_metrics(registry)
+    assert "deadline" in DROP_REASONS
+    metrics.frames_dropped_total.labels(endpoint="stream", operator="mqn", reason="deadline").inc()
+    labels = {"endpoint": "stream", "operator": "mqn", "reason": "deadline"}
+    assert registry.get_sample_value("itm_frames_dropped_total", labels) == 1
+    with pytest.raises(ValueError):
+        metrics.frames_dropped_total.labels(reason="stale")  # the old, unlabelled form is gone

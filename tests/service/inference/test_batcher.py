@@ -1,6 +1,8 @@
-"""Dynamic batcher: Triton closing rules, bounded queue, skipped cancelled frames, batch independence."""
+"""Dynamic batcher: Triton closing rules, bounded queue, skipped cancelled frames, batch independence,
+deadlines of queued frames, per-frame stage timings."""
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from service.errors import OverloadedError
+from service.errors import DeadlineExceededError, OverloadedError
 from service.inference.batcher import DynamicBatcher
 from service.inference.pool import WorkerPool
 from service.inference.types import BatcherConfig, BatchKey, OperatorSpec
@@ -194,3 +196,63 @@ def test_stop_fails_queued_frames() -> None:
 
     error, _ = run(body, start=False)
     assert error is not None and "shutting down" in str(error)
+
+
+def test_queued_frame_past_its_deadline_leaves_the_queue_at_once_and_fails() -> None:
+    async def body(batcher: DynamicBatcher, metrics: Metrics) -> tuple[int, int]:
+        # Owner not started: frames stay queued, as when every worker is busy and the owner sleeps.
+        late = batcher.submit(frame(0), key(), deadline=time.perf_counter() + 0.05)
+        kept = batcher.submit(frame(1), key())
+        with pytest.raises(DeadlineExceededError, match="deadline"):
+            await asyncio.wait_for(late, 5)
+        depth = batcher.depth
+        assert sample(metrics, "itm_queue_depth") == depth
+        batcher.start()
+        return depth, (await kept).batch_size
+
+    (depth, size), metrics = run(body, start=False, max_batch_size=8, max_queue_delay_s=0.0)
+    assert depth == 1  # only the frame without a deadline is still queued
+    assert size == 1  # the expired frame never joined its batch
+    assert sample(metrics, "itm_batch_size_sum") == 1
+
+
+def test_expired_frame_frees_room_for_the_next_submit() -> None:
+    async def body(batcher: DynamicBatcher, metrics: Metrics) -> int:
+        late = batcher.submit(frame(0), key(), deadline=time.perf_counter() + 0.02)
+        with pytest.raises(OverloadedError):
+            batcher.submit(frame(1), key())
+        with pytest.raises(DeadlineExceededError):
+            await asyncio.wait_for(late, 5)
+        batcher.submit(frame(2), key())  # the queue of one has room again without the owner running
+        return batcher.depth
+
+    depth, _ = run(body, start=False, queue_size=1, max_batch_size=1)
+    assert depth == 1
+
+
+def test_frame_whose_batch_started_is_finished_after_its_deadline() -> None:
+    async def body(batcher: DynamicBatcher, metrics: Metrics) -> tuple[int, ...]:
+        run_batch = batcher.pool.run_batch
+
+        def slow(*args: Any) -> Any:
+            time.sleep(0.3)  # the deadline passes while the batch runs
+            return run_batch(*args)
+
+        batcher.pool.run_batch = slow  # type: ignore[method-assign]
+        result = await batcher.submit(frame(0), key(), deadline=time.perf_counter() + 0.1)
+        return result.data.shape
+
+    shape, _ = run(body, max_batch_size=1, max_queue_delay_s=0.0)
+    assert shape == (H, W, 3)
+
+
+def test_stage_seconds_count_frames_not_batches() -> None:
+    async def body(batcher: DynamicBatcher, metrics: Metrics) -> int:
+        futures = [batcher.submit(frame(i), key()) for i in range(4)]
+        batcher.start()
+        return max([(await f).batch_size for f in futures])
+
+    size, metrics = run(body, start=False, max_batch_size=4, max_queue_delay_s=0.0)
+    assert size == 4 and sample(metrics, "itm_batches_total", reason="full") == 1
+    assert sample(metrics, "itm_stage_seconds_count", stage="postprocess") == 4
+    assert sample(metrics, "itm_stage_seconds_sum", stage="postprocess") > 0
