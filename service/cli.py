@@ -10,13 +10,14 @@ Subcommands are listed in :data:`COMMANDS`; ``serve`` hands over to :mod:`servic
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from service.colour.primaries import PRIMARIES_BT2020, PRIMARIES_DISPLAY_P3
 from service.colour.scaling import DEFAULT_PEAK_NITS
 from service.colour.tags import Matrix, Primaries, Range, Transfer
-from service.errors import InputError, ItmError
+from service.errors import InputError, ItmError, OutputError
 from service.operators import available_operators, create_operator
 from service.operators.base import Operator, ParamSpec
 
@@ -87,6 +88,12 @@ def make_operator(args: argparse.Namespace) -> Operator:
         return create_operator(args.operator, **params)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
+
+
+def _describe_operator(name: str, params: dict[str, float | str]) -> str:
+    """``operator bt2446a (peak_nits=1000)``: the operator and every parameter it ran with."""
+    shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return f"operator {name} ({shown})" if shown else f"operator {name}"
 
 
 # --- convert --------------------------------------------------------------------------------------------
@@ -161,18 +168,20 @@ def _convert(args: argparse.Namespace) -> int:
             bar.total = p.frames_total
         bar.update(p.frames_done - bar.n)
         if p.stage == "finalize":
-            bar.set_postfix_str("measuring MaxCLL/MaxFALL")
+            bar.set_postfix_str("writing the HDR10 metadata")
 
+    started = time.perf_counter()
     try:
         result = convert_video(args.input, args.output, operator, options, progress=progress)
     finally:
         bar.close()
+    elapsed = time.perf_counter() - started
     if not args.quiet:
-        total = sum(result.timings.values())
         sys.stderr.write(
             f"{result.path}: {result.frames} frames {result.width}x{result.height} {result.codec}/"
-            f"{result.container} in {total:.1f} s ({result.frames / max(total, 1e-9):.1f} fps), "
+            f"{result.container}, {_describe_operator(result.operator, result.operator_params)}, "
             f"MaxCLL {result.max_cll} MaxFALL {result.max_fall} cd/m²\n"
+            f"done in {elapsed:.1f} s ({result.frames / max(elapsed, 1e-9):.1f} fps)\n"
         )
         for warning in result.warnings:
             sys.stderr.write(f"itmstream: warning: {warning}\n")
@@ -210,17 +219,20 @@ def _expand_inputs(paths: Sequence[Path]) -> list[Path]:
 def image_jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     """(input, output) pairs from the positional arguments and ``--out-dir``/``--format``.
 
+    ``--out-dir`` need not exist yet (:func:`_image` creates it once the inputs are known to be usable).
+
     Raises
     ------
     InputError
-        For a missing output, no inputs, or two inputs that would write the same output file.
+        For a missing output, no inputs, an ``--out-dir`` that is a file, or two inputs that would write the
+        same output file.
     """
     if args.out_dir is None:
         if len(args.paths) != 2 or args.paths[0].is_dir():
             raise InputError("give `IN OUT.exr|OUT.png`, or inputs with --out-dir DIR")
         return [(args.paths[0], args.paths[1])]
-    if not args.out_dir.is_dir():
-        raise InputError(f"--out-dir '{args.out_dir}' is not a directory")
+    if args.out_dir.exists() and not args.out_dir.is_dir():
+        raise InputError(f"--out-dir '{args.out_dir}' exists and is not a directory")
     inputs = _expand_inputs(args.paths)
     if not inputs:
         raise InputError("no input images (.png, .jpg, .jpeg) found")
@@ -240,6 +252,11 @@ def _image(args: argparse.Namespace) -> int:
     for _, dst in jobs:
         image_format(dst)  # fail on a bad suffix before any work
     operator = make_operator(args)  # once, for every image
+    if args.out_dir is not None and any(src.is_file() for src, _ in jobs):  # no empty folder for nothing
+        try:
+            args.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create --out-dir '{args.out_dir}': {exc.strerror or exc}") from exc
     failed = 0
     for src, dst in jobs:
         try:

@@ -1,10 +1,11 @@
-"""SDR file in, HDR10 file out: decode -> operator -> PQ/Y'CbCr kernel -> encode -> measure -> finalize.
+"""SDR file in, HDR10 file out: decode -> operator -> PQ/Y'CbCr kernel (+ light meter) -> encode -> finalize.
 
-The output appears atomically. Pass 1 encodes into a hidden temporary file next to the destination with a
-placeholder content light level; pass 2 decodes that file to measure MaxCLL/MaxFALL on the frames a display
-will actually show, remuxes it with the measured values patched into the bitstream (and copied into the
-container: ``mdcv``/``clli`` boxes in MP4/MOV, MasteringMetadata/MaxCLL/MaxFALL in Matroska), and
-``os.replace``-s the result onto the destination. Temporaries are removed on success, failure and
+The output appears atomically. The encoder writes into a hidden temporary file next to the destination with
+a placeholder content light level, while :class:`~service.video.light.LightMeter` measures MaxCLL/MaxFALL on
+the very frames it is given (10-bit PQ, full resolution, before chroma subsampling); finalizing remuxes that
+file with the measured values patched into the bitstream (and copied into the container: ``mdcv``/``clli``
+boxes in MP4/MOV, MasteringMetadata/MaxCLL/MaxFALL in Matroska), and ``os.replace``-s the result onto the
+destination. Temporaries are removed on success, failure and
 cancellation, so a reader of the destination directory never sees a partial or unmeasured file.
 
 :func:`convert_video` is what the CLI and the REST workers call. It keeps no global state, checks ``cancel``
@@ -46,7 +47,7 @@ from service.video.encode import (
     copy_stream_properties,
 )
 from service.video.hdr10_metadata import ContentLightLevel, HDR10Metadata, MasteringDisplay
-from service.video.light import make_metadata_template, measure_content_light, rewrite_content_light
+from service.video.light import LightMeter, make_metadata_template, rewrite_content_light
 from service.video.mp4_boxes import add_hdr10_boxes
 
 STAGES = ("decode", "operator", "colour", "encode", "finalize")
@@ -76,7 +77,7 @@ class ConvertOptions:
 
 @dataclass(frozen=True)
 class Progress:
-    """Reported after every batch (stage ``"convert"``) and once before measuring (``"finalize"``)."""
+    """Reported after every batch (stage ``"convert"``) and once before the remux (``"finalize"``)."""
 
     frames_done: int
     frames_total: int
@@ -140,7 +141,7 @@ def convert_video(
     progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> ConversionResult:
-    """Convert an SDR video file to HDR10 with measured MaxCLL/MaxFALL.
+    """Convert an SDR video file to HDR10 with MaxCLL/MaxFALL measured on the encoded frames.
 
     Parameters
     ----------
@@ -215,6 +216,7 @@ def convert_video(
                 np.empty((info.height // 2, info.width // 2), np.uint16),
             )
             first_pts: int | None = None
+            meter = LightMeter()
             batches = reader.batches(
                 options.batch_size, passthrough=streams, on_packet=on_packet, max_frames=options.max_frames
             )
@@ -235,6 +237,7 @@ def convert_video(
                     for i, pts in enumerate(batch.pts):
                         t = time.perf_counter()
                         nits_to_yuv420p10(nits[i], out=planes)
+                        meter.add(nits[i])
                         t2 = time.perf_counter()
                         writer.write(planes, pts)
                         timings["colour"] += t2 - t
@@ -265,17 +268,17 @@ def convert_video(
                 Progress(frames, frames, frames / max(time.perf_counter() - started, 1e-9), 0.0, "finalize")
             )
         t = time.perf_counter()
-        light, measured_frames = measure_content_light(pass1, threads=options.decode.threads, cancel=cancel)
-        if measured_frames != frames:
-            raise EngineError(f"encoder wrote {measured_frames} frames for {frames} input frames")
-        notes: list[str] = []
+        light = meter.content_light(mastering.max_nits)
+        notes = [note] if (note := meter.over_peak(mastering.max_nits)) else []
         template = None
         if fmt == "matroska":  # container-level copy of the metadata, via a stream template
             if make_metadata_template(pass1, template_path, mastering, light):
                 template = template_path
             else:
                 notes.append("MasteringMetadata/MaxCLL not added to the track; metadata is in-band only")
-        rewrite_content_light(pass1, pass2, format=fmt, light=light, video_template=template)
+        written = rewrite_content_light(pass1, pass2, format=fmt, light=light, video_template=template)
+        if written != frames:
+            raise EngineError(f"encoder wrote {written} frames for {frames} input frames")
         if fmt in ("mp4", "mov"):
             try:
                 boxed = add_hdr10_boxes(pass2, mastering, light)

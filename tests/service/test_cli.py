@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -125,6 +126,9 @@ def test_convert_av1_with_params(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     err = capsys.readouterr().err
     assert "10 frames" in err and "MaxCLL" in err
+    # what actually ran, then wall time and speed as the last line
+    assert "operator inverse_reinhard (peak_nits=2000, key_nits=180" in err
+    assert re.fullmatch(r"done in \d+\.\d s \(\d+\.\d fps\)", err.strip().splitlines()[-1])
     side = first_frame_side_data(dst)
     assert Fraction(side["Mastering display metadata"]["max_luminance"]) == 2000  # the --peak
     streams = ffprobe(dst, "-show_streams")["streams"]
@@ -167,6 +171,21 @@ def test_image_many_inputs_one_process(tmp_path, capsys):
     # single IN OUT form, EXR
     assert main(["image", str(src / "a.png"), str(tmp_path / "a.exr"), "-q"]) == 0
     assert (tmp_path / "a.exr").is_file()
+
+
+def test_image_out_dir_is_created(tmp_path, capsys):
+    src = tmp_path / "x.png"
+    Image.new("RGB", (4, 2), (200, 100, 50)).save(src)
+    out = tmp_path / "new" / "dir"
+    assert main(["image", str(src), "--out-dir", str(out), "--format", "png", "-q"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["x.png"]
+    # nothing is created when the inputs are unusable
+    assert main(["image", str(tmp_path / "missing"), "--out-dir", str(tmp_path / "other")]) == 1
+    assert not (tmp_path / "other").exists()
+    # a file in the way is named
+    (tmp_path / "file").touch()
+    assert main(["image", str(src), "--out-dir", str(tmp_path / "file")]) == 1
+    assert "exists and is not a directory" in capsys.readouterr().err
 
 
 def test_image_errors(tmp_path, capsys):
