@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 from tqdm import tqdm
@@ -42,6 +43,7 @@ def _convert(args: argparse.Namespace) -> int:
     """Upload, wait and download with three progress bars (bytes up, frames, bytes down)."""
     src, dest = Path(args.input), Path(args.output)
     quiet = args.no_progress
+    started = time.perf_counter()
     with Client(args.url, api_key=args.api_key) as api:
         with tqdm(total=src.stat().st_size, unit="B", unit_scale=True, desc="upload", disable=quiet) as bar:
 
@@ -65,8 +67,28 @@ def _convert(args: argparse.Namespace) -> int:
                 bar.update(done - bar.n)
 
             api.download(job.id, dest, on_progress=down)
-    _out(f"{dest}: job {job.id}, {job.progress.frames_done} frames")
+    elapsed = time.perf_counter() - started
+    frames = job.progress.frames_done
+    _out(f"{dest}: job {job.id}, {frames} frames, {describe_options(job.options)}")
+    _out(f"done in {elapsed:.1f} s ({frames / max(elapsed, 1e-9):.1f} fps, upload to download)")
     return EXIT_OK
+
+
+def describe_options(options: dict[str, Any]) -> str:
+    """What a job ran with, as the server resolved it: ``operator mqn (fast), peak 1000 cd/m², ...``.
+
+    Options a server left unresolved (older servers report ``null``) are shown as ``default``.
+    """
+
+    def shown(key: str) -> str:
+        value = options.get(key)
+        return "default" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+    mode = f" ({options['mode']})" if options.get("mode") else ""
+    return (
+        f"operator {shown('operator')}{mode}, peak {shown('peak_nits')} cd/m², {shown('codec')} "
+        f"crf {shown('crf')} preset {shown('preset')}, {shown('container')}"
+    )
 
 
 def _stream(args: argparse.Namespace) -> int:
@@ -117,15 +139,18 @@ def _line(t: float, fps: float, latencies: list[float], drops: int) -> str:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    """One line per job: id, state, progress, file name."""
+    """One line per job: id, state, progress, operator, file name."""
     with Client(args.url, api_key=args.api_key) as api:
         jobs = list(api.iter_jobs()) if args.all else api.list(args.limit).items
-    _out(f"{'ID':<34} {'STATE':<10} {'FRAMES':>13} {'CREATED (UTC)':<20} FILE")
+    _out(f"{'ID':<34} {'STATE':<10} {'FRAMES':>13} {'CREATED (UTC)':<20} {'OPERATOR':<16} FILE")
     for job in jobs:
         p = job.progress
         frames = f"{p.frames_done}/{p.frames_total or '?'}"
         created = job.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        _out(f"{job.id:<34} {job.state.value:<10} {frames:>13} {created:<20} {job.filename}")
+        operator = str(job.options.get("operator") or "default")
+        if job.options.get("mode"):
+            operator += f" ({job.options['mode']})"
+        _out(f"{job.id:<34} {job.state.value:<10} {frames:>13} {created:<20} {operator:<16} {job.filename}")
     return EXIT_OK
 
 

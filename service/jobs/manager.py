@@ -257,6 +257,31 @@ class JobManager:
         peak = options.peak_nits or self.default_peak
         return resolve_spec(name, peak, options.mode or self.default_mode), peak
 
+    def resolve(self, options: JobOptions) -> JobOptions:
+        """``options`` with every server default filled in: what the job runs with, stored and reported.
+
+        ``mode`` stays ``None`` for operators that have no modes (it would not be used), and ``crf`` and
+        ``preset`` become the codec's defaults, so a job's JSON says exactly how it was converted, and a
+        change of the server's defaults later does not change a queued job.
+
+        Raises
+        ------
+        InputError
+            If the operator, mode or peak is invalid.
+        """
+        from service.video.encode import DEFAULT_CRF, DEFAULT_PRESET
+
+        spec, peak = self.spec_for(options)
+        params = dict(spec.params)
+        resolved = options.model_dump() | {
+            "operator": spec.name,
+            "mode": params.get("mode"),
+            "peak_nits": float(params.get("peak_nits", peak)),
+            "crf": DEFAULT_CRF[options.codec] if options.crf is None else options.crf,
+            "preset": options.preset or DEFAULT_PRESET[options.codec],
+        }
+        return JobOptions.model_validate(resolved)
+
     def new_paths(self, filename: str, options: JobOptions) -> tuple[str, Path, Path]:
         """A fresh job id with its upload and result paths (directory created)."""
         job_id = secrets.token_hex(8)

@@ -20,7 +20,11 @@ FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLE
 
 
 class JobOptions(BaseModel):
-    """How to convert an uploaded video; unset fields take the server defaults."""
+    """How to convert an uploaded video; unset fields take the server defaults.
+
+    A created job stores and reports its options resolved (:meth:`JobManager.resolve`): the operator, peak,
+    crf and preset it runs with, and the mode when the operator has modes.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

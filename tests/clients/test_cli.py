@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,14 @@ def test_convert_then_jobs(server: Any, clip: Path, tmp_path: Path, capsys: Caps
     assert code == 0, captured.err
     assert out.read_bytes()[:4] == b"\x1a\x45\xdf\xa3"  # EBML magic: a Matroska file
     assert "upload" in captured.err and "download" in captured.err  # tqdm bars go to stderr
+    summary, last = captured.out.strip().splitlines()[-2:]
+    # the options the server resolved (none were given but the container), then time and speed
+    assert re.search(r"operator \w+.*, peak \d+ cd/m², hevc crf \d+ preset \w+, mkv$", summary), summary
+    assert "default" not in summary
+    assert re.fullmatch(r"done in \d+\.\d s \(\d+\.\d fps, upload to download\)", last), last
     assert main(["jobs", server.url, "--all"]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert listing[0].split()[:2] == ["ID", "STATE"]
+    assert listing[0].split()[:2] == ["ID", "STATE"] and "OPERATOR" in listing[0]
     assert any("succeeded" in line and "clip.mp4" in line for line in listing[1:])
 
 

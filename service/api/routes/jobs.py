@@ -168,7 +168,7 @@ async def create_job(
     try:
         options = _options(query, dict(upload.fields))
         _check_encode(options)
-        jobs.spec_for(options)
+        options = jobs.resolve(options)  # stored and reported as run, not as null "server default"
         await jobs.prober.probe(
             upload.path, upload.filename, settings.max_width, settings.max_height, settings.max_duration_s
         )

@@ -148,6 +148,38 @@ def test_multipart_upload_with_options(live: Any, tmp_path: Path) -> None:
     assert ffprobe(out)["color_transfer"] == "smpte2084"
 
 
+def test_job_reports_the_options_it_runs_with(live_factory: Any, tmp_path: Path) -> None:
+    # Nothing given: the job stores and reports the server's defaults as resolved values, never null.
+    from .moded_operator import NAME, PATH
+
+    live = live_factory(
+        extra_operators=PATH, default_operator=NAME, default_mode="quality", default_peak_nits=600.0
+    )
+    clip = make_clip(tmp_path / "in.mp4", frames=3)
+    resolved_moded = {
+        "operator": NAME, "mode": "quality", "peak_nits": 600.0, "codec": "hevc", "crf": 20,
+        "preset": "veryfast", "container": "mp4",
+    }
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        response = client.post("/v1/jobs", content=clip.read_bytes())
+        assert response.status_code == 202, response.text
+        assert response.json()["options"] == resolved_moded
+        # An operator without modes reports no mode; codec defaults follow the codec.
+        response = client.post(
+            "/v1/jobs", params={"operator": "bt2408", "mode": "quality", "codec": "av1", "container": "mkv"},
+            content=clip.read_bytes(),
+        )
+        assert response.status_code == 202, response.text
+        assert response.json()["options"] == {
+            "operator": "bt2408", "mode": None, "peak_nits": 600.0, "codec": "av1", "crf": 30,
+            "preset": "10", "container": "mkv",
+        }
+        first = wait_final(client, f"/v1/jobs/{client.get('/v1/jobs').json()['items'][-1]['id']}")
+        assert first["state"] == "succeeded", first
+        assert first["options"] == resolved_moded  # the stored row, read back after the run
+        assert [j["options"]["operator"] for j in client.get("/v1/jobs").json()["items"]] == ["bt2408", NAME]
+
+
 def test_concurrent_jobs_and_paging(live_factory: Any, tmp_path: Path) -> None:
     live = live_factory()  # jobs are accepted concurrently and run one at a time (ITM_JOB_CONCURRENCY=1)
     clips = [make_clip(tmp_path / f"c{i}.mp4", frames=4 + i) for i in range(3)]
