@@ -423,18 +423,24 @@ class JobManager:
                 # runner alive for the next job; the row stays 'running' and is recovered at restart.
                 log.exception("job %s: its outcome could not be recorded", job_id)
 
-    def _observe_stages(self, batch_seconds: dict[str, float]) -> None:
+    def _observe_stages(self, batch_seconds: dict[str, float], frames: int) -> None:
         """Decode, colour (as ``postprocess``) and encode of one job batch into ``itm_stage_seconds``.
 
-        The operator's own stages are observed by the batcher that ran its frames, so not again here.
+        Observed once per frame of the batch (``frames``), like every other stage. The operator's own
+        stages are observed by the batcher that ran its frames, so not again here.
         """
         for stage, metric_stage in JOB_STAGE_METRICS.items():
             if stage in batch_seconds:
-                self.metrics.stage_seconds.labels(stage=metric_stage).observe(batch_seconds[stage])
+                self.metrics.observe_stage(metric_stage, batch_seconds[stage], max(1, frames))
 
     def _progress(self, job_id: str) -> Callable[[object], None]:
+        frames_seen = 0
+
         def report(progress: object) -> None:
-            self._observe_stages(getattr(progress, "batch_seconds", {}))
+            nonlocal frames_seen
+            done = int(getattr(progress, "frames_done", 0))
+            self._observe_stages(getattr(progress, "batch_seconds", {}), done - frames_seen)
+            frames_seen = done
             now = time.perf_counter()
             if now - self._last_progress.get(job_id, 0.0) < 0.2:
                 return

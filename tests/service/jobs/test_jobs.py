@@ -298,3 +298,5 @@ def test_in_process_jobs_share_the_batcher(live_factory: Any, tmp_path: Path) ->
     assert live.sample("itm_batch_size_sum") >= 8  # the job's frames went through the shared batcher
     for stage in ("decode", "postprocess", "encode"):  # the job's own stages reach itm_stage_seconds
         assert live.sample("itm_stage_seconds_count", {"stage": stage}) >= 1, stage
+    for stage in ("decode", "encode"):  # only the job times these: once per frame, not per batch
+        assert live.sample("itm_stage_seconds_count", {"stage": stage}) == 8, stage
