@@ -1,18 +1,20 @@
-"""``GET /`` and ``GET /static/{name}``: the browser demo (upload, progress, download; a live stream panel).
+"""``GET /``, ``GET /static/{name}`` and ``GET /demo/defaults``: the browser demo.
 
-The page is plain HTML, CSS and JavaScript with no build step. It talks only to the public API
-(``/v1/operators``, ``/v1/jobs``, ``/v1/stream``), so it doubles as a reference browser client. Files are
-served from a fixed allow-list, never from a path taken from the request. They are read on first use, not
-at import, so an install without them (a wheel built without the package data) still serves the API and
-answers 404 here with the reason.
+The page (upload, progress, download; a before/after still preview with an exposure slider and a light
+histogram; a live stream panel) is plain HTML, CSS and JavaScript with no build step. Apart from the
+defaults it preselects, it talks only to the public API (``/v1/operators``, ``/v1/jobs``, ``/v1/images``,
+``/v1/stream``), so it doubles as a reference browser client. Files are served from a fixed allow-list, never
+from a path taken from the request. They are read on first use, not at import, so an install without them (a
+wheel built without the package data) still serves the API and answers 404 here with the reason.
 """
 
 from functools import cache
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from service.api.deps import StateDep
 from service.api.problems import NotFoundError
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -86,3 +88,20 @@ async def asset(name: str) -> Response:
         raise NotFoundError(f"static file '{name}' does not exist")
     body, media_type = _asset(name)
     return Response(body, media_type=media_type, headers=HEADERS)
+
+
+@router.get("/demo/defaults")
+async def defaults(state: StateDep) -> JSONResponse:
+    """What the server uses when a request names no operator, mode or peak, so the page preselects it.
+
+    Open like the page itself: it tells nothing a client could not learn from a job created without options,
+    and ``auth`` lets the page say a key is needed before the first request fails.
+    """
+    settings = state.settings
+    body = {
+        "operator": settings.default_operator,
+        "mode": str(settings.default_mode),
+        "peak_nits": settings.default_peak_nits,
+        "auth": settings.auth_enabled,
+    }
+    return JSONResponse(body, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
