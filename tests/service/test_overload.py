@@ -104,6 +104,11 @@ def frame(seq: int, height: int = H, width: int = W) -> bytes:
     return FRAME_HEADER.pack(seq, 0, 0) + pixels.tobytes()
 
 
+def dropped(reason: str) -> dict[str, str]:
+    """Labels of ``itm_frames_dropped_total`` for this module's streams."""
+    return {"endpoint": "stream", "operator": "bt2446a", "reason": reason}
+
+
 def seq_of(message: bytes) -> int:
     seq: int = RESULT_HEADER.unpack_from(message)[0]
     return seq
@@ -140,8 +145,9 @@ def drain(ws: ClientConnection) -> tuple[list[int], list[dict[str, Any]], int]:
 def test_live_streams_drop_stale_and_overloaded_frames_and_report_each(gated: Callable[..., Any]) -> None:
     live, gate = gated()
     with (
-        stream(live, mode="live", credits=3) as (first, _),
-        stream(live, mode="live", credits=2) as (second, _),
+        # Deadlines far beyond the test: only the queue decides what is dropped (test_deadline.py tests them).
+        stream(live, mode="live", credits=3, deadline_ms=60_000) as (first, _),
+        stream(live, mode="live", credits=2, deadline_ms=60_000) as (second, _),
     ):
         fill(live, gate, first)  # the first stream's three credits are all in conversion
         # More frames for the first stream wait in its one-frame slot: each newer one replaces the last.
@@ -155,8 +161,8 @@ def test_live_streams_drop_stale_and_overloaded_frames_and_report_each(gated: Ca
         overloaded = [json.loads(second.recv(timeout=30)) for _ in range(5)]
         assert overloaded == [{"type": "drop", "seq": seq, "reason": "overloaded"} for seq in range(5)]
         assert httpx.get(f"{live.url}/healthz").status_code == 200
-        assert live.sample("itm_frames_dropped_total", {"reason": "stale"}) == 9
-        assert live.sample("itm_frames_dropped_total", {"reason": "overloaded"}) == 5
+        assert live.sample("itm_frames_dropped_total", dropped("stale")) == 9
+        assert live.sample("itm_frames_dropped_total", dropped("overloaded")) == 5
 
         gate.release.set()
         live.wait_for(lambda: gate.entered == 3 and gate.queued == 0)
@@ -164,8 +170,8 @@ def test_live_streams_drop_stale_and_overloaded_frames_and_report_each(gated: Ca
         assert drain(second) == ([5], [], 1000)
         # The first stream's next credit starts its waiting frame: the newest one won the slot.
         assert drain(first) == ([0, 1, 2, 12], [], 1000)
-    assert live.sample("itm_frames_dropped_total", {"reason": "stale"}) == 9
-    assert live.sample("itm_frames_dropped_total", {"reason": "overloaded"}) == 5
+    assert live.sample("itm_frames_dropped_total", dropped("stale")) == 9
+    assert live.sample("itm_frames_dropped_total", dropped("overloaded")) == 5
 
 
 def test_lossless_stream_blocks_the_sender_and_delivers_every_frame_in_order(
@@ -207,7 +213,7 @@ def test_lossless_stream_blocks_the_sender_and_delivers_every_frame_in_order(
             ws.send(json.dumps({"type": "credit", "n": 1}))
         thread.join(30)
         assert received == list(range(total))
-    assert sum(live.sample("itm_frames_dropped_total", {"reason": r}) for r in ("stale", "overloaded")) == 0
+    assert sum(live.sample("itm_frames_dropped_total", dropped(r)) for r in ("stale", "overloaded")) == 0
 
 
 def png(height: int = H, width: int = W) -> bytes:
