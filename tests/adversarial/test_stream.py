@@ -147,8 +147,8 @@ BIG = "x" * (1 << 20)
 
 CASES = [
     # -- hello ----------------------------------------------------------------------------------------
-    WsCase("hello_not_json", "hello, server", None, 1008, "invalid json"),
-    WsCase("hello_as_binary", hello().encode(), None, 1008, "expected a JSON hello"),
+    WsCase("hello_not_json", "hello, server", None, 1003, "not JSON"),
+    WsCase("hello_as_binary", hello().encode(), None, 1003, "expected a JSON hello"),
     WsCase("hello_json_array", "[1, 2]", None, 1008, "object"),
     WsCase("hello_wrong_type", hello(type="frame"), None, 1008, "hello.type"),
     WsCase("hello_missing_width", hello(width=None), None, 1008, "hello.width"),
@@ -165,7 +165,7 @@ CASES = [
     WsCase("hello_credits_over_max", hello(credits=1000), None, 1008, f"max_credits {MAX_CREDITS}"),
     WsCase("hello_version_2", hello(version=2), None, 1008, "hello.version"),
     WsCase("hello_1mb_field", hello(operator=BIG), None, 1008, "hello.operator"),
-    WsCase("hello_nested_100000_deep", "[" * 100_000, None, 1008, "hello"),
+    WsCase("hello_nested_100000_deep", "[" * 100_000, None, 1003, "nested too deeply"),
     # -- frames ---------------------------------------------------------------------------------------
     WsCase("frame_wrong_size", hello(), frames(0, payload=bytes(10)), 1003, "payload is 10 bytes"),
     WsCase("frame_header_only", hello(), frames(0, payload=b""), 1003, "payload is 0 bytes"),
@@ -264,14 +264,15 @@ def test_message_over_the_size_limit_closes_1009(server: LiveServer) -> None:
 
 def test_live_mode_really_dropped_stale_frames(server: LiveServer) -> None:
     """The live row above passes with zero drops too; this pins that a slow client does see drops."""
-    before = server.sample("itm_frames_dropped_total", {"reason": "stale"})
+    stale = {"endpoint": "stream", "operator": "bt2408", "reason": "stale"}
+    before = server.sample("itm_frames_dropped_total", stale)
     with connect(f"{server.ws_url}/v1/stream", open_timeout=30, compression=None) as ws:
         ws.send(hello(mode="live"))
         assert json.loads(ws.recv(timeout=30))["type"] == "ready"
         client = Client(ws, granted=1)
         too_fast(client)
         assert client.drain() == (1000, "bye")
-    assert client.drops and server.sample("itm_frames_dropped_total", {"reason": "stale"}) > before
+    assert client.drops and server.sample("itm_frames_dropped_total", stale) > before
 
 
 def test_server_streams_after_the_corpus(server: LiveServer) -> None:
