@@ -71,9 +71,10 @@ function operatorParams() {
 
 async function loadOperators() {
   try {
-    const [operators, defaults] = await Promise.all([api("/v1/operators"), demo.defaults || loadDefaults()]);
+    if (!demo.defaults) demo.defaults = await loadDefaults();
+    const defaults = demo.defaults;
+    const operators = await api("/v1/operators");
     demo.operators = operators;
-    demo.defaults = defaults;
     const select = $("operator");
     const previous = select.value;
     select.replaceChildren(...operators.map((op) => {

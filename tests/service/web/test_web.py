@@ -297,3 +297,21 @@ def test_demo_before_after_preview_in_chromium(browser: Any, live_demo: Any, tmp
     assert not errors, errors
     if path := __import__("os").environ.get("ITM_PREVIEW_SCREENSHOT"):
         shutil.copy(tmp_path / "preview.png", path)
+
+
+def test_demo_with_an_api_key_in_chromium(browser: Any, live_factory: Any, tmp_path: Path) -> None:
+    import httpx
+
+    server = live_factory(api_keys=("demo-key",))
+    server.wait_for(lambda: httpx.get(f"{server.url}/readyz").status_code == 200)
+    page = browser.new_page(viewport={"width": 1280, "height": 1400}, bypass_csp=True)
+    page.goto(server.url + "/")
+    page.wait_for_function("document.getElementById('convert-status').textContent.includes('API key')")
+    page.fill("#api-key", "demo-key")
+    page.dispatch_event("#api-key", "change")
+    page.wait_for_function("document.querySelectorAll('#operator option').length >= 2")
+    assert page.eval_on_selector("#operator", "el => el.value") == "bt2446a"  # this server's default
+    page.set_input_files("#preview-file", str(_still(tmp_path / "card.png")))
+    state = _run_preview(page, "bt2446a")
+    assert state["maxCLL"] > 900
+    assert _pixels(page, "#preview-hdr", tmp_path / "hdr.png").std() > 30
