@@ -405,7 +405,7 @@ def image_format(path: Path) -> str:
 
 
 def convert_image(src: Path, dst: Path, operator: Operator) -> ImageResult:
-    """Convert an SDR still to HDR: OpenEXR (linear BT.2020 cd/m², half) or 16-bit PQ PNG with cICP.
+    """Convert an SDR still to HDR: OpenEXR (linear BT.2020 cd/m², half) or 16-bit PQ PNG (cICP, mDCV, cLLI).
 
     The format follows ``dst``'s suffix; the file appears atomically (temporary sibling + ``os.replace``).
 
@@ -442,7 +442,7 @@ def convert_image(src: Path, dst: Path, operator: Operator) -> ImageResult:
         if fmt == "exr":
             write_exr(temp, nits)
         else:
-            write_pq_png(temp, nits)
+            write_pq_png(temp, nits, peak_nits=operator.peak_nits)
         os.replace(temp, dst)
     except OSError as exc:
         if is_disk_full(exc):

@@ -24,6 +24,9 @@ from service.errors import InputError, InsufficientStorageError, is_disk_full
 
 _FLUSH_BYTES = 1 << 20
 FILE_FIELD = "file"
+FIELD_LIMIT = 64 * 1024
+"""Longest non-file form field (options are a few hundred bytes)."""
+_HOW = f"send the upload as the '{FILE_FIELD}' part (curl: -F {FILE_FIELD}=@clip.mp4)"
 
 
 @dataclass
@@ -34,6 +37,13 @@ class Upload:
     filename: str
     size: int
     fields: dict[str, str] = field(default_factory=dict)
+    named: bool = True
+    """Whether the client named the file (``filename`` is the default name otherwise)."""
+
+    @property
+    def shown_name(self) -> str:
+        """How messages call the upload: the client's file name, or ``upload`` when it sent none."""
+        return self.filename if self.named else "upload"
 
     def discard(self) -> None:
         """Delete the file (on refusal or failure, so uploads never leak)."""
@@ -153,8 +163,8 @@ async def _raw(request: Request, sink: _Sink, default_name: str) -> Upload:
         sink.add(chunk)
         if sink.should_flush:
             await sink.flush()
-    name = request.headers.get("x-filename") or request.query_params.get("filename") or default_name
-    return Upload(sink.path, _safe_name(name, default_name), sink.size)
+    name = request.headers.get("x-filename") or request.query_params.get("filename")
+    return Upload(sink.path, _safe_name(name or default_name, default_name), sink.size, named=bool(name))
 
 
 @dataclass
@@ -203,6 +213,9 @@ async def _multipart(request: Request, sink: _Sink, boundary: bytes | None, defa
             if seen_file:
                 errors.append(InputError("only one 'file' part is accepted"))
             seen_file = True
+        elif state.filename is not None:  # a file under another name: -F video=@clip.mp4
+            detail = f"multipart body has no '{FILE_FIELD}' part: '{name}' carries a file; {_HOW}"
+            errors.append(InputError(detail))
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         if errors:
@@ -214,8 +227,13 @@ async def _multipart(request: Request, sink: _Sink, boundary: bytes | None, defa
                 errors.append(exc)
         else:
             field_value.append(data[start:end])
-            if sum(map(len, field_value)) > 64 * 1024:
-                errors.append(InputError(f"form field '{state.name}' is longer than 64 KiB"))
+            if sum(map(len, field_value)) > FIELD_LIMIT:
+                errors.append(
+                    InputError(
+                        f"form field '{state.name}' is longer than {FIELD_LIMIT // 1024} KiB, too long "
+                        f"for an option; if it is the upload, {_HOW}"
+                    )
+                )
 
     def on_part_end() -> None:
         name = state.name
@@ -254,5 +272,8 @@ async def _multipart(request: Request, sink: _Sink, boundary: bytes | None, defa
     if errors:
         raise errors[0]
     if not seen_file:
-        raise InputError(f"multipart body has no '{FILE_FIELD}' part")
-    return Upload(sink.path, _safe_name(filename or default_name, default_name), sink.size, fields)
+        got = f" (its parts: {', '.join(repr(n) for n in list(fields)[:8])})" if fields else ""
+        raise InputError(f"multipart body has no '{FILE_FIELD}' part{got}; {_HOW}")
+    return Upload(
+        sink.path, _safe_name(filename or default_name, default_name), sink.size, fields, named=bool(filename)
+    )

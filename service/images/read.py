@@ -33,11 +33,12 @@ class SDRImage:
     warnings: tuple[str, ...]
 
 
-def read_sdr_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> SDRImage:
+def read_sdr_image(path: Path, *, max_pixels: int = MAX_PIXELS, name: str | None = None) -> SDRImage:
     """Decode an SDR image to 8-bit RGB: alpha dropped, 16-bit down-converted, greyscale expanded.
 
     Stills are sRGB unless tagged otherwise; an embedded ICC profile is not interpreted (noted in
-    ``warnings``) because the operators only take H.273-style tags.
+    ``warnings``) because the operators only take H.273-style tags. Messages call the image ``name``
+    (default: the file's name): an upload is stored under a generated name that means nothing to its sender.
 
     Raises
     ------
@@ -49,38 +50,39 @@ def read_sdr_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> SDRImage:
         Too large, or a mode we cannot convert.
     """
     path = Path(path)
+    shown = name or path.name
     if not path.is_file():
-        raise InputError(f"input image '{path.name}' does not exist")
+        raise InputError(f"input image '{shown}' does not exist")
     if path.stat().st_size == 0:
-        raise CorruptStreamError(f"input image '{path.name}' is empty (0 bytes)")
-    colour = _png_cicp_colour(path) or ColourDescription.still()
+        raise CorruptStreamError(f"input image '{shown}' is empty (0 bytes)")
+    colour = _png_cicp_colour(path, shown) or ColourDescription.still()
     warnings: list[str] = []
     try:
         with Image.open(path, formats=FORMATS) as image:
             width, height = image.size
             if width * height > max_pixels:
                 raise UnsupportedFormatError(
-                    f"input image '{path.name}' is {width}x{height}; the limit is {max_pixels} pixels"
+                    f"input image '{shown}' is {width}x{height}; the limit is {max_pixels} pixels"
                 )
             image.load()
-            rgb = _to_rgb8(image, path.name, warnings)
+            rgb = _to_rgb8(image, shown, warnings)
             icc = image.info.get("icc_profile")
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
         # Image.open refuses headers over 2 x Image.MAX_IMAGE_PIXELS before our check above can run.
         raise UnsupportedFormatError(
-            f"input image '{path.name}' is {_declared_size(path)}; the limit is {max_pixels} pixels"
+            f"input image '{shown}' is {_declared_size(path)}; the limit is {max_pixels} pixels"
         ) from exc
     except UnidentifiedImageError as exc:
-        raise CorruptStreamError(f"input '{path.name}' is not an image (PNG or JPEG)") from exc
+        raise CorruptStreamError(f"input '{shown}' is not an image (PNG or JPEG)") from exc
     except Exception as exc:
         # Hostile files make Pillow raise far more than OSError (struct.error, EOFError, zlib.error...);
         # each is the upload's fault, not ours, so none of them may become a 500.
         detail = str(exc) or type(exc).__name__
-        raise CorruptStreamError(f"input image '{path.name}' is truncated or corrupt ({detail})") from exc
+        raise CorruptStreamError(f"input image '{shown}' is truncated or corrupt ({detail})") from exc
     if icc and b"sRGB" not in icc[:512]:
-        warnings.append(f"'{path.name}' has an ICC profile that is not sRGB; treated as sRGB")
+        warnings.append(f"'{shown}' has an ICC profile that is not sRGB; treated as sRGB")
     return SDRImage(rgb, colour, tuple(warnings))
 
 
@@ -95,7 +97,7 @@ def _declared_size(path: Path) -> str:
     return "larger than Pillow's decompression bomb limit"
 
 
-def _png_cicp_colour(path: Path) -> ColourDescription | None:
+def _png_cicp_colour(path: Path, shown: str) -> ColourDescription | None:
     """Colour description from a PNG's cICP chunk (which Pillow ignores); None without one.
 
     Transfer and primaries codes we do not know fall back to sRGB / BT.709, the still-image defaults.
@@ -119,7 +121,7 @@ def _png_cicp_colour(path: Path) -> ColourDescription | None:
             if kind == b"cICP" and len(data) == 4:
                 if data[1] in {t.value for t in HDR_TRANSFERS}:
                     raise AlreadyHDRError(
-                        f"input image '{path.name}' is tagged {Transfer(data[1]).name} (HDR already); "
+                        f"input image '{shown}' is tagged {Transfer(data[1]).name} (HDR already); "
                         "itmstream converts SDR only"
                     )
                 transfer = Transfer(data[1]) if data[1] in _SDR_TRANSFERS else Transfer.IEC61966_2_1

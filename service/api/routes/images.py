@@ -1,4 +1,4 @@
-"""``POST /v1/images``: one SDR PNG/JPEG in, HDR out synchronously (PQ PNG with cICP, or linear EXR)."""
+"""``POST /v1/images``: one SDR PNG/JPEG in, HDR out synchronously (PQ PNG with cICP/mDCV/cLLI, or EXR)."""
 
 import asyncio
 import contextlib
@@ -84,7 +84,7 @@ async def convert_image(
     mode: Annotated[Literal["fast", "quality"] | None, Query()] = None,
     peak_nits: Annotated[float | None, Query(ge=100.0, le=10000.0)] = None,
 ) -> Response:
-    """Convert one SDR still: 16-bit PNG (PQ, BT.2020, cICP chunk) or OpenEXR (linear BT.2020 cd/m²).
+    """Convert one SDR still: 16-bit PQ PNG (BT.2020; cICP, mDCV, cLLI) or OpenEXR (linear BT.2020 cd/m²).
 
     Raises
     ------
@@ -100,16 +100,15 @@ async def convert_image(
 
     settings = state.settings
     kind = _pick_format(format, request.headers.get("accept", ""))
-    spec = resolve_spec(
-        operator or settings.default_operator, peak_nits or settings.default_peak_nits,
-        mode or settings.default_mode,
-    )
+    peak = peak_nits or settings.default_peak_nits
+    spec = resolve_spec(operator or settings.default_operator, peak, mode or settings.default_mode)
     tmp_dir = settings.data_dir / "tmp"
     upload = await receive_upload(request, tmp_dir, settings.upload_limit_bytes, default_name="image")
     started = time.perf_counter()
     try:
         image = await asyncio.to_thread(
-            read_sdr_image, upload.path, max_pixels=settings.max_width * settings.max_height
+            read_sdr_image, upload.path, max_pixels=settings.max_width * settings.max_height,
+            name=upload.shown_name,
         )
     finally:
         upload.discard()
@@ -121,7 +120,7 @@ async def convert_image(
     nits = np.asarray(result.data, np.float32)
     encode_start = time.perf_counter()
     if kind == "png":
-        body = await asyncio.to_thread(encode_pq_png, nits)
+        body = await asyncio.to_thread(encode_pq_png, nits, peak_nits=peak)
     else:
         body = await asyncio.to_thread(_encode_exr, nits, tmp_dir)
     done = time.perf_counter()

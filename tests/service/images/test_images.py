@@ -1,3 +1,4 @@
+import io
 import struct
 import zlib
 from pathlib import Path
@@ -7,7 +8,7 @@ import OpenEXR
 import pytest
 from PIL import Image
 
-from service.colour.pq import eotf_inverse_st2084
+from service.colour.pq import eotf_inverse_st2084, eotf_st2084
 from service.errors import AlreadyHDRError, CorruptStreamError
 from service.images.exr import BT2020_CHROMATICITIES
 from service.images.png import encode_pq_png
@@ -35,7 +36,7 @@ def test_pq_png_layout_and_code_values():
     )  # odd width
     chunks = _chunks(encode_pq_png(nits))
     kinds = [k for k, _ in chunks]
-    assert kinds == [b"IHDR", b"cICP", b"IDAT", b"IEND"]
+    assert kinds == [b"IHDR", b"cICP", b"mDCV", b"cLLI", b"IDAT", b"IEND"]
     assert dict(chunks)[b"cICP"] == bytes((9, 16, 0, 1))
     width, height, depth, colour_type = struct.unpack(">IIBB", dict(chunks)[b"IHDR"][:10])
     assert (width, height, depth, colour_type) == (3, 1, 16, 2)
@@ -45,6 +46,41 @@ def test_pq_png_layout_and_code_values():
     expected = np.rint(eotf_inverse_st2084(nits) * 65535)
     assert np.array_equal(codes, expected)
     assert codes[0, 0, 2] == round(0.5807 * 65535) or abs(int(codes[0, 0, 2]) - 0.58069 * 65535) < 5
+
+
+def _mdcv_clli(data: bytes) -> tuple[tuple[int, ...], tuple[float, float]]:
+    """mDCV as its ten integers; cLLI as (MaxCLL, MaxFALL) in cd/m² (PNG third edition, 11.3.2.7-8)."""
+    chunks = dict(_chunks(data))
+    assert len(chunks[b"mDCV"]) == 24 and len(chunks[b"cLLI"]) == 8
+    cll, fall = struct.unpack(">2I", chunks[b"cLLI"])
+    return struct.unpack(">8H2I", chunks[b"mDCV"]), (cll / 10000, fall / 10000)
+
+
+def test_pq_png_mastering_display_and_content_light():
+    rng = np.random.default_rng(3)
+    nits = (rng.random((20, 30, 3)) ** 2 * 800).astype(np.float32)
+    nits[4, 5] = (40.0, 950.0, 3.0)  # the brightest pixel, by its green
+    mdcv, (cll, fall) = _mdcv_clli(encode_pq_png(nits, peak_nits=1000.0))
+    # Display P3 primaries R, G, B and D65 in 0.00002, then 1000 and 0.0001 cd/m² in 0.0001 cd/m²
+    assert mdcv == (34000, 16000, 13250, 34500, 7500, 3000, 15635, 16450, 1000 * 10000, 1)
+    # NumPy recomputation on the 16-bit codes written: max(R, G, B) after PQ decoding
+    light = eotf_st2084(np.rint(eotf_inverse_st2084(nits.astype(np.float64)) * 65535).max(axis=-1) / 65535)
+    assert cll == pytest.approx(light.max(), abs=1e-4) and cll == pytest.approx(950.0, rel=1e-4)
+    assert fall == pytest.approx(light.mean(), abs=1e-4)
+    # brighter than the master: capped at its peak; the mastering display follows the operator's peak
+    mdcv, (cll, fall) = _mdcv_clli(encode_pq_png(np.full((2, 2, 3), 4000.0, np.float32), peak_nits=2000.0))
+    assert mdcv[8] == 2000 * 10000 and (cll, fall) == (2000.0, 2000.0)
+    mdcv, (cll, fall) = _mdcv_clli(encode_pq_png(np.zeros((2, 2, 3), np.float32)))
+    assert (cll, fall) == (0.0, 0.0)
+
+
+def test_convert_image_png_declares_the_operators_peak(tmp_path):
+    src = tmp_path / "white.png"
+    Image.new("RGB", (4, 4), (255, 255, 255)).save(src)
+    convert_image(src, tmp_path / "hdr.png", create_operator("bt2446a", peak_nits=600.0))
+    mdcv, (cll, fall) = _mdcv_clli((tmp_path / "hdr.png").read_bytes())
+    assert mdcv[8] == 600 * 10000
+    assert cll == pytest.approx(600.0, rel=2e-3) and fall == pytest.approx(cll)  # white -> the peak
 
 
 def test_convert_image_exr_is_linear_bt2020_nits(tmp_path):
@@ -112,3 +148,25 @@ def test_sdr_cicp_tag_is_honoured(tmp_path):
     tagged.write_bytes(data[:ihdr_end] + chunk(b"cICP", bytes((1, 1, 0, 1))) + data[ihdr_end:])
     colour = read_sdr_image(tagged).colour
     assert (colour.transfer, colour.primaries) == (Transfer.BT709, Primaries.BT709)
+
+
+def test_images_route_errors_name_the_upload_and_pngs_carry_hdr_chunks(live):
+    import httpx
+
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        named = client.post("/v1/images", files={"file": ("holiday.png", b"no pixels here", "image/png")})
+        unnamed = client.post("/v1/images", content=b"no pixels here", headers={"Content-Type": "image/png"})
+        wrong_part = client.post("/v1/images", files={"image": ("a.png", b"x" * 100, "image/png")})
+        buffer = io.BytesIO()
+        Image.new("RGB", (4, 2), (255, 255, 255)).save(buffer, format="PNG")
+        good = client.post("/v1/images?peak_nits=800", content=buffer.getvalue())
+    assert named.status_code == 422
+    assert named.json()["detail"] == "input 'holiday.png' is not an image (PNG or JPEG)"
+    assert unnamed.status_code == 422 and "'upload' is not an image" in unnamed.json()["detail"]
+    assert ".part" not in named.text + unnamed.text
+    assert wrong_part.status_code == 422
+    assert "no 'file' part: 'image' carries a file" in wrong_part.json()["detail"]
+    assert "'file' part (curl: -F file=@" in wrong_part.json()["detail"]
+    assert good.status_code == 200, good.text
+    mdcv, (cll, _) = _mdcv_clli(good.content)
+    assert mdcv[8] == 800 * 10000 and cll == pytest.approx(800.0, rel=2e-3)

@@ -180,6 +180,22 @@ def test_job_reports_the_options_it_runs_with(live_factory: Any, tmp_path: Path)
         assert [j["options"]["operator"] for j in client.get("/v1/jobs").json()["items"]] == ["bt2408", NAME]
 
 
+def test_wrong_multipart_field_names_the_expected_one(live: Any) -> None:
+    body = np.random.default_rng(0).bytes(100_000)  # what it holds does not matter: over 64 KiB does
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        as_file = client.post("/v1/jobs", files={"video": ("clip.mp4", body, "video/mp4")})
+        # a bare field (no filename), as `curl -F video=<clip.mp4` sends it
+        as_field = client.post("/v1/jobs", files={"video": (None, body)})
+        nothing = client.post("/v1/jobs", files={"operator": (None, b"bt2408")})
+    for response in (as_file, as_field, nothing):
+        assert response.status_code == 422, response.text
+        assert "send the upload as the 'file' part (curl: -F file=@clip.mp4)" in response.json()["detail"]
+    assert as_file.json()["detail"].startswith("multipart body has no 'file' part: 'video' carries a file;")
+    assert "form field 'video' is longer than 64 KiB, too long for an option" in as_field.json()["detail"]
+    assert nothing.json()["detail"].startswith("multipart body has no 'file' part (its parts: 'operator');")
+    assert no_temp_files(live)
+
+
 def test_concurrent_jobs_and_paging(live_factory: Any, tmp_path: Path) -> None:
     live = live_factory()  # jobs are accepted concurrently and run one at a time (ITM_JOB_CONCURRENCY=1)
     clips = [make_clip(tmp_path / f"c{i}.mp4", frames=4 + i) for i in range(3)]
