@@ -1,4 +1,9 @@
-"""Optional bearer-token auth: on exactly when ``ITM_API_KEYS`` lists at least one key."""
+"""Bearer-token auth for ``/v1/*``: on exactly when ``ITM_API_KEYS`` lists at least one key.
+
+Keys are optional only on loopback: ``itmstream serve`` refuses any other address without them unless
+``ITM_ALLOW_ANONYMOUS=true`` (:func:`service.server.auth_mode`). Probes, ``/metrics`` and the demo page never
+ask for a key.
+"""
 
 import hmac
 
