@@ -27,7 +27,7 @@ CLOSE_TRY_AGAIN = 1013
 DEADLINE_INTERVALS = 4
 """A live frame's default deadline, in frame intervals of its stream (docs/PROTOCOL.md §5)."""
 DEADLINE_MIN_S = 0.1
-DEADLINE_MAX_S = 1.0
+DEADLINE_MAX_S = 2.0
 """Bounds of the default deadline: event-loop jitter must not drop frames, a paused stream must not stall."""
 FIRST_INTERVAL_S = 1 / 30
 """The frame interval assumed before a stream's own gaps are measured."""

@@ -98,7 +98,7 @@ def test_queued_live_frame_is_dropped_at_its_deadline_while_workers_are_busy(
         assert results_until_closed(ws) == [0, 1]  # frames whose conversion started are always finished
 
 
-def test_default_deadline_drops_a_queued_live_frame_within_a_second(
+def test_default_deadline_drops_a_queued_live_frame_within_two_seconds(
     gated: tuple[LiveServer, InferenceGate],
 ) -> None:
     live, gate = gated
@@ -108,7 +108,7 @@ def test_default_deadline_drops_a_queued_live_frame_within_a_second(
         report = json.loads(ws.recv(timeout=10))
         waited = time.perf_counter() - sent
         assert report == {"type": "drop", "seq": 2, "reason": "deadline"}
-        assert 0.1 <= waited < 1.0 + 0.5  # 100 ms … 1 s, plus slack for a busy machine
+        assert 0.1 <= waited < 2.0 + 0.5  # 100 ms … 2 s, plus slack for a busy machine
         gate.release.set()
         assert results_until_closed(ws) == [0, 1]
 
