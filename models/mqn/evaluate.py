@@ -65,15 +65,17 @@ class FloatPredictor:
         """Artefact metadata."""
         return self._meta
 
-    def run(
-        self, sdr: npt.NDArray[np.uint8], base: npt.NDArray[np.float32], clock: StageClock | None = None
-    ) -> npt.NDArray[np.float32]:
-        """Float forward pass with the engine's padding (one pass: no backbone/head split to time)."""
-        from service.inference.engine import pad_to_stride
+    def run(self, sdr: npt.NDArray[np.uint8], clock: StageClock | None = None) -> npt.NDArray[np.float32]:
+        """Float forward pass of backbone and head: the curve grid (one pass: no split to time)."""
+        return np.asarray(self.model(sdr.astype(np.float32) / 255.0, training=False), np.float32)
 
-        (sdr, base), h, w = pad_to_stride((sdr, base), self.stride)
-        out = self.model([sdr.astype(np.float32) / 255.0, base.astype(np.float32)], training=False)
-        return np.asarray(out)[:, :h, :w]
+
+def keras_sequence(backbone: Any, head: Any) -> Any:
+    """SDR in [0, 1] -> curve knots: the float network that the two LiteRT files quantize."""
+    import keras
+
+    sdr = keras.Input((None, None, 3), name="sdr")
+    return keras.Model(sdr, head(backbone(sdr)), name="mqn_float")
 
 
 def make_cases(
@@ -151,7 +153,8 @@ def methods(artifacts: Path, run_dir: Path | None) -> dict[str, Operator]:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from models.mqn.export import load_float
 
-        fp = FloatPredictor(load_float(float_dir)[1], engine.meta)
+        _, _, backbone, head = load_float(float_dir)
+        fp = FloatPredictor(keras_sequence(backbone, head), engine.meta)
         ops["mqn fast (float)"] = MQN(PEAK, "fast", engine=fp)
         ops["mqn quality (float)"] = MQN(PEAK, "quality", engine=fp)
     ops["mqn fast (int8+DR)"] = MQN(PEAK, "fast", engine=engine)

@@ -1,12 +1,14 @@
 """Export a trained MQN to LiteRT: ``python -m models.export [--run mqn_v1]``.
 
 * ``models/artifacts/mqn_backbone_int8.tflite``: full-integer PTQ (weights *and* activations), calibrated on
-  real training crops, TFLITE_BUILTINS_INT8 only; uint8 input (scale 1/255: raw 8-bit pixels go straight
-  in), float32 output (the dequantize is the last op, so the head receives float features).
-* ``models/artifacts/mqn_head_dr.tflite``: dynamic-range quantization (int8 weights, float32 activations).
-* ``models/artifacts/mqn.json``: the output convention, processing resolution and provenance.
+  real training views downscaled as at run time, TFLITE_BUILTINS_INT8 only; uint8 input (scale 1/255: raw
+  8-bit pixels go straight in), float32 output (the dequantize is the last op, so the head receives float
+  features at the grid's resolution).
+* ``models/artifacts/mqn_head_dr.tflite``: dynamic-range quantization (int8 weights where large enough,
+  float32 activations): features -> tone-curve knots.
+* ``models/artifacts/mqn.json``: the curve convention (knots, floor), processing resolutions, provenance.
 
-The split is the paper's: int8 everywhere except the last few layers that produce HDR values.
+The split is the paper's: int8 everywhere except the last layers that produce HDR values.
 """
 
 import argparse
@@ -27,10 +29,19 @@ from models.mqn.artifacts import (
     HEAD_FILE,
     META_FILE,
 )
-from models.mqn.data import REPO_ROOT, SceneBank, SynthesisConfig, fixed_samples, read_manifest, split_scenes
+from models.mqn.data import (
+    REPO_ROOT,
+    SceneBank,
+    SynthesisConfig,
+    downscale,
+    fixed_samples,
+    read_manifest,
+    split_scenes,
+)
 
-FAST_LONG_SIDE = 384
-"""Fast mode processing resolution (long side, px); chosen from the measured latency budget."""
+FAST_LONG_SIDE = 256
+QUALITY_LONG_SIDE = 512
+"""Processing resolutions (long side, px) of the two modes: the grid has one curve per 16 px of them."""
 STRIDE = 32
 
 
@@ -53,20 +64,14 @@ def _load(config: Path, weights: Path) -> tuple[Any, Any, Any, Any]:
     return cfg, model, backbone, head
 
 
-def calibration_crops(data_dir: Path, val_scenes: tuple[str, ...], n_per_scene: int, size: int) -> np.ndarray:
-    """Representative SDR inputs (uint8) from *training* scenes, synthesised the way training saw them."""
+def calibration_crops(
+    data_dir: Path, val_scenes: tuple[str, ...], n_per_scene: int, size: int, net: int
+) -> np.ndarray:
+    """Representative network inputs (uint8) from *training* scenes: synthesised and downscaled as trained."""
     train, _ = split_scenes(read_manifest(data_dir), val_scenes)
     bank = SceneBank(data_dir, train)
-    return np.stack(
-        [s.sdr for s in fixed_samples(bank, n_per_scene, (size, size), SynthesisConfig(), seed=777)]
-    )
-
-
-def export_models(backbone: Any, head: Any, cfg: Any) -> tuple[Any, Any]:
-    """See :func:`models.mqn.model.export_models` (imported lazily: it needs TensorFlow)."""
-    from models.mqn.model import export_models as cut
-
-    return cut(backbone, head, cfg)
+    samples = fixed_samples(bank, n_per_scene, (size, size), SynthesisConfig(), seed=777)
+    return np.stack([downscale(s.sdr, (net, net)) for s in samples])
 
 
 def convert_backbone(backbone: Any, crops: np.ndarray) -> bytes:
@@ -102,7 +107,13 @@ def convert_head(head: Any) -> bytes:
 
 
 def export(
-    run_dir: Path, out_dir: Path, data_dir: Path, n_per_scene: int = 3, size: int = 256, which: str = "best"
+    run_dir: Path,
+    out_dir: Path,
+    data_dir: Path,
+    n_per_scene: int = 3,
+    size: int = 384,
+    net: int = 128,
+    which: str = "best",
 ) -> dict[str, Any]:
     """Convert both parts and write the metadata JSON; returns the metadata."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -110,15 +121,12 @@ def export(
 
     with contextlib.suppress(RuntimeError):  # already initialised (e.g. inside a test session)
         tf.config.threading.set_intra_op_parallelism_threads(2)
-    from models.mqn.model import EXPORT_SPLIT
-
     train_cfg = json.loads((run_dir / "config.json").read_text())
     cfg, model, backbone, head = load_trained(run_dir, which)
-    q_part, f_part = export_models(backbone, head, cfg)
-    crops = calibration_crops(data_dir, tuple(train_cfg["val_scenes"]), n_per_scene, size)
+    crops = calibration_crops(data_dir, tuple(train_cfg["val_scenes"]), n_per_scene, size, net)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / BACKBONE_FILE).write_bytes(convert_backbone(q_part, crops))
-    (out_dir / HEAD_FILE).write_bytes(convert_head(f_part))
+    (out_dir / BACKBONE_FILE).write_bytes(convert_backbone(backbone, crops))
+    (out_dir / HEAD_FILE).write_bytes(convert_head(head))
     model.save_weights(out_dir / FLOAT_WEIGHTS)
     (out_dir / FLOAT_MODEL_JSON).write_text(json.dumps(cfg.to_json(), indent=2))
     summary_path = REPO_ROOT / train_cfg["log_root"] / train_cfg["run"] / "summary.json"
@@ -126,21 +134,25 @@ def export(
         "model": "mqn",
         "backbone": BACKBONE_FILE,
         "head": HEAD_FILE,
-        "output": "PQ (SMPTE ST 2084) code of absolute display light, linear BT.709 primaries before PQ",
+        "version": 2,
+        "output": "grid of monotone tone curves: per cell, PQ (SMPTE ST 2084) of output luminance at the "
+        "input knots (PQ of the BT.2408 luminance, cd/m² below); knot 0 (black) maps to 0",
+        "curves": {"knots_nits": list(cfg.knots_nits), "floor": cfg.floor},
         "sdr_white_nits": 203.0,
-        "peak_nits": 1000.0,
-        "split": f"int8 up to {EXPORT_SPLIT} (half resolution); full-resolution stage + head in float",
-        "head_inputs": {
-            "features": "backbone output (half resolution)",
-            "sdr": "uint8 SDR code values (full resolution)",
-            "base": "PQ code of the SDR decoded and scaled to 203 cd/m²",
-        },
-        "backbone_input": "uint8 non-linear SDR code values, RGB, NHWC",
+        "peak_nits": cfg.peak_nits,
+        "split": "int8 backbone (SDR -> features at 1/16); float head (features -> curve knots)",
+        "backbone_input": "uint8 non-linear SDR code values, RGB, NHWC, downscaled (Pillow bilinear)",
         "stride": STRIDE,
+        "grid_stride": cfg.grid_stride,
         "fast_long_side": FAST_LONG_SIDE,
+        "quality_long_side": QUALITY_LONG_SIDE,
         "architecture": cfg.to_json(),
         "params": int(model.count_params()),
-        "calibration": {"frames": len(crops), "size": size, "source": "training scenes, synthesised SDR"},
+        "calibration": {
+            "frames": len(crops),
+            "size": net,
+            "source": f"training scenes, synthesised SDR views of {size}², downscaled to {net}²",
+        },
         "weights": which,
         "training": json.loads(summary_path.read_text()) if summary_path.exists() else None,
     }

@@ -90,36 +90,19 @@ class Predictor(Protocol):
 
     @property
     def meta(self) -> dict[str, Any]:
-        """Artefact metadata (``fast_long_side``, ``peak_nits`` ...)."""
+        """Artefact metadata (curve knots, processing resolutions, ``peak_nits`` ...)."""
         ...
 
-    def run(
-        self, sdr: npt.NDArray[np.uint8], base: npt.NDArray[np.float32], clock: StageClock | None = None
-    ) -> npt.NDArray[np.float32]:
-        """N x H x W x 3 uint8 SDR + base PQ -> predicted PQ, same shape; laps ``backbone``/``head``."""
+    def run(self, sdr: npt.NDArray[np.uint8], clock: StageClock | None = None) -> npt.NDArray[np.float32]:
+        """N x h x w x 3 uint8 SDR (h, w multiples of ``stride``) -> N x h/g x w/g x K curve knots (PQ)."""
         ...
-
-
-def pad_to_stride(
-    arrays: tuple[npt.NDArray[Any], ...], stride: int
-) -> tuple[tuple[npt.NDArray[Any], ...], int, int]:
-    """Edge-pad NHWC arrays so H and W are multiples of ``stride``; returns them and the original H, W.
-
-    Edge replication, not zeros: a black border would pull the head's instance-norm statistics.
-    """
-    h, w = arrays[0].shape[1:3]
-    ph, pw = -h % stride, -w % stride
-    if not (ph or pw):
-        return arrays, h, w
-    pad = ((0, 0), (0, ph), (0, pw), (0, 0))
-    return tuple(np.pad(a, pad, mode="edge") for a in arrays), h, w
 
 
 class _Pair:
     """Backbone + head interpreters set up for one input shape (one thread only).
 
-    The int8 backbone ends at half resolution; the float head takes its features, the uint8 SDR frame (it
-    mixes the input back in at full resolution, in float) and the BT.2408 base.
+    The int8 backbone turns the low-resolution uint8 frame into float features at the grid's resolution;
+    the float head turns those into the grid of tone-curve knots.
     """
 
     def __init__(self, files: ModelFiles, shape: tuple[int, int, int], threads: int) -> None:
@@ -129,8 +112,7 @@ class _Pair:
         with map_litert_errors():
             self.backbone = Interpreter(model_path=str(files.backbone), num_threads=threads)
             self.head = Interpreter(model_path=str(files.head), num_threads=threads)
-            b_in = self.backbone.get_input_details()[0]
-            self.b_in = b_in["index"]
+            self.b_in = self.backbone.get_input_details()[0]["index"]
             self.backbone.resize_tensor_input(self.b_in, [n, h, w, 3], strict=False)
             self.backbone.allocate_tensors()
             self.b_out = self.backbone.get_output_details()[0]["index"]
@@ -138,32 +120,17 @@ class _Pair:
             self.backbone.set_tensor(self.b_in, np.zeros((n, h, w, 3), np.uint8))
             self.backbone.invoke()
             feat_shape = list(self.backbone.get_tensor(self.b_out).shape)
-            self.h_feat = self.h_sdr = self.h_base = -1
-            for d in self.head.get_input_details():
-                if "base" in d["name"]:
-                    self.h_base = d["index"]
-                    self.head.resize_tensor_input(d["index"], [n, h, w, 3], strict=False)
-                elif "sdr" in d["name"]:
-                    self.h_sdr = d["index"]
-                    self.head.resize_tensor_input(d["index"], [n, h, w, 3], strict=False)
-                else:
-                    self.h_feat = d["index"]
-                    self.head.resize_tensor_input(d["index"], feat_shape, strict=False)
-            if min(self.h_feat, self.h_sdr, self.h_base) < 0:
-                raise EngineError(f"head {files.head} lacks one of the inputs features, sdr, base")
+            self.h_in = self.head.get_input_details()[0]["index"]
+            self.head.resize_tensor_input(self.h_in, feat_shape, strict=False)
             self.head.allocate_tensors()
             self.h_out = self.head.get_output_details()[0]["index"]
 
-    def __call__(
-        self, sdr: npt.NDArray[np.uint8], base: npt.NDArray[np.float32], clock: StageClock
-    ) -> npt.NDArray[np.float32]:
+    def __call__(self, sdr: npt.NDArray[np.uint8], clock: StageClock) -> npt.NDArray[np.float32]:
         with map_litert_errors():
             self.backbone.set_tensor(self.b_in, sdr)
             self.backbone.invoke()
             clock.lap("backbone")
-            self.head.set_tensor(self.h_feat, self.backbone.get_tensor(self.b_out))
-            self.head.set_tensor(self.h_sdr, sdr)
-            self.head.set_tensor(self.h_base, base)
+            self.head.set_tensor(self.h_in, self.backbone.get_tensor(self.b_out))
             self.head.invoke()
             out = np.array(self.head.get_tensor(self.h_out), dtype=np.float32, copy=True)
             clock.lap("head")
@@ -171,7 +138,7 @@ class _Pair:
 
 
 class MQNEngine:
-    """Runs the mixed-precision MQN (int8 backbone + dynamic-range head) on NHWC batches.
+    """Runs the mixed-precision MQN (int8 backbone + dynamic-range head) on low-resolution NHWC batches.
 
     Parameters
     ----------
@@ -180,7 +147,7 @@ class MQNEngine:
     num_threads : int
         XNNPACK threads per interpreter (per worker thread).
     max_shapes : int
-        Interpreter pairs kept per thread (LRU); each 1080p pair holds ~1.6 GiB of activations.
+        Interpreter pairs kept per thread (LRU), one per processing size.
     """
 
     def __init__(self, files: ModelFiles | None = None, num_threads: int = 2, max_shapes: int = 3) -> None:
@@ -221,40 +188,34 @@ class MQNEngine:
         log.debug("MQN interpreters for %s ready in %.2f s", shape, time.perf_counter() - t0)
         return pair
 
-    def run(
-        self, sdr: npt.NDArray[np.uint8], base: npt.NDArray[np.float32], clock: StageClock | None = None
-    ) -> npt.NDArray[np.float32]:
-        """Predict the HDR PQ code for a batch.
+    def run(self, sdr: npt.NDArray[np.uint8], clock: StageClock | None = None) -> npt.NDArray[np.float32]:
+        """Predict the grid of tone curves for a batch.
 
         Parameters
         ----------
         sdr : numpy.ndarray
-            N x H x W x 3 uint8 SDR code values (RGB).
-        base : numpy.ndarray
-            N x H x W x 3 float32 PQ code of the SDR placed at 203 cd/m² (see ``models.mqn.convention``).
+            N x h x w x 3 uint8 SDR code values (RGB), h and w multiples of :attr:`stride` (the operator
+            downscales frames to such a size).
         clock : StageClock, optional
-            Charged with ``preprocess`` (padding), ``backbone`` (int8 part) and ``head`` (float part).
+            Charged with ``backbone`` (int8 part) and ``head`` (float part).
 
         Returns
         -------
         numpy.ndarray
-            N x H x W x 3 float32 PQ code of absolute display light (input primaries).
+            N x h/g x w/g x K float32: output PQ at curve knots 1..K of each grid cell (``meta``).
 
         Raises
         ------
         EngineError
-            If LiteRT fails.
+            If LiteRT fails or a side is not a multiple of the stride.
         """
         clock = clock if clock is not None else StageClock()
-        (sdr, base), h, w = pad_to_stride((sdr, base), self.files.stride)
-        n, hp, wp, _ = sdr.shape
-        pair = self._pair((n, hp, wp))
-        sdr, base = np.ascontiguousarray(sdr, np.uint8), np.ascontiguousarray(base, np.float32)
-        clock.lap("preprocess")
-        return pair(sdr, base, clock)[:, :h, :w]
+        n, h, w, _ = sdr.shape
+        if h % self.stride or w % self.stride:
+            raise EngineError(f"input {w}x{h} is not a multiple of the network stride {self.stride}")
+        pair = self._pair((n, h, w))
+        return pair(np.ascontiguousarray(sdr, np.uint8), clock)
 
     def warm_up(self, batch: int, height: int, width: int) -> None:
         """Build this thread's interpreters for a shape and run them once (first invoke is slow)."""
-        self.run(
-            np.zeros((batch, height, width, 3), np.uint8), np.zeros((batch, height, width, 3), np.float32)
-        )
+        self.run(np.zeros((batch, height, width, 3), np.uint8))

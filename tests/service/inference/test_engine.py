@@ -1,4 +1,4 @@
-"""The LiteRT engine: per-thread interpreters, shape cache, stride padding, no TensorFlow at serving time."""
+"""The LiteRT engine: per-thread interpreters, shape cache, stride check, no TensorFlow at serving time."""
 
 import subprocess
 import sys
@@ -17,16 +17,15 @@ def test_each_thread_gets_its_own_interpreters_and_shapes_are_cached() -> None:
 
     engine = MQNEngine(num_threads=1, max_shapes=2)
     sdr = np.full((1, 64, 64, 3), 128, np.uint8)
-    base = np.full((1, 64, 64, 3), 0.4, np.float32)
-    first = engine.run(sdr, base)
+    first = engine.run(sdr)
     pair = engine._pairs()[(1, 64, 64)]
-    engine.run(sdr, base)
+    engine.run(sdr)
     assert engine._pairs()[(1, 64, 64)] is pair  # cached, not rebuilt
     seen: list[object] = []
     results: list[np.ndarray] = []
 
     def work() -> None:
-        results.append(engine.run(sdr, base))
+        results.append(engine.run(sdr))
         seen.append(engine._pairs()[(1, 64, 64)])
 
     t = threading.Thread(target=work)
@@ -36,14 +35,24 @@ def test_each_thread_gets_its_own_interpreters_and_shapes_are_cached() -> None:
     np.testing.assert_array_equal(results[0], first)
 
 
-def test_lru_keeps_at_most_max_shapes_and_pads_to_stride() -> None:
+def test_lru_keeps_at_most_max_shapes_and_outputs_one_curve_per_cell() -> None:
     from service.inference.engine import MQNEngine
 
     engine = MQNEngine(num_threads=1, max_shapes=2)
-    for h, w in ((33, 40), (64, 64), (70, 90)):
-        out = engine.run(np.zeros((1, h, w, 3), np.uint8), np.zeros((1, h, w, 3), np.float32))
-        assert out.shape == (1, h, w, 3)
-    assert list(engine._pairs()) == [(1, 64, 64), (1, 96, 96)]
+    cell = engine.meta["grid_stride"]
+    knots = len(engine.meta["curves"]["knots_nits"]) - 1
+    for h, w in ((32, 64), (64, 64), (96, 128)):
+        out = engine.run(np.zeros((1, h, w, 3), np.uint8))
+        assert out.shape == (1, h // cell, w // cell, knots)
+    assert list(engine._pairs()) == [(1, 64, 64), (1, 96, 128)]
+
+
+def test_sizes_off_the_stride_are_refused() -> None:
+    from service.errors import EngineError
+    from service.inference.engine import MQNEngine
+
+    with pytest.raises(EngineError, match="multiple of the network stride"):
+        MQNEngine(num_threads=1).run(np.zeros((1, 33, 64, 3), np.uint8))
 
 
 def test_serving_path_never_imports_tensorflow() -> None:

@@ -1,0 +1,243 @@
+"""Slicing a grid of monotone tone curves at full resolution: how ``mqn`` turns its network output into light.
+
+The network predicts, for each cell of a coarse grid over the frame, a tone curve: output PQ at fixed input
+knots (PQ of the BT.2408 luminance; knot 0 is black and maps to 0). Every full-resolution pixel
+
+1. places its SDR code values at 203 cd/m² white (the ``bt2408`` rendering) in BT.2020 and takes their
+   luminance ``Y``;
+2. reads the curve *at its own place* (bilinear between the four nearest cells, pixel centres aligned as in
+   TensorFlow's half-pixel resize) and *at its own luminance* (linear between the two knots around PQ(Y));
+3. scales its linear RGB by output / input luminance, so its chromaticity (hue and saturation) is the
+   SDR's; the output never falls below ``floor`` times ``Y`` and, if a channel would pass the peak, all
+   three are lowered together (hue kept).
+
+Each pixel's light is thus a monotone function of its own luminance, and neighbouring pixels use nearly the
+same curve: a thin bright line stays brighter than its surroundings instead of inheriting a gain averaged
+with them. ``models.mqn.layers.CurveSlice`` is the differentiable twin the model was trained through;
+:func:`slice_reference` is the NumPy statement of the same maths, which the kernel is tested against.
+"""
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from service.colour.pq import eotf_inverse_st2084, eotf_st2084
+from service.colour.scaling import SDR_WHITE_NITS
+
+LUMINANCE_BT2020 = (0.2627, 0.6780, 0.0593)
+"""ITU-R BT.2020-2 table 4: luminance weights of linear R, G, B."""
+SAMPLES = 256
+"""Samples per cell curve in the kernel's tables (evenly spaced in sqrt(Y / 203))."""
+DECODE_STEPS = 4096
+"""Intervals of the PQ -> cd/m² table (linear interpolation: well under 0.1 of a 10-bit code)."""
+
+
+@dataclass(frozen=True)
+class CurveSpec:
+    """The curve convention of an exported model (``mqn.json``) and the output limits of one operator."""
+
+    knots_nits: tuple[float, ...]
+    floor: float
+    peak_nits: float
+
+    @cached_property
+    def knot_codes(self) -> npt.NDArray[np.float32]:
+        """PQ codes of the input knots."""
+        return np.asarray(eotf_inverse_st2084(np.asarray(self.knots_nits, np.float64)), np.float32)
+
+    @cached_property
+    def peak_code(self) -> float:
+        """PQ code of the peak: curves are clipped there before decoding."""
+        return float(eotf_inverse_st2084(self.peak_nits))
+
+    @cached_property
+    def decode_table(self) -> npt.NDArray[np.float32]:
+        """cd/m² at ``DECODE_STEPS`` + 1 PQ codes evenly spaced over [0, peak code]."""
+        v = np.linspace(0.0, self.peak_code, DECODE_STEPS + 1, dtype=np.float64)
+        return np.asarray(eotf_st2084(v), np.float32)
+
+    @cached_property
+    def sample_segments(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """Segment index and position in it of each table sample's input luminance."""
+        y = SDR_WHITE_NITS * np.linspace(0.0, 1.0, SAMPLES) ** 2
+        u = np.asarray(eotf_inverse_st2084(y), np.float64)
+        codes = self.knot_codes.astype(np.float64)
+        seg = np.clip(np.searchsorted(codes, u, side="right") - 1, 0, len(codes) - 2)
+        return seg, np.clip((u - codes[seg]) / (codes[seg + 1] - codes[seg]), 0.0, 1.0)
+
+
+def slice_reference(
+    frames: npt.NDArray[np.uint8],
+    lut_nits: npt.NDArray[np.float32],
+    matrix: npt.NDArray[np.floating],
+    knots: npt.NDArray[np.float32],
+    spec: CurveSpec,
+) -> npt.NDArray[np.float32]:
+    """NumPy statement of the slicing (float64, exact PQ, unfused): the kernel's test oracle.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray
+        N x H x W x 3 uint8 SDR code values.
+    lut_nits : numpy.ndarray
+        256 entries: code value -> cd/m² of the BT.2408 placement (input primaries).
+    matrix : numpy.ndarray
+        3 x 3 linear input primaries -> BT.2020.
+    knots : numpy.ndarray
+        N x h x w x K output PQ at input knots 1..K.
+
+    Returns
+    -------
+    numpy.ndarray
+        N x H x W x 3 float32 linear BT.2020 cd/m².
+    """
+    n, h, w, _ = frames.shape
+    gh, gw = knots.shape[1:3]
+    rgb = lut_nits.astype(np.float64)[frames] @ np.asarray(matrix, np.float64).T
+    y = rgb @ np.asarray(LUMINANCE_BT2020)
+    u = np.asarray(eotf_inverse_st2084(np.clip(y, 0.0, SDR_WHITE_NITS)), np.float64)
+    gy = np.clip((np.arange(h) + 0.5) * gh / h - 0.5, 0.0, gh - 1.0)
+    gx = np.clip((np.arange(w) + 0.5) * gw / w - 0.5, 0.0, gw - 1.0)
+    y0 = np.floor(gy).astype(np.int64)
+    x0 = np.floor(gx).astype(np.int64)
+    y1 = np.minimum(y0 + 1, gh - 1)
+    x1 = np.minimum(x0 + 1, gw - 1)
+    fy = (gy - y0)[:, None, None]
+    fx = (gx - x0)[None, :, None]
+    k64 = knots.astype(np.float64)
+    full = np.concatenate([np.zeros((n, gh, gw, 1)), k64], axis=-1)
+    top = full[:, y0][:, :, x0] * (1 - fx) + full[:, y0][:, :, x1] * fx
+    bot = full[:, y1][:, :, x0] * (1 - fx) + full[:, y1][:, :, x1] * fx
+    per_pixel = top * (1 - fy) + bot * fy  # N x H x W x (K + 1)
+    codes = spec.knot_codes.astype(np.float64)
+    seg = np.clip(np.searchsorted(codes, u, side="right") - 1, 0, len(codes) - 2)
+    lo = np.take_along_axis(per_pixel, seg[..., None], -1)[..., 0]
+    hi = np.take_along_axis(per_pixel, seg[..., None] + 1, -1)[..., 0]
+    t = np.clip((u - codes[seg]) / (codes[seg + 1] - codes[seg]), 0.0, 1.0)
+    v = np.minimum(lo + (hi - lo) * t, spec.peak_code)
+    y_out = np.asarray(eotf_st2084(v), np.float64)
+    y_safe = np.maximum(y, 1e-6)
+    gain = np.maximum(y_out, spec.floor * y_safe) / y_safe
+    out = np.clip(rgb * gain[..., None], 0.0, None)
+    over = out.max(axis=-1, keepdims=True)
+    return np.asarray(out * np.minimum(1.0, spec.peak_nits / np.maximum(over, 1e-6)), np.float32)
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def _slice_kernel(  # type: ignore[no-untyped-def]
+    frames, lut, matrix, tables, dec, peak_code, floor, peak, out
+):
+    # frames N x H x W*3 uint8; tables N x gh x gw*J: each cell's curve (output PQ) at J luminances spaced
+    # evenly in sqrt(Y / 203) (see curve_tables); dec: cd/m² at PQ codes evenly spaced over [0, peak_code];
+    # out N x H x W*3 float32. Curves are interpolated across cells in PQ, as in training.
+    n, h, w3 = frames.shape
+    w = w3 // 3
+    gh = tables.shape[1]
+    nj = SAMPLES
+    gw = tables.shape[2] // nj
+    m00, m01, m02 = matrix[0, 0], matrix[0, 1], matrix[0, 2]
+    m10, m11, m12 = matrix[1, 0], matrix[1, 1], matrix[1, 2]
+    m20, m21, m22 = matrix[2, 0], matrix[2, 1], matrix[2, 2]
+    wr = np.float32(LUMINANCE_BT2020[0])
+    wg = np.float32(LUMINANCE_BT2020[1])
+    wb = np.float32(LUMINANCE_BT2020[2])
+    top_j = np.float32(nj - 1)
+    inv_white = np.float32(1.0 / SDR_WHITE_NITS)
+    dec_scale = np.float32((dec.shape[0] - 1) / peak_code)
+    x0s = np.empty(w, np.int64)
+    x1s = np.empty(w, np.int64)
+    fxs = np.empty(w, np.float32)
+    for col in range(w):
+        x = min(max((col + 0.5) * gw / w - 0.5, 0.0), gw - 1.0)
+        x0s[col] = int(x) * nj
+        x1s[col] = min(int(x) + 1, gw - 1) * nj
+        fxs[col] = x - int(x)
+    for task in numba.prange(n * h):
+        f = task // h
+        row = task % h
+        y = min(max((row + 0.5) * gh / h - 0.5, 0.0), gh - 1.0)
+        y0 = int(y)
+        y1 = min(y0 + 1, gh - 1)
+        fy = np.float32(y - y0)
+        # This row's tables, interpolated between two grid rows (contiguous: vectorises).
+        upper = tables[f, y0]
+        lower = tables[f, y1]
+        rt = np.empty(gw * nj, np.float32)
+        for j in range(gw * nj):
+            rt[j] = upper[j] + (lower[j] - upper[j]) * fy
+        src = frames[f, row]
+        dst = out[f, row]
+        for col in range(w):
+            lr = lut[src[3 * col]]
+            lg = lut[src[3 * col + 1]]
+            lb = lut[src[3 * col + 2]]
+            r = m00 * lr + m01 * lg + m02 * lb
+            g = m10 * lr + m11 * lg + m12 * lb
+            b = m20 * lr + m21 * lg + m22 * lb
+            # Branch-free: black (lum 0) gets a finite gain that multiplies zeros.
+            lum = max(wr * r + wg * g + wb * b, np.float32(1e-6))
+            p = min(np.sqrt(lum * inv_white), 1.0) * top_j
+            j = min(int(p), nj - 2)
+            t = p - j
+            x0 = x0s[col] + j
+            x1 = x1s[col] + j
+            fx = fxs[col]
+            lo = rt[x0] + (rt[x1] - rt[x0]) * fx
+            hi = rt[x0 + 1] + (rt[x1 + 1] - rt[x0 + 1]) * fx
+            q = min(lo + (hi - lo) * t, peak_code) * dec_scale
+            i = min(int(q), dec.shape[0] - 2)
+            gain = max(dec[i] + (dec[i + 1] - dec[i]) * (q - i), floor * lum) / lum
+            r = max(r * gain, 0.0)
+            g = max(g * gain, 0.0)
+            b = max(b * gain, 0.0)
+            s = min(1.0, peak / max(r, max(g, max(b, np.float32(1e-6)))))
+            dst[3 * col] = r * s
+            dst[3 * col + 1] = g * s
+            dst[3 * col + 2] = b * s
+
+
+def curve_tables(knots: npt.NDArray[np.float32], spec: CurveSpec) -> npt.NDArray[np.float32]:
+    """Each cell's curve as output PQ at ``SAMPLES`` input luminances (evenly spaced in sqrt(Y / 203)).
+
+    N x gh x gw x SAMPLES, not yet clipped at the peak (that happens per pixel, after interpolating across
+    cells, as in training). The kernel interpolates them linearly in sqrt(Y): a monotone curve stays
+    monotone, and the kinks at the knots are rounded off over one sample.
+    """
+    n, gh, gw, _ = knots.shape
+    full = np.concatenate([np.zeros((n, gh, gw, 1)), knots.astype(np.float64)], axis=-1)
+    seg, t = spec.sample_segments
+    v = full[..., seg] * (1.0 - t) + full[..., seg + 1] * t
+    return np.asarray(v, np.float32)
+
+
+def slice_curves(
+    frames: npt.NDArray[np.uint8],
+    lut_nits: npt.NDArray[np.float32],
+    matrix: npt.NDArray[np.floating],
+    knots: npt.NDArray[np.float32],
+    spec: CurveSpec,
+) -> npt.NDArray[np.float32]:
+    """Fused, parallel :func:`slice_reference` (same parameters; curves sampled, see :func:`curve_tables`)."""
+    n, h, w, _ = frames.shape
+    nk = knots.shape[3]
+    if nk != len(spec.knots_nits) - 1:
+        raise ValueError(
+            f"the grid has {nk} knots per curve; the model's convention has {len(spec.knots_nits) - 1}"
+        )
+    out = np.empty((n, h, w, 3), np.float32)
+    tables = curve_tables(knots, spec)
+    _slice_kernel(
+        np.ascontiguousarray(frames).reshape(n, h, w * 3),
+        np.ascontiguousarray(lut_nits, np.float32),
+        np.asarray(matrix, np.float32),
+        tables.reshape(n, knots.shape[1], knots.shape[2] * SAMPLES),
+        spec.decode_table,
+        np.float32(spec.peak_code),
+        np.float32(spec.floor),
+        np.float32(spec.peak_nits),
+        out.reshape(n, h, w * 3),
+    )
+    return out

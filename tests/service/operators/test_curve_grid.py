@@ -1,0 +1,114 @@
+"""Slicing the curve grid: the fused kernel against its NumPy statement, and the properties that keep
+outlines, halos, hue shifts and darkening out of ``mqn`` by construction (no model needed)."""
+
+import numpy as np
+import pytest
+
+from service.colour.pq import eotf_inverse_st2084
+from service.operators.base import ColourDescription
+from service.operators.curve_grid import CurveSpec, slice_curves, slice_reference
+
+KNOTS = (0.0, 1.0, 3.0, 8.0, 16.0, 30.0, 50.0, 75.0, 100.0, 130.0, 160.0, 185.0, 203.0)
+SPEC = CurveSpec(KNOTS, floor=0.6, peak_nits=1000.0)
+VIDEO = ColourDescription.video()
+LUT = VIDEO.linear_lut(203.0)
+MATRIX = VIDEO.to_bt2020_matrix()
+MAX_CODE_ERROR = 0.25
+"""Kernel vs reference, in 10-bit PQ codes: the kernel samples each curve 256 times in sqrt(Y)."""
+
+
+def _codes(nits: np.ndarray) -> np.ndarray:
+    return np.asarray(eotf_inverse_st2084(np.clip(nits, 0.0, 10000.0)), np.float64) * 1023.0
+
+
+def _identity(n: int, gh: int, gw: int) -> np.ndarray:
+    """Knots that reproduce the BT.2408 placement (output PQ = input PQ)."""
+    return np.broadcast_to(SPEC.knot_codes[1:], (n, gh, gw, len(KNOTS) - 1)).astype(np.float32).copy()
+
+
+def _random_curves(rng: np.random.Generator, n: int, gh: int, gw: int, steepness: float) -> np.ndarray:
+    return np.cumsum(rng.random((n, gh, gw, len(KNOTS) - 1)) * steepness, axis=-1).astype(np.float32)
+
+
+@pytest.mark.parametrize("steepness", [0.02, 0.08])
+def test_kernel_matches_the_reference(steepness: float) -> None:
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (2, 45, 80, 3), dtype=np.uint8)
+    knots = _random_curves(rng, 2, 3, 5, steepness)
+    got = slice_curves(frames, LUT, MATRIX, knots, SPEC)
+    ref = slice_reference(frames, LUT, MATRIX, knots, SPEC)
+    assert np.abs(_codes(got) - _codes(ref)).max() <= MAX_CODE_ERROR
+
+
+def test_identity_curves_give_the_bt2408_placement() -> None:
+    frames = np.random.default_rng(2).integers(0, 256, (1, 30, 40, 3), dtype=np.uint8)
+    out = slice_curves(frames, LUT, MATRIX, _identity(1, 2, 3), SPEC)
+    bt2408 = LUT[frames] @ MATRIX.T
+    np.testing.assert_allclose(out, bt2408, rtol=2e-3, atol=2e-3)
+
+
+def test_output_is_monotone_in_luminance_at_every_place() -> None:
+    """A grey ramp sliced anywhere on a wild grid never gets darker as the input gets brighter."""
+    rng = np.random.default_rng(3)
+    knots = _random_curves(rng, 1, 4, 4, 0.08)
+    ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
+    frames = np.repeat(ramp[None], 64, axis=1).transpose(0, 2, 1, 3)  # 256 rows of one grey level each
+    out = slice_curves(np.ascontiguousarray(frames), LUT, MATRIX, knots, SPEC)
+    lum = out @ np.array([0.2627, 0.6780, 0.0593])
+    assert np.all(np.diff(lum[0], axis=0) >= -1e-3)
+
+
+def test_thin_bright_line_stays_brighter_than_its_surroundings() -> None:
+    """The ferris-wheel failure: a 1 px bright line over dark ground, with curves that differ per cell."""
+    rng = np.random.default_rng(4)
+    frames = np.full((1, 64, 96, 3), 30, np.uint8)
+    frames[:, 31, :, :] = 250
+    frames[:, :20, 47, :] = 240
+    knots = _random_curves(rng, 1, 4, 6, 0.06)
+    out = slice_curves(frames, LUT, MATRIX, knots, SPEC)
+    lum = out[0] @ np.array([0.2627, 0.6780, 0.0593])
+    assert lum[31, :].min() > lum[np.r_[29:31, 32:34], :].max()
+    assert lum[:20, 47].min() > lum[:20, np.r_[45:47, 48:50]].max()
+
+
+def test_chromaticity_is_kept_and_output_never_darkens_below_the_floor() -> None:
+    rng = np.random.default_rng(5)
+    frames = rng.integers(0, 256, (1, 40, 40, 3), dtype=np.uint8)
+    bt2408 = LUT[frames] @ MATRIX.T
+    # Curves pulled far below the identity: the floor must hold them at 0.6 x the BT.2408 luminance.
+    knots = _identity(1, 2, 2) * 0.5
+    out = slice_curves(frames, LUT, MATRIX, knots, SPEC)
+    w = np.array([0.2627, 0.6780, 0.0593])
+    lit = bt2408 @ w > 1.0
+    assert np.all((out @ w)[lit] >= 0.6 * (bt2408 @ w)[lit] * 0.999)
+    ratio = out[lit] / np.maximum(bt2408[lit], 1e-6)
+    big = bt2408[lit] > 0.5
+    spread = np.where(big, ratio, np.nan)
+    np.testing.assert_allclose(np.nanmax(spread, -1), np.nanmin(spread, -1), rtol=1e-3)
+
+
+def test_channels_never_pass_the_peak_and_keep_their_ratios() -> None:
+    frames = np.array([[[[255, 40, 20], [255, 255, 255], [20, 255, 40]]]], np.uint8)
+    knots = np.full((1, 1, 1, len(KNOTS) - 1), 0.9, np.float32)  # far above the 1000 cd/m² peak code
+    out = slice_curves(frames, LUT, MATRIX, knots, CurveSpec(KNOTS, 0.6, 1000.0))
+    assert out.max() <= 1000.0 + 1e-3
+    bt2408 = LUT[frames] @ MATRIX.T
+    np.testing.assert_allclose(
+        out / out.max(-1, keepdims=True), bt2408 / bt2408.max(-1, keepdims=True), atol=1e-5
+    )
+
+
+def test_batch_mates_do_not_influence_each_other() -> None:
+    rng = np.random.default_rng(6)
+    frames = rng.integers(0, 256, (3, 20, 30, 3), dtype=np.uint8)
+    knots = _random_curves(rng, 3, 2, 2, 0.05)
+    together = slice_curves(frames, LUT, MATRIX, knots, SPEC)
+    for i in range(3):
+        np.testing.assert_array_equal(
+            slice_curves(frames[i : i + 1], LUT, MATRIX, knots[i : i + 1], SPEC)[0], together[i]
+        )
+
+
+def test_grid_with_the_wrong_knot_count_is_refused() -> None:
+    with pytest.raises(ValueError, match="knots per curve"):
+        slice_curves(np.zeros((1, 8, 8, 3), np.uint8), LUT, MATRIX, np.zeros((1, 1, 1, 5), np.float32), SPEC)
