@@ -1,22 +1,29 @@
-"""Transcode benchmark: `convert` throughput against a plain decode + encode of the same clip (the floor).
+"""Transcode benchmark: `convert` throughput and peak memory against a plain decode + encode (the floor).
 
-For each codec (hevc, av1) and size (720p, 1080p) it times, in the same run:
+For each codec (hevc, av1) and size (720p, 1080p) it measures, in the same run:
 
 * ``floor``: decode H.264 -> swscale to yuv420p10le -> the same HDR10 encoder and settings, no operator;
-* ``bt2408`` and ``bt2446a``: the full :func:`service.pipeline.convert_video` (decode, operator, PQ/Y'CbCr
-  kernel, encode, then the MaxCLL/MaxFALL measuring pass and the remux),
+* ``bt2408`` and ``bt2446a``: the full :func:`service.pipeline.convert_video` with the defaults of
+  ``itmstream convert`` (decode, operator, PQ/Y'CbCr kernel with the MaxCLL/MaxFALL meter, encode, remux
+  with the measured light level),
 
-and prints one line per case plus the ratio to the floor. The input is fixed and synthetic (libx264 yuv420p,
-moving gradients plus noise, 25 fps) so runs compare; the machine is shared, so treat figures as noisy.
+and prints one line per case with its peak RSS, plus the ratio to the floor. Every timed run happens in a
+fresh child process (imports, JIT cache load, one untimed 4-frame warm-up, then the timed run), so its peak
+RSS (``ru_maxrss``) is what one ``itmstream convert`` of the clip costs, not what earlier cases left behind.
+The input is fixed and synthetic (libx264 yuv420p, moving gradients plus noise, 25 fps) so runs compare; the
+machine is shared, so treat the times as noisy (the JSON records the load average).
 
     .venv/bin/python bench/transcode.py [--frames N] [--repeat R] [--codecs hevc,av1] [--sizes 720p,1080p]
 """
 
 import argparse
+import multiprocessing
 import os
+import resource
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
@@ -74,13 +81,51 @@ def floor(src: Path, dst: Path, codec: str) -> int:
             height=stream.codec_context.height,
             time_base=Fraction(stream.time_base),
             frame_rate=Fraction(stream.average_rate or 25),
-            options=EncodeOptions(codec=codec),  # type: ignore[arg-type]
+            options=EncodeOptions(codec=codec),
             metadata=HDR10Metadata(MasteringDisplay(), ContentLightLevel(1000, 400)),
         ) as writer:
             for frame in inp.decode(stream):
                 writer.write(yuv420p10_planes(frame.reformat(format="yuv420p10le")), int(frame.pts))
                 frames += 1
     return frames
+
+
+def _child_run(kind: str, src: str, dst: str, codec: str) -> dict[str, object]:
+    """One timed run in this (fresh) process: a 4-frame warm-up, then the whole clip; time and peak RSS."""
+    os.environ.setdefault("SVT_LOG", "1")
+    src_path, dst_path = Path(src), Path(dst)
+    if kind == "floor":
+        floor(src_path, dst_path, codec)  # untimed: encoder start-up
+        start = time.perf_counter()
+        frames = floor(src_path, dst_path, codec)
+        out: dict[str, object] = {"frames": frames, "seconds": time.perf_counter() - start}
+    else:
+        operator = create_operator(kind, peak_nits=1000.0)
+        options = ConvertOptions(encode=EncodeOptions(codec=codec))
+        warm = ConvertOptions(encode=options.encode, max_frames=4)
+        convert_video(src_path, dst_path, operator, warm)  # untimed: JIT cache load, encoder start-up
+        start = time.perf_counter()
+        result = convert_video(src_path, dst_path, operator, options)
+        out = {
+            "frames": result.frames,
+            "seconds": time.perf_counter() - start,
+            "stage_seconds": result.timings,
+            "max_cll": result.max_cll,
+            "max_fall": result.max_fall,
+        }
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return out
+
+
+def measure(kind: str, src: Path, dst: Path, codec: str, repeat: int) -> dict[str, object]:
+    """Best of ``repeat`` child-process runs (the machine is shared: slow runs are noise); the highest RSS."""
+    runs = []
+    for _ in range(repeat):
+        # A spawned child per run: nothing inherited, nothing left over from the previous case.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            runs.append(pool.submit(_child_run, kind, str(src), str(dst), codec).result())
+    best = min(runs, key=lambda run: float(run["seconds"]))
+    return best | {"peak_rss_mb": max(float(run["peak_rss_mb"]) for run in runs)}
 
 
 def main() -> None:
@@ -99,41 +144,27 @@ def main() -> None:
             src = make_source(tmp / f"src_{size}.mp4", width, height, args.frames)
             for codec in args.codecs.split(","):
                 dst = tmp / f"out_{size}_{codec}.mkv"
-                floor(src, dst, codec)  # untimed warm-up of the encoder
-                base = float("inf")
-                for _ in range(args.repeat):  # best of N: the machine is shared, slow runs are noise
-                    start = time.perf_counter()
-                    n = floor(src, dst, codec)
-                    base = min(base, time.perf_counter() - start)
+                base = measure("floor", src, dst, codec, args.repeat)
+                base_s = float(base["seconds"])
                 name = f"floor decode+encode {codec} {size}"
-                print(line(name, n, base))
-                cases.append({"case": name, "frames": n, "seconds": base, "ms_per_frame": 1e3 * base / n})
+                print(line(name, int(base["frames"]), base_s) + f"  peak RSS {base['peak_rss_mb']:.0f} MB")
+                cases.append({"case": name, **base, "ms_per_frame": 1e3 * base_s / int(base["frames"])})
                 for op_name in ("bt2408", "bt2446a"):
-                    operator = create_operator(op_name, peak_nits=1000.0)
-                    options = ConvertOptions(encode=EncodeOptions(codec=codec))  # type: ignore[arg-type]
-                    warm = ConvertOptions(encode=options.encode, max_frames=4)
-                    convert_video(src, dst, operator, warm)  # untimed: JIT compile, encoder start-up
-                    seconds = float("inf")
-                    for _ in range(args.repeat):
-                        start = time.perf_counter()
-                        run = convert_video(src, dst, operator, options)
-                        if time.perf_counter() - start < seconds:
-                            seconds, result = time.perf_counter() - start, run
+                    run = measure(op_name, src, dst, codec, args.repeat)
+                    frames, seconds = int(run["frames"]), float(run["seconds"])
                     name = f"convert {op_name} {codec} {size}"
-                    print(line(name, result.frames, seconds) + f"  [{seconds / base:.2f}x the floor]")
-                    per_frame = {k: 1e3 * v / result.frames for k, v in result.timings.items()}
-                    stages = ", ".join(f"{k} {v:.1f}" for k, v in per_frame.items())
-                    print(f"    ms/frame by stage: {stages}")
+                    print(
+                        line(name, frames, seconds)
+                        + f"  [{seconds / base_s:.2f}x the floor]  peak RSS {run['peak_rss_mb']:.0f} MB"
+                    )
+                    per_frame = {k: 1e3 * v / frames for k, v in run["stage_seconds"].items()}
+                    print(f"    ms/frame by stage: {', '.join(f'{k} {v:.1f}' for k, v in per_frame.items())}")
                     cases.append(
                         {
                             "case": name,
-                            "frames": result.frames,
-                            "seconds": seconds,
-                            "ms_per_frame": 1e3 * seconds / result.frames,
-                            "ratio_to_floor": seconds / base,
-                            "stage_seconds": result.timings,
-                            "max_cll": result.max_cll,
-                            "max_fall": result.max_fall,
+                            **run,
+                            "ms_per_frame": 1e3 * seconds / frames,
+                            "ratio_to_floor": seconds / base_s,
                         }
                     )
     print(f"results: {write('transcode', cases)}")

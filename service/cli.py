@@ -111,7 +111,9 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--param", type=_key_value, action="append", default=[], metavar="K=V",
         help="extra x265-params / svtav1-params entry (repeatable)",
     )
-    p.add_argument("--batch", type=int, default=8, help="frames per operator call")
+    p.add_argument(
+        "--batch", type=int, default=1, help="frames per operator call (each 1080p frame holds ~55 MB)"
+    )
     p.add_argument("--max-frames", type=int, default=None, help="convert only the first N frames")
     p.add_argument("--no-audio", action="store_true", help="drop audio instead of copying it")
     p.add_argument("--no-subtitles", action="store_true", help="drop subtitles instead of copying them")

@@ -62,7 +62,11 @@ class ConvertOptions:
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     mastering: MasteringDisplay | None = None
     """ST 2086 display; ``None`` means Display P3, D65, 0.0001 cd/m² up to the operator's peak."""
-    batch_size: int = 8
+    batch_size: int = 1
+    """Frames per operator call. Each 1080p frame in flight holds ~55 MB (8-bit input, float32 light, the
+    operator's temporaries) and the operators here gain nothing from batching on a CPU, so one frame keeps a
+    conversion's memory lowest; callers whose operator runs elsewhere (the job manager's shared pool) pass
+    more, so every worker has a frame."""
     max_frames: int | None = None
     """Convert only the first frames (previews, tests); the completeness check is then skipped."""
     copy_audio: bool = True

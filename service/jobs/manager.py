@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 JOB_STAGE_METRICS = {"decode": "decode", "colour": "postprocess", "encode": "encode"}
 """Pipeline stage -> ``itm_stage_seconds`` stage (nits -> Y'CbCr 4:2:0 10-bit is the job's postprocess)."""
 
+JOB_BATCH_FRAMES = 8
+"""Frames a job has in flight on the shared pool at once: enough to keep every inference worker busy."""
+
 MAX_ATTEMPTS = 2
 """A job interrupted by crashes this many times is failed instead of re-run (it may be what crashes us)."""
 
@@ -517,6 +520,7 @@ class JobManager:
                 threads=max(1, (os.cpu_count() or 1) // 2),
             ),
             decode=DecodeOptions(max_width=self.max_width, max_height=self.max_height),
+            batch_size=JOB_BATCH_FRAMES,
         )
         if self._converter is None and self.isolate:
             return run_isolated(
