@@ -16,6 +16,7 @@ from service.api.routes import health, images, jobs, operators, stream
 from service.api.state import ServiceState
 from service.config import Settings
 from service.inference.batcher import DynamicBatcher
+from service.inference.engine import ModelFiles
 from service.inference.pool import WorkerPool
 from service.inference.types import BatcherConfig, resolve_spec
 from service.jobs.manager import Converter, JobManager
@@ -28,6 +29,15 @@ log = logging.getLogger(__name__)
 
 QUANT = {"mqn": "int8+float"}
 """``itm_model_info`` quant label per learned operator (int8 backbone, float head); classical ones: none."""
+
+
+def model_version(name: str) -> str:
+    """``itm_model_info`` version label: the shipped model's training run (e.g. ``mqn_v2``), or empty."""
+    if name != "mqn":
+        return ""
+    meta = ModelFiles.load().meta
+    training = meta.get("training") or {}
+    return f"{training.get('run', 'unknown')} (format {meta.get('version', 1)})"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -108,7 +118,8 @@ async def _warm_up(state: ServiceState) -> None:
         started = time.perf_counter()
         await asyncio.to_thread(state.pool.warm_up, [spec], height, width)
         quant = QUANT.get(spec.name, "none")
-        state.metrics.model_info.labels(name=spec.name, mode=spec.mode, quant=quant).set(1)
+        version = model_version(spec.name)
+        state.metrics.model_info.labels(name=spec.name, mode=spec.mode, quant=quant, version=version).set(1)
         state.ready = True
         log.info("ready: %s warmed in %.1f s", spec.name, time.perf_counter() - started)
     except Exception as exc:

@@ -123,6 +123,9 @@ def build_metrics(registry: CollectorRegistry, max_batch_size: int = 64) -> Metr
         jobs=jobs,
         queue_depth=Gauge("itm_queue_depth", "Frames waiting in the batcher queue", registry=registry),
         model_info=Gauge(
-            "itm_model_info", "Loaded operators (value 1)", ["name", "mode", "quant"], registry=registry
+            "itm_model_info",
+            "Loaded operators (value 1); version names the trained model run, empty for classical ones",
+            ["name", "mode", "quant", "version"],
+            registry=registry,
         ),
     )

@@ -29,7 +29,8 @@ def test_healthz_and_metrics_need_no_auth(client_factory: Callable[..., Any]) ->
     metrics = client.get("/metrics")
     assert metrics.status_code == 200 and "itm_requests_total" in metrics.text
     assert registry.get_sample_value("itm_requests_total", {"route": "/healthz", "status": "200"}) == 1
-    assert registry.get_sample_value("itm_model_info", {"name": "bt2446a", "mode": "", "quant": "none"}) == 1
+    info = {"name": "bt2446a", "mode": "", "quant": "none", "version": ""}
+    assert registry.get_sample_value("itm_model_info", info) == 1
 
 
 def test_readyz_is_503_until_warm(
@@ -147,7 +148,10 @@ def test_default_operator_is_the_bundled_model(client_factory: Callable[..., Any
     if "mqn" not in {info.name for info in available_operators()}:
         pytest.skip("mqn operator (LiteRT runtime or model) not installed")
     client, registry = client_factory(default_operator="mqn", default_mode="fast")
-    info = {"name": "mqn", "mode": "fast", "quant": "int8+float"}
+    from service.app import model_version
+
+    info = {"name": "mqn", "mode": "fast", "quant": "int8+float", "version": model_version("mqn")}
+    assert info["version"].startswith("mqn_v2")
     assert registry.get_sample_value("itm_model_info", info) == 1
     response = client.post("/v1/images", content=png_bytes(), headers={"Content-Type": "image/png"})
     assert response.status_code == 200

@@ -1,0 +1,71 @@
+"""The artifact measures, and ``mqn`` held to them on real frames of the shared clips at native size.
+
+Acceptance of the edge-aware model (issue 10): on every checked frame, darkened ≤ 0.01 %, reversal ≤ 0.02 %
+(fast) / 0.05 % (quality), hue ≤ 1.5° from BT.2408; the ferris-wheel lamps reach 600 cd/m² at p99.9 while
+mid-tones stay on the BT.2408 convention.
+"""
+
+import numpy as np
+import pytest
+
+from models.mqn.visual_checks import VIDEO_DIR, read_frames, score
+from service.operators import ColourDescription, create_operator
+from tests.models.markers import needs_artifacts, needs_litert
+
+needs_clips = pytest.mark.skipif(
+    not (VIDEO_DIR / "MANIFEST.csv").exists(), reason=f"no shared SDR clips at {VIDEO_DIR}"
+)
+STILL = ColourDescription.still()
+LUM = np.array([0.2627, 0.6780, 0.0593])
+
+
+def _bt2408(frame: np.ndarray) -> np.ndarray:
+    return create_operator("bt2408", peak_nits=1000.0)(frame[None], STILL)[0]
+
+
+def test_measures_see_outlines_darkening_and_hue_shifts() -> None:
+    """The measures must be able to fail: an outline, a dimmed patch and a hue rotation each register."""
+    frame = np.full((64, 64, 3), 40, np.uint8)
+    frame[30:34, :] = 240  # a bright bar
+    base = _bt2408(frame)
+    assert score(base, frame, base).reversal_pct == 0.0
+    outlined = base.copy()
+    outlined[30, :] = outlined[33, :] = 0.5  # the bar's edge rows come out darker than the ground beside them
+    assert score(outlined, frame, base).reversal_pct > 1.0
+    dimmed = base * 0.3
+    assert score(dimmed, frame, base).darkened_pct > 90.0
+    colourful = np.random.default_rng(0).integers(30, 200, (64, 64, 3), dtype=np.uint8)
+    cb = _bt2408(colourful)
+    assert score(cb[..., [1, 2, 0]], colourful, cb).hue_deg > 20.0
+
+
+FRAMES = (("aliasing_ferris-ref.mp4", (10, 30)), ("bigbuckbunny.mp4", (66,)), ("sintel.mp4", (300,)))
+LIMITS = {"fast": 0.02, "quality": 0.05}
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[tuple[str, np.ndarray]]:
+    return [(f"{c}:{i}", f) for c, idx in FRAMES for i, f in zip(idx, read_frames(c, idx), strict=True)]
+
+
+@needs_clips
+@needs_litert
+@needs_artifacts
+@pytest.mark.parametrize("mode", ["fast", "quality"])
+def test_mqn_draws_no_outlines_keeps_hue_and_expands_lamps(
+    mode: str, frames: list[tuple[str, np.ndarray]]
+) -> None:
+    op = create_operator("mqn", peak_nits=1000.0, mode=mode)
+    for key, frame in frames:
+        base = _bt2408(frame)
+        out = op(frame[None], STILL)[0]
+        s = score(out, frame, base)
+        assert s.darkened_pct <= 0.01, f"{key}: darkened {s.darkened_pct:.3f} %"
+        assert s.reversal_pct <= LIMITS[mode], f"{key}: reversal {s.reversal_pct:.3f} %"
+        assert s.hue_deg <= 1.5, f"{key}: hue {s.hue_deg:.2f}°"
+        b, o = base @ LUM, out @ LUM
+        mid = (b > 5.0) & (b < 100.0)
+        ratio = float(np.exp(np.mean(np.log(o[mid] / b[mid]))))
+        assert 0.9 <= ratio <= 1.1, f"{key}: mid-tones at {ratio:.3f} x BT.2408"
+        if key.startswith("aliasing_ferris"):
+            assert s.p999_nits >= 600.0, f"{key}: lamps reach only {s.p999_nits:.0f} cd/m² at p99.9"
