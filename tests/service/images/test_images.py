@@ -170,3 +170,24 @@ def test_images_route_errors_name_the_upload_and_pngs_carry_hdr_chunks(live):
     assert good.status_code == 200, good.text
     mdcv, (cll, _) = _mdcv_clli(good.content)
     assert mdcv[8] == 800 * 10000 and cll == pytest.approx(800.0, rel=2e-3)
+
+
+def test_ffmpeg_reads_the_png_hdr_chunks(tmp_path):
+    # An independent reader: FFmpeg's PNG decoder (PyAV's build) turns cICP, mDCV and cLLI into frame tags
+    # and side data exactly as it does for video, so players built on it see the same metadata.
+    import av
+    from av.sidedata.sidedata import Type
+
+    path = tmp_path / "hdr.png"
+    path.write_bytes(encode_pq_png(np.full((4, 6, 3), (520.0, 300.0, 20.0), np.float32), peak_nits=1000.0))
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+    assert (frame.color_primaries, frame.color_trc) == (9, 16)
+    cll, fall = struct.unpack("<2I", bytes(frame.side_data[Type.CONTENT_LIGHT_LEVEL]))
+    assert cll == fall and 519 <= cll <= 520  # FFmpeg truncates the chunk's 0.0001 cd/m² units
+    # AVMasteringDisplayMetadata: (num, den) for R, G, B x/y, white x/y, min, max luminance; has_* flags
+    values = struct.unpack("<22i", bytes(frame.side_data[Type.MASTERING_DISPLAY_METADATA]))
+    rationals = [values[i] / values[i + 1] for i in range(0, 20, 2)]
+    p3_d65 = [0.680, 0.320, 0.265, 0.690, 0.150, 0.060, 0.3127, 0.3290]
+    assert rationals == pytest.approx([*p3_d65, 0.0001, 1000.0])
+    assert values[20:] == (1, 1)
