@@ -272,7 +272,7 @@ def _image(args: argparse.Namespace) -> int:
         if not args.quiet:
             sys.stderr.write(
                 f"{result.path}: {result.width}x{result.height} {result.format}, "
-                f"max {result.max_nits:.0f} cd/m², average {result.average_nits:.1f} cd/m²\n"
+                f"max {result.max_nits:.1f} cd/m², average {result.average_nits:.1f} cd/m²\n"
             )
         for warning in result.warnings:
             sys.stderr.write(f"itmstream: warning: {warning}\n")
