@@ -3,7 +3,8 @@
 Stream colour tags are set on the codec context *and* in the encoder's own parameters (x265 writes the VUI
 from ``x265-params``, SVT-AV1 the sequence header from ``svtav1-params``), together with the ST 2086
 mastering display and a CTA-861.3 content light level. The light level written here is a placeholder: the
-real MaxCLL/MaxFALL are measured from the encoded output and patched in by :mod:`service.video.light`.
+real MaxCLL/MaxFALL are measured on the frames given to :meth:`HDR10Writer.write` and patched in afterwards
+by :mod:`service.video.light`.
 
 Audio and subtitle packets are copied unchanged into the same file; streams the container cannot hold are
 skipped and reported in :attr:`HDR10Writer.warnings`.

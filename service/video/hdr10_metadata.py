@@ -3,7 +3,7 @@
 PyAV cannot attach side data to frames or containers, so the metadata travels inside the elementary stream:
 HEVC SEI messages (mastering display colour volume, payloadType 137; content light level, 144) and AV1
 metadata OBUs (METADATA_TYPE_HDR_MDCV = 2, METADATA_TYPE_HDR_CLL = 1). The encoders write them from their
-parameter strings; MaxCLL/MaxFALL are only known once the output exists, so :func:`patch_hevc_access_unit`,
+parameter strings; MaxCLL/MaxFALL are known once every frame is encoded, so :func:`patch_hevc_access_unit`,
 :func:`patch_hvcc` and :func:`patch_av1_obus` rewrite the light level in already encoded data.
 
 References
