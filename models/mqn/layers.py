@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from service.colour import pq
 from service.colour.pq import eotf_inverse_st2084
 
 
@@ -120,21 +121,16 @@ class CurveKnots(keras.layers.Layer):
         }
 
 
-_PQ_M1, _PQ_M2 = 2610 / 16384, 2523 / 4096 * 128
-_PQ_C1, _PQ_C2, _PQ_C3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
-"""SMPTE ST 2084 constants (as in service/colour/pq.py), for the differentiable TensorFlow twins below."""
-
-
 def pq_encode_tf(nits: Any) -> Any:
     """cd/m² -> PQ code, differentiable (training only; the runtime uses service/colour/pq.py)."""
-    y = tf.pow(tf.clip_by_value(nits / 10000.0, 1e-10, 1.0), _PQ_M1)
-    return tf.pow((_PQ_C1 + _PQ_C2 * y) / (1.0 + _PQ_C3 * y), _PQ_M2)
+    y = tf.pow(tf.clip_by_value(nits / 10000.0, 1e-10, 1.0), pq.M1)
+    return tf.pow((pq.C1 + pq.C2 * y) / (1.0 + pq.C3 * y), pq.M2)
 
 
 def pq_decode_tf(code: Any) -> Any:
-    """PQ code -> cd/m², differentiable."""
-    e = tf.pow(tf.clip_by_value(code, 1e-6, 1.0), 1.0 / _PQ_M2)
-    return 10000.0 * tf.pow(tf.maximum(e - _PQ_C1, 1e-10) / (_PQ_C2 - _PQ_C3 * e), 1.0 / _PQ_M1)
+    """PQ code -> cd/m², differentiable (the TensorFlow twin of ``pq.eotf_st2084``)."""
+    e = tf.pow(tf.clip_by_value(code, 1e-6, 1.0), 1.0 / pq.M2)
+    return 10000.0 * tf.pow(tf.maximum(e - pq.C1, 1e-10) / (pq.C2 - pq.C3 * e), 1.0 / pq.M1)
 
 
 @keras.saving.register_keras_serializable(package="mqn")
