@@ -83,7 +83,7 @@ def test_a_pixel_depends_on_that_pixel_only(
 def test_mqn_gives_finite_light_within_the_peak_and_ignores_batch_mates(
     mode: str, peak: float, colour: ColourDescription, frames: np.ndarray
 ) -> None:
-    """The learned operator is not per-pixel (guided upsampling), but still bounded and frame-local."""
+    """Not per-pixel (curves are chosen from a low-resolution view), but bounded and frame-local."""
     op = create_operator("mqn", peak_nits=peak, mode=mode)
     out = op(frames, colour)
     assert out.shape == frames.shape and np.all(np.isfinite(out))
