@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from service.colour.description import ColourDescription
 from service.colour.kernels import nits_to_yuv420p10
 from service.errors import (
     EngineError,
@@ -37,7 +38,7 @@ from service.errors import (
 from service.images.exr import write_exr
 from service.images.png import write_pq_png
 from service.images.read import read_sdr_image
-from service.operators.base import ColourDescription, Nits, Operator
+from service.operators.base import Nits, Operator
 from service.video.decode import Batch, DecodeOptions, Packet, Stream, VideoReader
 from service.video.encode import (
     EncodeOptions,

@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quality-repeats", type=int, default=3)
     p.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "results" / "latency.json")
     args = p.parse_args(argv)
+    from service.colour.description import ColourDescription
     from service.inference.engine import ModelFiles, MQNEngine
-    from service.operators import ColourDescription
     from service.operators.mqn import MQN, processing_size
 
     engine = MQNEngine(ModelFiles.load(ARTIFACTS), num_threads=args.threads)

@@ -39,9 +39,10 @@ from models.mqn.data import (
     split_scenes,
 )
 from models.mqn.metrics import delta_e_itp, pq_ssim, pu21_psnr
+from service.colour.description import ColourDescription
 from service.colour.primaries import PRIMARIES_BT709, PRIMARIES_BT2020, matrix_rgb_to_rgb
-from service.inference.stages import StageClock
-from service.operators import ColourDescription, Operator, create_operator
+from service.operators import Operator, create_operator
+from service.timing import StageClock
 
 PEAK = 1000.0
 BASELINES = ("bt2408", "bt2446a", "inverse_reinhard")

@@ -27,8 +27,9 @@ import numpy.typing as npt
 from PIL import Image
 
 from models.mqn.metrics import ictcp
+from service.colour.description import ColourDescription
 from service.colour.pq import eotf_inverse_st2084
-from service.operators import ColourDescription, Operator, create_operator
+from service.operators import Operator, create_operator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VIDEO_DIR = REPO_ROOT.parent / "shared" / "data" / "video"

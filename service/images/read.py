@@ -7,9 +7,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, JpegImagePlugin, PngImagePlugin, UnidentifiedImageError
 
+from service.colour.description import ColourDescription
 from service.colour.tags import HDR_TRANSFERS, Primaries, Transfer
 from service.errors import AlreadyHDRError, CorruptStreamError, InputError, UnsupportedFormatError
-from service.operators.base import ColourDescription
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SDR_TRANSFERS = {

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.errors import EngineError
-from service.inference.stages import StageClock
+from service.timing import StageClock
 
 log = logging.getLogger(__name__)
 

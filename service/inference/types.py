@@ -8,7 +8,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from service.operators import ColourDescription, Operator, create_operator
+from service.colour.description import ColourDescription
+from service.operators import Operator, create_operator
 
 OutputFormat = Literal["nits", "rgb10a2", "rgb48"]
 """What a worker hands back per frame.

@@ -30,6 +30,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from service.colour.description import ColourDescription
 from service.errors import InsufficientStorageError, ItmError, JobCancelledError, OverloadedError
 from service.inference.batcher import DynamicBatcher
 from service.inference.types import BatchKey, FrameResult, OperatorSpec, resolve_spec
@@ -39,7 +40,7 @@ from service.jobs.probe import Prober
 from service.jobs.store import JobRecord, JobStore
 from service.memory import release_free_memory
 from service.metrics import Metrics
-from service.operators import ColourDescription, Operator, OperatorInfo
+from service.operators import Operator, OperatorInfo
 from service.operators.base import Frames, Nits
 from service.operators.registry import plugin_paths
 

@@ -1,10 +1,9 @@
 """Inverse tone mapping operators: one interface for classical curves and the learned MQN."""
 
-from service.operators.base import ColourDescription, Operator, OperatorInfo, ParamSpec
+from service.operators.base import Operator, OperatorInfo, ParamSpec
 from service.operators.registry import available_operators, create_operator
 
 __all__ = [
-    "ColourDescription",
     "Operator",
     "OperatorInfo",
     "ParamSpec",

@@ -17,10 +17,11 @@ from service.colour.curves import (
     bt2446a_expand_luma,
     reinhard_inverse,
 )
+from service.colour.description import ColourDescription
 from service.colour.kernels import PIXEL_CHUNK, sdr_to_linear
 from service.colour.scaling import DEFAULT_PEAK_NITS, SDR_WHITE_NITS
 from service.colour.ycbcr import LUMA_BT2020
-from service.operators.base import ColourDescription, Frames, Nits, Operator, OperatorInfo, ParamSpec
+from service.operators.base import Frames, Nits, Operator, OperatorInfo, ParamSpec
 
 PEAK_PARAM = ParamSpec("peak_nits", DEFAULT_PEAK_NITS, "mastering peak in cd/m²", 100.0, 10000.0)
 

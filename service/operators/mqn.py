@@ -15,9 +15,10 @@ from functools import cache
 
 import numba
 
+from service.colour.description import ColourDescription
 from service.colour.scaling import DEFAULT_PEAK_NITS, SDR_WHITE_NITS
 from service.inference.engine import ModelFiles, MQNEngine, Predictor
-from service.operators.base import ColourDescription, Frames, Nits, Operator, OperatorInfo, ParamSpec
+from service.operators.base import Frames, Nits, Operator, OperatorInfo, ParamSpec
 from service.operators.classical import PEAK_PARAM
 from service.operators.curve_grid import CurveSpec, slice_curves
 from service.operators.resample import resize_bilinear

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from service.operators import ColourDescription
+from service.colour.description import ColourDescription
 
 VERSION = 1
 FRAME_HEADER = struct.Struct("<IIQ")

@@ -32,9 +32,9 @@ import av.stream
 import numpy as np
 import numpy.typing as npt
 
+from service.colour.description import ColourDescription
 from service.colour.tags import HDR_TRANSFERS, Matrix, Primaries, Range, Transfer
 from service.errors import AlreadyHDRError, CorruptStreamError, InputError, UnsupportedFormatError
-from service.operators.base import ColourDescription
 from service.video.errors import ffmpeg_detail, map_av_errors
 from service.video.frames import to_rgb24
 

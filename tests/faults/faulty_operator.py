@@ -9,7 +9,8 @@ import time
 
 import numpy as np
 
-from service.operators.base import ColourDescription, Frames, Nits, OperatorInfo
+from service.colour.description import ColourDescription
+from service.operators.base import Frames, Nits, OperatorInfo
 from service.operators.classical import BT2408, PEAK_PARAM
 
 PATH = "tests.faults.faulty_operator:FaultyOperator"

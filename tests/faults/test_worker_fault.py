@@ -20,13 +20,14 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from clients import Stream, StreamClosedError, StreamOptions, StreamResult
+from service.colour.description import ColourDescription
 from service.config import Settings
 from service.errors import EngineError
 from service.inference.batcher import DynamicBatcher
 from service.inference.pool import WorkerPool
 from service.inference.types import BatcherConfig, BatchKey, FrameResult, OperatorSpec
 from service.metrics import build_metrics
-from service.operators import ColourDescription, available_operators
+from service.operators import available_operators
 from service.operators.registry import register_operator, unregister_operator
 from tests.faults.conftest import ServerProcess, assert_valid_hdr10, clip_of, leftovers, submit, wait_final
 from tests.faults.faulty_operator import NAME, PATH, POISON_RGB

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from service.colour.description import ColourDescription
 from service.colour.scaling import SDR_WHITE_NITS
 from service.colour.tags import Primaries, Transfer
-from service.operators import ColourDescription, create_operator
+from service.operators import create_operator
 from service.operators.base import Operator
 from tests.fuzz.strategies import uint8_frames
 from tests.models.markers import needs_artifacts, needs_litert

@@ -50,8 +50,8 @@ def test_training_slice_matches_the_runtime_kernel() -> None:
     """CurveSlice (trained through) and service.operators.curve_grid (served) are the same maths."""
     from models.mqn.layers import CurveSlice
     from models.mqn.model import KNOTS_NITS
+    from service.colour.description import ColourDescription
     from service.colour.pq import eotf_inverse_st2084
-    from service.operators.base import ColourDescription
     from service.operators.curve_grid import CurveSpec, slice_curves
 
     rng = np.random.default_rng(1)

@@ -63,9 +63,9 @@ def test_quantized_pipeline_matches_float_on_validation_views(artifacts: Path) -
     from models.mqn.data import SceneBank, SynthesisConfig, read_manifest, split_scenes
     from models.mqn.evaluate import FloatPredictor, keras_sequence
     from models.mqn.export import load_float
+    from service.colour.description import ColourDescription
     from service.colour.pq import eotf_inverse_st2084
     from service.inference.engine import ModelFiles, MQNEngine
-    from service.operators import ColourDescription
     from service.operators.mqn import MQN
 
     _, val = split_scenes(read_manifest(DEFAULT_DATA_DIR))

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from models.mqn.visual_checks import VIDEO_DIR, read_frames, score
-from service.operators import ColourDescription, create_operator
+from service.colour.description import ColourDescription
+from service.operators import create_operator
 from tests.models.markers import needs_artifacts, needs_litert
 
 needs_clips = pytest.mark.skipif(

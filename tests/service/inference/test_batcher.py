@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from service.colour.description import ColourDescription
 from service.errors import DeadlineExceededError, OverloadedError
 from service.inference.batcher import DynamicBatcher
 from service.inference.pool import WorkerPool
 from service.inference.types import BatcherConfig, BatchKey, OperatorSpec
 from service.metrics import Metrics, build_metrics
-from service.operators import ColourDescription
 
 H, W = 16, 24
 pytestmark = pytest.mark.timeout(120)

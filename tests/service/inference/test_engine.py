@@ -58,7 +58,8 @@ def test_sizes_off_the_stride_are_refused() -> None:
 def test_serving_path_never_imports_tensorflow() -> None:
     code = (
         "import sys, numpy as np\n"
-        "from service.operators import create_operator, ColourDescription\n"
+        "from service.colour.description import ColourDescription\n"
+        "from service.operators import create_operator\n"
         "op = create_operator('mqn', peak_nits=1000.0)\n"
         "op(np.zeros((1, 64, 64, 3), np.uint8), ColourDescription.video())\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'\n"

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from service.colour.description import ColourDescription
 from service.inference.pool import WorkerPool
-from service.inference.stages import StageClock
 from service.inference.types import BatchKey, OperatorSpec
 from service.metrics import STAGES
-from service.operators import ColourDescription
+from service.timing import StageClock
 from tests.models.markers import needs_artifacts, needs_litert
 
 pytestmark = pytest.mark.timeout(120)

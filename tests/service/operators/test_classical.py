@@ -8,9 +8,10 @@ from service.colour.curves import (
     bt2446a_expand_luma,
     reinhard_inverse,
 )
+from service.colour.description import ColourDescription
 from service.colour.scaling import SDR_WHITE_NITS
 from service.colour.tags import Primaries, Transfer
-from service.operators import ColourDescription, create_operator
+from service.operators import create_operator
 
 
 def grey(code, n=1, h=2, w=2):

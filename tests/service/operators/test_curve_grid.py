@@ -4,8 +4,8 @@ outlines, halos, hue shifts and darkening out of ``mqn`` by construction (no mod
 import numpy as np
 import pytest
 
+from service.colour.description import ColourDescription
 from service.colour.pq import eotf_inverse_st2084
-from service.operators.base import ColourDescription
 from service.operators.curve_grid import CurveSpec, slice_curves, slice_reference
 
 KNOTS = (0.0, 1.0, 3.0, 8.0, 16.0, 30.0, 50.0, 75.0, 100.0, 130.0, 160.0, 185.0, 203.0)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from service.operators import ColourDescription, create_operator
+from service.colour.description import ColourDescription
+from service.operators import create_operator
 from tests.models.markers import needs_artifacts, needs_litert
 
 pytestmark = [pytest.mark.litert, needs_litert, needs_artifacts]

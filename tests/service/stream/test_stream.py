@@ -16,7 +16,8 @@ from PIL import Image
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from service.operators import ColourDescription, create_operator
+from service.colour.description import ColourDescription
+from service.operators import create_operator
 from service.stream.packing import pack_rgb10a2, pack_rgb48
 
 FRAME = struct.Struct("<IIQ")
