@@ -252,7 +252,7 @@ def sdr_to_linear(
 
 @numba.njit(parallel=True, cache=True)
 def pack_rgb10a2_kernel(bits, table, out):  # type: ignore[no-untyped-def]
-    """H x W x 3 float32 bit patterns -> H x W uint32 rgb10a2 (see :mod:`service.stream.packing`).
+    """H x W x 3 float32 bit patterns -> H x W uint32 rgb10a2 (see :mod:`service.colour.packing`).
 
     The stream packers live here, beside :func:`pq_from_bits` which they inline: Numba invalidates a cached
     kernel only when its own file changes, so a packer cached in another module would keep a stale table.
@@ -268,7 +268,7 @@ def pack_rgb10a2_kernel(bits, table, out):  # type: ignore[no-untyped-def]
 
 @numba.njit(parallel=True, cache=True)
 def pack_rgb48_kernel(bits, table, out):  # type: ignore[no-untyped-def]
-    """H x W x 3 float32 bit patterns -> H x W x 3 uint16 PQ x 65535 (see :mod:`service.stream.packing`)."""
+    """H x W x 3 float32 bit patterns -> H x W x 3 uint16 PQ x 65535 (see :mod:`service.colour.packing`)."""
     h, w, _ = bits.shape
     for row in numba.prange(h):
         for col in range(w):

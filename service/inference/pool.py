@@ -17,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from service.colour.description import ColourDescription
+from service.colour.packing import pack_rgb10a2, pack_rgb48
 from service.inference.types import BatchKey, OperatorSpec
 from service.operators import Operator
-from service.stream.packing import pack_rgb10a2, pack_rgb48
 
 log = logging.getLogger(__name__)
 

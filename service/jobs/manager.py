@@ -1,8 +1,8 @@
 """Runs conversion jobs: queueing, recovery after a restart, cancellation, TTL cleanup, file hygiene.
 
 Frames of every job go through the shared :class:`~service.inference.batcher.DynamicBatcher` (via
-:class:`BatchedOperator`), so jobs and live streams share the worker pool; decoding and encoding run in a
-thread per job, never on the event loop.
+:class:`~service.inference.batched.BatchedOperator`), so jobs and live streams share the worker pool;
+decoding and encoding run in a thread per job, never on the event loop.
 
 Restart semantics: at start-up, jobs left ``running`` by a crash are re-queued once (their upload is still
 there and the pipeline writes its output atomically, so a half-written result cannot exist); a job that was
@@ -26,22 +26,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ClassVar
 
-import numpy as np
-
-from service.colour.description import ColourDescription
 from service.errors import InsufficientStorageError, ItmError, JobCancelledError, OverloadedError
+from service.inference.batched import BatchedOperator
 from service.inference.batcher import DynamicBatcher
-from service.inference.types import BatchKey, FrameResult, OperatorSpec, resolve_spec
+from service.inference.types import OperatorSpec, resolve_spec
 from service.jobs.isolated import Outcome, run_isolated
 from service.jobs.models import FINAL_STATES, JobOptions, JobState
 from service.jobs.probe import Prober
 from service.jobs.store import JobRecord, JobStore
 from service.memory import release_free_memory
 from service.metrics import Metrics
-from service.operators import Operator, OperatorInfo
-from service.operators.base import Frames, Nits
 from service.operators.registry import plugin_paths
 
 log = logging.getLogger(__name__)
@@ -60,64 +55,6 @@ MEDIA_TYPE = {"mp4": "video/mp4", "mkv": "video/x-matroska", "mov": "video/quick
 
 Converter = Callable[..., object]
 """``convert_video(src, dst, operator, options, *, progress, cancel)`` or a stand-in with that signature."""
-
-
-class BatchedOperator(Operator):
-    """An operator whose frames run through the shared batcher and worker pool.
-
-    Called from a conversion thread; it hands the frames to the event loop and blocks until they return.
-    """
-
-    info: ClassVar[OperatorInfo] = OperatorInfo("batched", "frames run on the shared worker pool")
-
-    def __init__(
-        self, spec: OperatorSpec, peak_nits: float, batcher: DynamicBatcher,
-        loop: asyncio.AbstractEventLoop, metrics: Metrics,
-    ) -> None:
-        super().__init__(peak_nits)
-        self.spec = spec
-        self._inner = spec.create()
-        self._batcher = batcher
-        self._loop = loop
-        self._metrics = metrics
-
-    @property
-    def name(self) -> str:
-        """The wrapped operator's name."""
-        return self.spec.name
-
-    @property
-    def params(self) -> dict[str, float | str]:
-        """The wrapped operator's parameters."""
-        return self._inner.params
-
-    async def _convert(self, frames: Frames, colour: ColourDescription) -> Nits:
-        key = BatchKey(self.spec, frames.shape[1], frames.shape[2], colour, "nits")
-        start = time.perf_counter()
-        futures: list[asyncio.Future[FrameResult]] = []
-        try:
-            for frame in frames:
-                futures.append(await self._batcher.submit_wait(frame, key))
-            results = await asyncio.gather(*futures)
-        except BaseException:
-            for future in futures:  # the job is failing: its other frames need no inference
-                future.cancel()
-            raise
-        elapsed = time.perf_counter() - start
-        for _ in results:
-            self._metrics.frame_latency_seconds.labels(endpoint="jobs").observe(elapsed)
-        self._metrics.frames_total.labels(endpoint="jobs", operator=self.spec.name).inc(len(results))
-        return np.stack([np.asarray(r.data, np.float32) for r in results])
-
-    def apply(self, frames: Frames, colour: ColourDescription) -> Nits:
-        """Convert a batch on the pool; blocks the calling (non-loop) thread.
-
-        Raises
-        ------
-        EngineError
-            If inference fails or the server shuts down meanwhile.
-        """
-        return asyncio.run_coroutine_threadsafe(self._convert(frames, colour), self._loop).result()
 
 
 def _remove(path: Path) -> None:

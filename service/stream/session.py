@@ -18,16 +18,17 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import ValidationError
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from service.api.state import ServiceState
+from service.config import Settings
 from service.errors import DeadlineExceededError, InputError, ItmError, OverloadedError
+from service.inference.batcher import DynamicBatcher
 from service.inference.types import BatchKey, FrameResult, OperatorSpec, resolve_spec
+from service.metrics import Metrics
 from service.stream.protocol import (
     BYTES_PER_PIXEL_IN,
     BYTES_PER_PIXEL_OUT,
@@ -57,7 +58,6 @@ from service.stream.protocol import (
 
 log = logging.getLogger(__name__)
 
-DRAIN_TIMEOUT_S = 10.0
 INTERVAL_WEIGHT = 0.2
 """Weight of the newest gap in a stream's frame interval (an exponentially weighted mean)."""
 
@@ -78,18 +78,59 @@ class _InFlight:
     future: "asyncio.Future[FrameResult]"
 
 
-class _DisconnectedError(Exception):
+class TransportClosedError(ConnectionError):
     """The peer went away (no close frame to send)."""
 
 
-class StreamSession:
-    """Serves one accepted WebSocket until it closes; see docs/PROTOCOL.md."""
+class Transport(Protocol):
+    """The message channel a session runs on: an accepted WebSocket, adapted by ``api/routes/stream.py``.
 
-    def __init__(self, ws: WebSocket, state: ServiceState) -> None:
-        self.ws = ws
-        self.state = state
-        self.settings = state.settings
-        self.metrics = state.metrics
+    Every method raises :class:`TransportClosedError` once the peer has gone away.
+    """
+
+    async def receive(self) -> str | bytes | None:
+        """The next message: text, binary, or ``None`` for a message that carries neither."""
+        ...
+
+    async def send_text(self, data: str) -> None:
+        """Send a text message."""
+        ...
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send a binary message."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send a close frame with ``code`` and ``reason``."""
+        ...
+
+
+class StreamSession:
+    """Serves one accepted stream until it closes; see docs/PROTOCOL.md.
+
+    Parameters
+    ----------
+    transport : Transport
+        The accepted connection.
+    settings : Settings
+        Limits (frame size, credits, idle timeout) and the default operator, mode and peak.
+    metrics : Metrics
+        Where frames, drops and latencies are counted.
+    batcher : DynamicBatcher
+        The shared batcher the frames are converted on.
+    shutting_down : asyncio.Event
+        Set when the server stops: the session answers what it accepted and closes with 1001.
+    """
+
+    def __init__(
+        self, transport: Transport, settings: Settings, metrics: Metrics, batcher: DynamicBatcher,
+        shutting_down: asyncio.Event,
+    ) -> None:
+        self.transport = transport
+        self.settings = settings
+        self.metrics = metrics
+        self.batcher = batcher
+        self.shutting_down = shutting_down
         self.t0 = time.perf_counter()
         self.last_heard = self.t0
         """When the last message arrived (the idle timeout counts from it, or from ``last_answered``)."""
@@ -135,7 +176,7 @@ class StreamSession:
         quiet_since = max(self.last_heard, self.last_answered)
         return self.settings.stream_idle_timeout_s - (time.perf_counter() - quiet_since)
 
-    async def _receive(self) -> dict[str, Any]:
+    async def _receive(self) -> str | bytes | None:
         """The next message.
 
         Raises
@@ -143,14 +184,14 @@ class StreamSession:
         ProtocolError
             1001 "idle timeout" once the client sent nothing for ``stream_idle_timeout_s`` and the server
             owed it nothing meanwhile (a client waiting for results behind a full queue is not idle).
-        _DisconnectedError
+        TransportClosedError
             If the peer went away.
         """
         wait = self.settings.stream_idle_timeout_s
         while True:
             try:
                 # Cancelling a receive on timeout loses nothing: the ASGI server's receive is a queue get.
-                message = dict(await asyncio.wait_for(self.ws.receive(), wait))
+                message = await asyncio.wait_for(self.transport.receive(), wait)
                 break
             except TimeoutError:
                 wait = self._idle_left()
@@ -160,8 +201,6 @@ class StreamSession:
                         f"idle timeout: no message for {self.settings.stream_idle_timeout_s:g} s",
                     ) from None
         self.last_heard = time.perf_counter()
-        if message["type"] == "websocket.disconnect":
-            raise _DisconnectedError
         return message
 
     def _drop(self, seq: int, reason: str) -> None:
@@ -195,9 +234,8 @@ class StreamSession:
         ProtocolError
             For a malformed or unacceptable hello.
         """
-        message = await self._receive()
-        text = message.get("text")
-        if text is None:
+        text = await self._receive()
+        if not isinstance(text, str):
             raise ProtocolError(CLOSE_UNSUPPORTED, "expected a JSON hello as the first message, got binary")
         parse_json(text)  # not JSON at all is unsupported data (1003), like any later text message
         try:
@@ -233,7 +271,7 @@ class StreamSession:
         self.credits = self.peak_credits = hello.credits
         self.max_pending = settings.stream_max_credits if hello.mode == "lossless" else 1
         self.key = BatchKey(spec, hello.height, hello.width, COLOURS[hello.colour], hello.output)
-        await self.ws.send_text(
+        await self.transport.send_text(
             json.dumps(
                 {
                     "type": "ready",
@@ -266,10 +304,10 @@ class StreamSession:
         assert self.hello is not None
         while True:
             message = await self._receive()
-            if message.get("bytes") is not None:
-                await self._on_frame(message["bytes"])
-            elif message.get("text") is not None:
-                self._on_text(message["text"])
+            if isinstance(message, bytes):
+                await self._on_frame(message)
+            elif isinstance(message, str):
+                self._on_text(message)
             else:
                 raise ProtocolError(CLOSE_UNSUPPORTED, "empty message")
 
@@ -301,7 +339,7 @@ class StreamSession:
         received = time.perf_counter()
         seq, flags, client_ts = parse_frame_header(message)
         if self.draining:
-            if self.state.shutting_down.is_set():
+            if self.shutting_down.is_set():
                 self._drop(seq, "shutdown")
                 return
             raise ProtocolError(CLOSE_POLICY, f"frame {seq} after bye")
@@ -355,7 +393,7 @@ class StreamSession:
                 self._drop(frame.seq, "deadline")
                 continue
             try:
-                future = self.state.batcher.submit(frame.pixels, self.key, deadline=frame.deadline)
+                future = self.batcher.submit(frame.pixels, self.key, deadline=frame.deadline)
             except OverloadedError:
                 if self.hello.mode == "live":
                     self._drop(frame.seq, "overloaded")
@@ -411,7 +449,7 @@ class StreamSession:
                 item.frame.seq, 0, item.frame.client_ts, self._us(item.frame.received),
                 self._us(result.infer_start), self._us(result.infer_end), self._us(sent),
             )
-            await self.ws.send_bytes(header + result.data.tobytes())
+            await self.transport.send_bytes(header + result.data.tobytes())
             self.last_answered = time.perf_counter()
             self.credits -= 1
             self.metrics.frame_latency_seconds.labels(endpoint="stream").observe(sent - item.frame.received)
@@ -421,10 +459,10 @@ class StreamSession:
     async def _control_sender(self) -> None:
         while True:
             text = await self.control.get()
-            await self.ws.send_text(text)
+            await self.transport.send_text(text)
 
     async def _on_shutdown(self) -> None:
-        await self.state.shutting_down.wait()
+        await self.shutting_down.wait()
         self.draining = True
         self.changed.set()
 
@@ -434,7 +472,7 @@ class StreamSession:
         After ``bye`` every frame is answered; a client returning one credit per result reaches that level
         exactly with its credit for the last result, so closing then never overtakes a credit it still sends.
         """
-        while self.credits < self.peak_credits and not self.state.shutting_down.is_set():
+        while self.credits < self.peak_credits and not self.shutting_down.is_set():
             self.changed.clear()
             await self.changed.wait()
 
@@ -471,13 +509,13 @@ class StreamSession:
                 code, reason = error.code, error.reason
             elif error is not None or finished not in ended:
                 return  # the peer closed or vanished: nothing to close, just free everything
-            elif self.state.shutting_down.is_set():
+            elif self.shutting_down.is_set():
                 code, reason = CLOSE_GOING_AWAY, "server shutting down"
             # Flush drop reports queued before the end.
             while not self.control.empty():
-                await self.ws.send_text(self.control.get_nowait())
+                await self.transport.send_text(self.control.get_nowait())
             await self._close(code, reason)
-        except (WebSocketDisconnect, _DisconnectedError, RuntimeError, OSError):
+        except (TransportClosedError, RuntimeError, OSError):
             return
         finally:
             for task in tasks:
@@ -496,5 +534,5 @@ class StreamSession:
             self.pending.clear()
 
     async def _close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await self.ws.close(code, clip_reason(reason))
+        with contextlib.suppress(TransportClosedError, RuntimeError, OSError):
+            await self.transport.close(code, clip_reason(reason))

@@ -17,10 +17,10 @@ from service.colour.kernels import (
     pq_from_bits,
     sdr_to_linear,
 )
+from service.colour.packing import pack_rgb10a2, pack_rgb48, unpack_rgb10a2
 from service.colour.pq import eotf_inverse_st2084, eotf_st2084
 from service.colour.tags import Range
 from service.colour.ycbcr import LUMA_BT2020, dequantize, upsample_420_nearest, ycbcr_to_rgb
-from service.stream.packing import pack_rgb10a2, pack_rgb48, unpack_rgb10a2
 from tests.fuzz.strategies import HOSTILE_FLOATS, nits_frames, uint8_frames
 from tests.service.colour.test_kernels import reference_planes
 

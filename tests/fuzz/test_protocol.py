@@ -31,7 +31,7 @@ from clients.protocol import (
     parse_result,
     parse_text,
 )
-from service.stream.packing import pack_rgb10a2, pack_rgb48, unpack_rgb10a2
+from service.colour.packing import pack_rgb10a2, pack_rgb48, unpack_rgb10a2
 from service.stream.protocol import (
     BYTES_PER_PIXEL_IN,
     BYTES_PER_PIXEL_OUT,

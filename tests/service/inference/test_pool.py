@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from service.colour.description import ColourDescription
+from service.colour.packing import pack_rgb10a2, pack_rgb48
 from service.inference.pool import WorkerPool
 from service.inference.types import BatchKey, OperatorSpec
 from service.operators import create_operator
-from service.stream.packing import pack_rgb10a2, pack_rgb48
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,8 +17,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from service.colour.description import ColourDescription
+from service.colour.packing import pack_rgb10a2, pack_rgb48
 from service.operators import create_operator
-from service.stream.packing import pack_rgb10a2, pack_rgb48
 
 FRAME = struct.Struct("<IIQ")
 RESULT = struct.Struct("<IIQQQQQ")

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from service.colour.packing import pack_rgb10a2, pack_rgb48, unpack_rgb10a2
 from service.colour.pq import eotf_inverse_st2084
-from service.stream.packing import pack_rgb10a2, pack_rgb48, unpack_rgb10a2
 
 
 @pytest.fixture
