@@ -1,8 +1,9 @@
 """File names of the exported MQN artefacts (shared by export, evaluation and tests; no TensorFlow)."""
 
-from models.mqn.data import REPO_ROOT
+from service.inference.engine import ARTIFACTS_DIR
 
-ARTIFACTS = REPO_ROOT / "models" / "artifacts"
+ARTIFACTS = ARTIFACTS_DIR
+"""Where export writes and the service reads, defined once, by the runtime (models/ imports service)."""
 BACKBONE_FILE = "mqn_backbone_int8.tflite"
 HEAD_FILE = "mqn_head_dr.tflite"
 META_FILE = "mqn.json"
