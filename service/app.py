@@ -23,6 +23,7 @@ from service.jobs.manager import Converter, JobManager
 from service.jobs.store import JobStore
 from service.logging import configure_logging
 from service.metrics import Metrics, build_metrics
+from service.operators.registry import register_operator
 from service.web import routes as web
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,14 @@ def create_app(
         Where metrics register; a fresh one by default so several apps (tests) can coexist.
     converter : callable, optional
         Stand-in for :func:`service.pipeline.convert_video` (tests).
+
+    Raises
+    ------
+    ValueError
+        If an extra operator's name is already registered by another path in this process.
     """
+    for path in settings.extra_operators:  # start-up registers them; validating settings only checks them
+        register_operator(path)
     metrics = build_metrics(registry or CollectorRegistry(), settings.max_batch_size)
 
     @asynccontextmanager

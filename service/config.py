@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.colour.scaling import DEFAULT_PEAK_NITS
@@ -67,8 +67,8 @@ class Settings(BaseSettings):
     extra_operators: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         description="Extra operators to register at start-up, comma separated 'package.module:Class' paths "
-        "(an Operator subclass; it is served under its info.name). Listed before default_operator so that "
-        "one may be the default.",
+        "(an Operator subclass; it is served under its info.name). Checked here, registered by create_app. "
+        "Listed before default_operator so that one may be the default.",
     )
     default_operator: str = Field(
         default="mqn", description="Operator when a request names none (the bundled learned model)."
@@ -112,20 +112,29 @@ class Settings(BaseSettings):
 
     @field_validator("extra_operators")
     @classmethod
-    def _register_operators(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        """Register the extra operators now: validation is start-up, and later fields may name them."""
-        from service.operators.registry import register_operator
+    def _check_operators(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Check each path imports an operator with a free name; registering them is start-up's job."""
+        from service.operators.registry import check_operator_path
 
+        paths: dict[str, str] = {}
         for path in value:
-            register_operator(path)
+            name = check_operator_path(path).name
+            if paths.get(name, path) != path:
+                raise ValueError(
+                    f"operator path '{path}': name '{name}' is already registered by '{paths[name]}'"
+                )
+            paths[name] = path
         return value
 
     @field_validator("default_operator")
     @classmethod
-    def _known_operator(cls, value: str) -> str:
+    def _known_operator(cls, value: str, info: ValidationInfo) -> str:
         from service.operators import available_operators
+        from service.operators.registry import check_operator_path
 
-        names = [info.name for info in available_operators()]
+        extra = [check_operator_path(path).name for path in info.data.get("extra_operators", ())]
+        names = [op.name for op in available_operators()]
+        names += [name for name in extra if name not in names]
         if value not in names:
             raise ValueError(f"default_operator '{value}' is not known; expected one of {names}")
         return value

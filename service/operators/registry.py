@@ -1,9 +1,10 @@
 """Name -> operator lookup. The learned ``mqn`` operator registers itself lazily (its runtime is heavier).
 
-Extra operators (``ITM_EXTRA_OPERATORS``, a comma-separated list of ``module:Class`` paths) are registered
-with :func:`register_operator` when the settings are validated at start-up. A registered operator is looked
-up by the ``info.name`` of its class exactly like a built-in one, in every worker thread, and its path is
-handed to job child processes (:func:`plugin_paths`) so isolated jobs can load it too. The fault-injection
+Extra operators (``ITM_EXTRA_OPERATORS``, a comma-separated list of ``module:Class`` paths) are checked with
+:func:`check_operator_path` when the settings are validated, and registered with :func:`register_operator`
+by :func:`service.app.create_app` at start-up (validation has no side effects). A registered operator is
+looked up by the ``info.name`` of its class exactly like a built-in one, in every worker thread, and its path
+is handed to job child processes (:func:`plugin_paths`) so isolated jobs can load it too. The fault-injection
 tests use this to run an operator that raises on chosen frames; deployments can use it for in-house curves.
 """
 
@@ -44,10 +45,25 @@ def _load(name: str) -> type[Operator]:
     raise KeyError(name)
 
 
+def check_operator_path(path: str) -> OperatorInfo:
+    """The info of the operator class at ``path`` (``package.module:Class``), without registering it.
+
+    Raises
+    ------
+    ValueError
+        If the path does not import, is not an :class:`Operator` with an ``info``, or its name is taken by a
+        built-in.
+    """
+    info = _import(path).info
+    if info.name in _CLASSICAL or info.name in _LAZY:
+        raise ValueError(f"operator path '{path}': name '{info.name}' is a built-in operator")
+    return info
+
+
 def register_operator(path: str) -> OperatorInfo:
     """Make the operator class at ``path`` (``package.module:Class``) available under its ``info.name``.
 
-    Registering the same path again is a no-op, so settings may be validated more than once.
+    Registering the same path again is a no-op, so an app may be created more than once in a process.
 
     Raises
     ------
@@ -55,14 +71,12 @@ def register_operator(path: str) -> OperatorInfo:
         If the path does not import, is not an :class:`Operator` with an ``info``, or its name is taken by a
         built-in or by another registered path.
     """
-    cls = _import(path)
-    name = cls.info.name
-    if name in _CLASSICAL or name in _LAZY:
-        raise ValueError(f"operator path '{path}': name '{name}' is a built-in operator")
+    info = check_operator_path(path)
+    name = info.name
     if _PLUGINS.get(name, path) != path:
         raise ValueError(f"operator path '{path}': name '{name}' is already registered by '{_PLUGINS[name]}'")
     _PLUGINS[name] = path
-    return cls.info
+    return info
 
 
 def unregister_operator(name: str) -> None:

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from clients import Stream, StreamClosedError, StreamOptions, StreamResult
+from service.app import create_app
 from service.colour.description import ColourDescription
 from service.config import Settings
 from service.errors import EngineError
@@ -147,8 +148,11 @@ def test_batcher_fails_only_the_poison_request_of_a_full_batch() -> None:
         assert result.data.shape == (H, W)
 
 
-def test_extra_operators_setting_registers_or_refuses_at_startup() -> None:
-    """``ITM_EXTRA_OPERATORS`` fails start-up on a bad path instead of at the first request naming it."""
+def test_extra_operators_setting_registers_or_refuses_at_startup(tmp_path: Path) -> None:
+    """``ITM_EXTRA_OPERATORS`` fails start-up on a bad path instead of at the first request naming it.
+
+    Validating the settings only checks the paths; creating the app registers them.
+    """
     with pytest.raises(ValidationError, match="cannot be imported"):
         Settings(extra_operators="no_such_module:Operator")
     with pytest.raises(ValidationError, match="built-in"):
@@ -156,8 +160,12 @@ def test_extra_operators_setting_registers_or_refuses_at_startup() -> None:
     with pytest.raises(ValidationError, match="not of the form"):
         Settings(extra_operators="tests.faults.faulty_operator")
     try:
-        settings = Settings(extra_operators=f"{PATH}, {PATH}", default_operator=NAME)  # repeats are no-ops
+        settings = Settings(  # repeats are no-ops
+            data_dir=tmp_path, extra_operators=f"{PATH}, {PATH}", default_operator=NAME
+        )
         assert settings.default_operator == NAME
+        assert NAME not in [info.name for info in available_operators()], "validation registered it"
+        create_app(settings)
         assert NAME in [info.name for info in available_operators()]
     finally:
         unregister_operator(NAME)
