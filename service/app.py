@@ -20,6 +20,7 @@ from service.inference.engine import ModelFiles
 from service.inference.pool import WorkerPool
 from service.inference.types import BatcherConfig, resolve_spec
 from service.jobs.manager import Converter, JobManager
+from service.jobs.models import JobState
 from service.jobs.store import JobStore
 from service.logging import configure_logging
 from service.metrics import Metrics, build_metrics
@@ -27,6 +28,9 @@ from service.operators.registry import register_operator
 from service.web import routes as web
 
 log = logging.getLogger(__name__)
+
+STREAM_DRAIN_TIMEOUT_S = 10.0
+"""How long a stopping server waits for open streams to answer the frames they accepted."""
 
 QUANT = {"mqn": "int8+float"}
 """``itm_model_info`` quant label per learned operator (int8 backbone, float head); classical ones: none."""
@@ -128,7 +132,7 @@ async def _warm_up(state: ServiceState) -> None:
         log.exception("warm-up failed")
 
 
-async def drain_streams(app: FastAPI, timeout_s: float = 10.0) -> None:
+async def drain_streams(app: FastAPI, timeout_s: float = STREAM_DRAIN_TIMEOUT_S) -> None:
     """Tell open streams the server is stopping and wait until they have answered their in-flight frames.
 
     Called by the server *before* it closes connections (uvicorn would otherwise close every WebSocket with
@@ -163,7 +167,9 @@ def create_app(
     """
     for path in settings.extra_operators:  # start-up registers them; validating settings only checks them
         register_operator(path)
-    metrics = build_metrics(registry or CollectorRegistry(), settings.max_batch_size)
+    metrics = build_metrics(
+        registry or CollectorRegistry(), settings.max_batch_size, job_states=[s.value for s in JobState]
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -197,7 +203,7 @@ def create_app(
                 await warm
             # Streams see shutting_down, finish their in-flight frames and close with 1001.
             if state.streams:
-                await asyncio.wait(state.streams, timeout=10.0)
+                await asyncio.wait(state.streams, timeout=STREAM_DRAIN_TIMEOUT_S)
             await state.jobs.stop()
             await batcher.stop(drain=True)
             await asyncio.to_thread(pool.shutdown)

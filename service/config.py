@@ -13,6 +13,7 @@ from pydantic import Field, PositiveInt, ValidationInfo, field_validator, model_
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.colour.scaling import DEFAULT_PEAK_NITS
+from service.operators.base import Mode
 
 
 def _default_workers() -> int:
@@ -73,9 +74,7 @@ class Settings(BaseSettings):
     default_operator: str = Field(
         default="mqn", description="Operator when a request names none (the bundled learned model)."
     )
-    default_mode: Literal["fast", "quality"] = Field(
-        default="fast", description="Mode for operators that take one."
-    )
+    default_mode: Mode = Field(default=Mode.FAST, description="Mode for operators that take one.")
     default_peak_nits: float = Field(
         default=DEFAULT_PEAK_NITS, ge=100.0, le=10000.0, description="Peak in cd/m²."
     )

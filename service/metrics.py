@@ -9,6 +9,7 @@ an inference batch) is observed once per frame, at the batch's time divided by i
 (:meth:`Metrics.observe_stage`), so ``_count`` is frames and ``_sum`` is seconds in every stage alike.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -19,7 +20,6 @@ LATENCY_BUCKETS = (
 """Seconds; dense around one frame time at 30-60 fps, where the stream targets live."""
 
 STAGES = ("decode", "preprocess", "backbone", "head", "postprocess", "encode")
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 DROP_REASONS = ("stale", "overloaded", "deadline", "shutdown")
 """Why a stream frame got a drop report instead of a result (docs/PROTOCOL.md §4)."""
 DROP_ENDPOINTS = ("stream",)
@@ -73,8 +73,13 @@ class Metrics:
             child.observe(seconds / frames)
 
 
-def build_metrics(registry: CollectorRegistry, max_batch_size: int = 64) -> Metrics:
+def build_metrics(
+    registry: CollectorRegistry, max_batch_size: int = 64, job_states: Iterable[str] = ()
+) -> Metrics:
     """Create and register every metric on ``registry``.
+
+    ``job_states`` (the values of :class:`service.jobs.models.JobState`, which the app passes) start the
+    ``itm_jobs`` gauge at 0 for each state; this module sits below the job package and does not import it.
 
     Raises
     ------
@@ -88,7 +93,7 @@ def build_metrics(registry: CollectorRegistry, max_batch_size: int = 64) -> Metr
     jobs = Gauge("itm_jobs", "Conversion jobs by state", ["state"], registry=registry)
     for name in STAGES:
         stage.labels(stage=name)
-    for state in JOB_STATES:
+    for state in job_states:
         jobs.labels(state=state).set(0)
     return Metrics(
         registry=registry,

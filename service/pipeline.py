@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -52,7 +53,9 @@ from service.video.light import LightMeter, make_metadata_template, rewrite_cont
 from service.video.mp4_boxes import add_hdr10_boxes
 
 STAGES = ("decode", "operator", "colour", "encode", "finalize")
-IMAGE_FORMATS = {".exr": "exr", ".png": "png"}
+ImageFormat = Literal["png", "exr"]
+IMAGE_FORMATS: dict[str, ImageFormat] = {".exr": "exr", ".png": "png"}
+"""Still formats by output suffix: 16-bit PQ PNG (cICP, mDCV, cLLI) or OpenEXR (linear BT.2020 cd/m²)."""
 
 
 @dataclass(frozen=True)
@@ -392,7 +395,7 @@ class ImageResult:
     timings: dict[str, float]
 
 
-def image_format(path: Path) -> str:
+def image_format(path: Path) -> ImageFormat:
     """``exr`` or ``png`` from an output suffix.
 
     Raises
@@ -407,6 +410,20 @@ def image_format(path: Path) -> str:
             f"expected one of {sorted(IMAGE_FORMATS)}"
         )
     return fmt
+
+
+def write_image(path: Path, nits: Nits, fmt: ImageFormat, *, peak_nits: float) -> None:
+    """Write one converted still (H x W x 3 linear BT.2020 cd/m²) as ``fmt`` (the CLI and ``/v1/images``).
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written.
+    """
+    if fmt == "exr":
+        write_exr(path, nits)
+    else:
+        write_pq_png(path, nits, peak_nits=peak_nits)
 
 
 def convert_image(src: Path, dst: Path, operator: Operator) -> ImageResult:
@@ -444,10 +461,7 @@ def convert_image(src: Path, dst: Path, operator: Operator) -> ImageResult:
     t = time.perf_counter()
     temp = _temp_path(dst, "image")
     try:
-        if fmt == "exr":
-            write_exr(temp, nits)
-        else:
-            write_pq_png(temp, nits, peak_nits=operator.peak_nits)
+        write_image(temp, nits, fmt, peak_nits=operator.peak_nits)
         os.replace(temp, dst)
     except OSError as exc:
         if is_disk_full(exc):

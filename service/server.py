@@ -16,7 +16,7 @@ import socket
 import uvicorn
 from fastapi import FastAPI
 
-from service.app import create_app, drain_streams
+from service.app import STREAM_DRAIN_TIMEOUT_S, create_app, drain_streams
 from service.config import Settings, get_settings
 from service.errors import ItmError
 
@@ -80,7 +80,7 @@ class DrainingServer(uvicorn.Server):
         self,
         config: uvicorn.Config,
         app: FastAPI,
-        drain_timeout_s: float = 10.0,
+        drain_timeout_s: float = STREAM_DRAIN_TIMEOUT_S,
         auth: AuthMode | None = None,
     ) -> None:
         super().__init__(config)

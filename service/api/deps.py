@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the shared state, settings, metrics, batcher, job manager and auth."""
+"""FastAPI dependencies: the shared state, settings, job manager and auth."""
 
 from typing import Annotated
 
@@ -8,9 +8,7 @@ from starlette.requests import HTTPConnection
 from service.api.auth import check_auth
 from service.api.state import ServiceState
 from service.config import Settings
-from service.inference.batcher import DynamicBatcher
 from service.jobs.manager import JobManager
-from service.metrics import Metrics
 
 
 def get_state(conn: HTTPConnection) -> ServiceState:
@@ -25,16 +23,6 @@ StateDep = Annotated[ServiceState, Depends(get_state)]
 def get_settings_dep(state: StateDep) -> Settings:
     """The settings the app was created with (not the environment: tests build apps with their own)."""
     return state.settings
-
-
-def get_metrics(state: StateDep) -> Metrics:
-    """The app's metrics."""
-    return state.metrics
-
-
-def get_batcher(state: StateDep) -> DynamicBatcher:
-    """The shared dynamic batcher."""
-    return state.batcher
 
 
 def get_jobs(state: StateDep) -> JobManager:
@@ -62,7 +50,5 @@ def require_auth(conn: HTTPConnection, state: StateDep) -> None:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-BatcherDep = Annotated[DynamicBatcher, Depends(get_batcher)]
 JobsDep = Annotated[JobManager, Depends(get_jobs)]
 AUTH = [Depends(require_auth)]

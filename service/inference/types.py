@@ -122,7 +122,7 @@ def resolve_spec(name: str, peak_nits: float, mode: str | None = None) -> Operat
     if "peak_nits" in takes:
         params["peak_nits"] = float(peak_nits)
     if mode is not None and "mode" in takes:
-        params["mode"] = mode
+        params["mode"] = str(mode)  # a Mode member or a plain name: specs hold plain strings
     try:
         return OperatorSpec.of(name, **params)
     except ValueError as exc:

@@ -50,8 +50,6 @@ JOB_BATCH_FRAMES = 8
 MAX_ATTEMPTS = 2
 """A job interrupted by crashes this many times is failed instead of re-run (it may be what crashes us)."""
 
-SUFFIX = {"mp4": ".mp4", "mkv": ".mkv", "mov": ".mov"}
-MEDIA_TYPE = {"mp4": "video/mp4", "mkv": "video/x-matroska", "mov": "video/quicktime"}
 
 Converter = Callable[..., object]
 """``convert_video(src, dst, operator, options, *, progress, cancel)`` or a stand-in with that signature."""
@@ -229,7 +227,7 @@ class JobManager:
         folder = self.jobs_dir / job_id
         folder.mkdir(parents=True, exist_ok=True)
         suffix = Path(filename).suffix.lower()[:8] or ".bin"
-        return job_id, folder / f"input{suffix}", folder / f"output{SUFFIX[options.container]}"
+        return job_id, folder / f"input{suffix}", folder / f"output{options.container.suffix}"
 
     def create(
         self, job_id: str, filename: str, options: JobOptions, upload: Path, result: Path

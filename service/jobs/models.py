@@ -1,9 +1,11 @@
 """Job states and options: plain data shared by the store, the runner and the API schemas."""
 
 from enum import StrEnum
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from service.operators import Mode
+from service.video.encode import Codec, Container
 
 
 class JobState(StrEnum):
@@ -31,11 +33,11 @@ class JobOptions(BaseModel):
     operator: str | None = Field(
         default=None, description="Operator name (GET /v1/operators); default: settings."
     )
-    mode: Literal["fast", "quality"] | None = Field(
+    mode: Mode | None = Field(
         default=None, description="For operators with modes (mqn)."
     )
     peak_nits: float | None = Field(default=None, ge=100.0, le=10000.0, description="Mastering peak, cd/m².")
-    codec: Literal["hevc", "av1"] = "hevc"
+    codec: Codec = "hevc"
     crf: int | None = Field(default=None, ge=0, le=63, description="Quality; hevc 0-51, av1 0-63.")
     preset: str | None = Field(default=None, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
-    container: Literal["mp4", "mkv", "mov"] = "mp4"
+    container: Container = Container.MP4

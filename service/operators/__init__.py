@@ -1,9 +1,10 @@
 """Inverse tone mapping operators: one interface for classical curves and the learned MQN."""
 
-from service.operators.base import Operator, OperatorInfo, ParamSpec
+from service.operators.base import Mode, Operator, OperatorInfo, ParamSpec
 from service.operators.registry import available_operators, create_operator
 
 __all__ = [
+    "Mode",
     "Operator",
     "OperatorInfo",
     "ParamSpec",

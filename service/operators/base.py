@@ -12,6 +12,7 @@ The encoder, the image writer and the stream packer all start from this output.
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import ClassVar
 
 import numpy as np
@@ -23,6 +24,13 @@ from service.timing import StageClock
 
 Frames = npt.NDArray[np.uint8]
 Nits = npt.NDArray[np.float32]
+
+
+class Mode(StrEnum):
+    """The speed/quality trade-off of operators that offer one (their ``mode`` parameter, e.g. ``mqn``)."""
+
+    FAST = "fast"
+    QUALITY = "quality"
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ import numba
 from service.colour.description import ColourDescription
 from service.colour.scaling import DEFAULT_PEAK_NITS, SDR_WHITE_NITS
 from service.inference.engine import ModelFiles, MQNEngine, Predictor
-from service.operators.base import Frames, Nits, Operator, OperatorInfo, ParamSpec
+from service.operators.base import Frames, Mode, Nits, Operator, OperatorInfo, ParamSpec
 from service.operators.classical import PEAK_PARAM
 from service.operators.curve_grid import CurveSpec, slice_curves
 from service.operators.resample import resize_bilinear
 
-MODES = ("fast", "quality")
+MODES = tuple(mode.value for mode in Mode)
 LONG_SIDES = {"fast": 256, "quality": 512}
 """Processing resolution (long side, px) per mode when the model's metadata names none."""
 

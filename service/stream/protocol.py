@@ -10,6 +10,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from service.colour.description import ColourDescription
+from service.operators import Mode
 
 VERSION = 1
 FRAME_HEADER = struct.Struct("<IIQ")
@@ -65,7 +66,7 @@ class Hello(BaseModel):
     output: StreamOutput
     mode: Literal["live", "lossless"] = "live"
     operator: str | None = None
-    operator_mode: Literal["fast", "quality"] | None = None
+    operator_mode: Mode | None = None
     peak_nits: float | None = Field(default=None, ge=100.0, le=10000.0)
     colour: Literal["srgb", "bt709"] = "srgb"
     credits: int = Field(default=1, ge=1)

@@ -13,6 +13,7 @@ skipped and reported in :attr:`HDR10Writer.warnings`.
 import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -32,7 +33,37 @@ from service.video.hdr10_metadata import HDR10Metadata, join_params, svtav1_para
 Codec = Literal["hevc", "av1"]
 
 ENCODERS: dict[str, str] = {"hevc": "libx265", "av1": "libsvtav1"}
-CONTAINERS: dict[str, str] = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+
+class Container(StrEnum):
+    """The output containers we write (the job option), each with its suffix, FFmpeg muxer and media type."""
+
+    MP4 = "mp4"
+    MKV = "mkv"
+    MOV = "mov"
+
+    @property
+    def suffix(self) -> str:
+        """File name suffix, e.g. ``.mkv``."""
+        return f".{self.value}"
+
+    @property
+    def muxer(self) -> str:
+        """FFmpeg muxer name, e.g. ``matroska``."""
+        return _MUXERS[self]
+
+    @property
+    def media_type(self) -> str:
+        """Media type of a file in this container, e.g. ``video/x-matroska``."""
+        return _MEDIA_TYPES[self]
+
+
+_MUXERS = {Container.MP4: "mp4", Container.MKV: "matroska", Container.MOV: "mov"}
+_MEDIA_TYPES = {
+    Container.MP4: "video/mp4", Container.MKV: "video/x-matroska", Container.MOV: "video/quicktime"
+}
+_BY_SUFFIX = {container.suffix: container for container in Container}
+
 DEFAULT_CRF: dict[str, int] = {"hevc": 20, "av1": 30}
 DEFAULT_PRESET: dict[str, str] = {"hevc": "veryfast", "av1": "10"}
 PRESETS: dict[str, tuple[str, ...]] = {
@@ -54,12 +85,12 @@ def container_format(path: Path) -> str:
     InputError
         For a suffix we do not write.
     """
-    fmt = CONTAINERS.get(path.suffix.lower())
-    if fmt is None:
+    container = _BY_SUFFIX.get(path.suffix.lower())
+    if container is None:
         raise InputError(
-            f"output suffix '{path.suffix}' is not supported; expected one of {sorted(CONTAINERS)}"
+            f"output suffix '{path.suffix}' is not supported; expected one of {sorted(_BY_SUFFIX)}"
         )
-    return fmt
+    return container.muxer
 
 
 def check_codec_container(codec: str, format: str) -> None:

@@ -3,6 +3,7 @@
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from service.jobs.models import JobState
 from service.metrics import DROP_REASONS, LATENCY_BUCKETS, STAGES, batch_buckets, build_metrics
 
 NAMES = [
@@ -30,11 +31,12 @@ def test_every_metric_is_registered() -> None:
 
 def test_stages_and_job_states_are_exported_before_first_use() -> None:
     registry = CollectorRegistry()
-    build_metrics(registry)
+    build_metrics(registry, job_states=[state.value for state in JobState])
     text = generate_latest(registry).decode()
     for stage in STAGES:
         assert f'itm_stage_seconds_count{{stage="{stage}"}} 0.0' in text
-    assert registry.get_sample_value("itm_jobs", {"state": "queued"}) == 0
+    for state in JobState:
+        assert registry.get_sample_value("itm_jobs", {"state": state.value}) == 0
 
 
 def test_counting_on_fresh_registries_is_independent() -> None:

@@ -5,7 +5,7 @@ import contextlib
 import secrets
 import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
@@ -15,13 +15,15 @@ from service.api.schemas import Problem
 from service.api.uploads import receive_upload
 from service.errors import InputError
 from service.inference.types import BatchKey, resolve_spec
+from service.operators import Mode
+from service.pipeline import ImageFormat, write_image
 
 router = APIRouter(prefix="/v1/images", tags=["images"], dependencies=AUTH)
 
-MEDIA = {"png": "image/png", "exr": "image/x-exr"}
+MEDIA: dict[ImageFormat, str] = {"png": "image/png", "exr": "image/x-exr"}
 
 
-def _pick_format(query: str | None, accept: str) -> Literal["png", "exr"]:
+def _pick_format(query: str | None, accept: str) -> ImageFormat:
     """``?format=`` wins; else the first of image/png, image/x-exr (or image/aces) in Accept; else PNG.
 
     Raises
@@ -42,12 +44,11 @@ def _pick_format(query: str | None, accept: str) -> Literal["png", "exr"]:
     return "png"
 
 
-def _encode_exr(nits: np.ndarray, tmp_dir: Path) -> bytes:
-    from service.images.exr import write_exr
-
-    path = tmp_dir / f"{secrets.token_hex(8)}.exr"
+def _encode(nits: np.ndarray, kind: ImageFormat, peak_nits: float, tmp_dir: Path) -> bytes:
+    """The still as the CLI writes it (:func:`service.pipeline.write_image`), as bytes."""
+    path = tmp_dir / f"{secrets.token_hex(8)}.{kind}"
     try:
-        write_exr(path, nits)
+        write_image(path, nits, kind, peak_nits=peak_nits)
         return path.read_bytes()
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -79,9 +80,9 @@ def _encode_exr(nits: np.ndarray, tmp_dir: Path) -> bytes:
 )
 async def convert_image(
     request: Request, state: StateDep,
-    format: Annotated[Literal["png", "exr"] | None, Query(description="png (PQ) or exr (linear)")] = None,
+    format: Annotated[ImageFormat | None, Query(description="png (PQ) or exr (linear)")] = None,
     operator: Annotated[str | None, Query()] = None,
-    mode: Annotated[Literal["fast", "quality"] | None, Query()] = None,
+    mode: Annotated[Mode | None, Query()] = None,
     peak_nits: Annotated[float | None, Query(ge=100.0, le=10000.0)] = None,
 ) -> Response:
     """Convert one SDR still: 16-bit PQ PNG (BT.2020; cICP, mDCV, cLLI) or OpenEXR (linear BT.2020 cd/m²).
@@ -95,7 +96,6 @@ async def convert_image(
     PayloadTooLargeError
         If the upload exceeds the limit.
     """
-    from service.images.png import encode_pq_png
     from service.images.read import read_sdr_image
 
     settings = state.settings
@@ -119,10 +119,7 @@ async def convert_image(
     result = await state.batcher.submit(image.rgb, key)
     nits = np.asarray(result.data, np.float32)
     encode_start = time.perf_counter()
-    if kind == "png":
-        body = await asyncio.to_thread(encode_pq_png, nits, peak_nits=peak)
-    else:
-        body = await asyncio.to_thread(_encode_exr, nits, tmp_dir)
+    body = await asyncio.to_thread(_encode, nits, kind, peak, tmp_dir)
     done = time.perf_counter()
     metrics = state.metrics
     metrics.stage_seconds.labels(stage="encode").observe(done - encode_start)

@@ -19,8 +19,8 @@ from service.api.problems import ConflictError, NotFoundError
 from service.api.schemas import Job, JobList, JobOptions, JobProgress, JobState, Problem
 from service.api.uploads import Upload, receive_upload
 from service.errors import InputError
-from service.jobs.manager import MEDIA_TYPE, SUFFIX
 from service.jobs.store import JobRecord
+from service.video.encode import Container
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=AUTH)
 
@@ -96,11 +96,11 @@ def _check_encode(options: JobOptions) -> None:
         If the crf is out of the codec's range, the preset is not one of the codec's, or the container
         cannot hold the codec (422: the options are wrong, whatever the upload holds).
     """
-    from service.video.encode import CONTAINERS, EncodeOptions, check_encode_options
+    from service.video.encode import EncodeOptions, check_encode_options
 
     try:
         encode = EncodeOptions(codec=options.codec, crf=options.crf, preset=options.preset)
-        check_encode_options(encode, CONTAINERS[f".{options.container}"])
+        check_encode_options(encode, options.container.muxer)
     except InputError as exc:
         raise InputError(f"invalid job options: {exc}") from exc
 
@@ -256,7 +256,7 @@ async def get_job(job_id: str, request: Request, jobs: JobsDep) -> Job:
     response_class=FileResponse,
     responses={
         **_ERRORS,
-        200: {"content": {v: {} for v in MEDIA_TYPE.values()}},
+        200: {"content": {c.media_type: {} for c in Container}},
         206: {"description": "Partial content (Range)"},
     },
 )
@@ -274,8 +274,8 @@ async def get_job_result(job_id: str, jobs: JobsDep) -> FileResponse:
     if record.state is not JobState.SUCCEEDED or not record.result_path.is_file():
         raise ConflictError(f"job '{job_id}' is {record.state.value}; a result exists once it succeeded")
     container = record.options.container
-    name = f"{Path(record.filename).stem or 'output'}_hdr10{SUFFIX[container]}"
-    return FileResponse(record.result_path, media_type=MEDIA_TYPE[container], filename=name)
+    name = f"{Path(record.filename).stem or 'output'}_hdr10{container.suffix}"
+    return FileResponse(record.result_path, media_type=container.media_type, filename=name)
 
 
 @router.delete("/{job_id}", status_code=HTTPStatus.NO_CONTENT, responses=_ERRORS)
