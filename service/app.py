@@ -19,8 +19,10 @@ from service.inference.batcher import DynamicBatcher
 from service.inference.engine import ModelFiles
 from service.inference.pool import WorkerPool
 from service.inference.types import BatcherConfig, resolve_spec
-from service.jobs.manager import Converter, JobManager
+from service.jobs.config import JobConfig
+from service.jobs.manager import JobManager
 from service.jobs.models import JobState
+from service.jobs.runner import Converter
 from service.jobs.store import JobStore
 from service.logging import configure_logging
 from service.metrics import Metrics, build_metrics
@@ -183,13 +185,7 @@ def create_app(
         batcher.start()
         state = ServiceState(settings, metrics, pool, batcher)
         store = JobStore(settings.data_dir / "jobs.sqlite3")
-        state.jobs = JobManager(
-            settings.data_dir, store, batcher, metrics, concurrency=settings.job_concurrency,
-            ttl_s=settings.job_ttl_s, default_operator=settings.default_operator,
-            default_mode=settings.default_mode, default_peak=settings.default_peak_nits,
-            max_width=settings.max_width, max_height=settings.max_height, converter=converter,
-            isolate=settings.job_isolation,
-        )
+        state.jobs = JobManager(JobConfig.from_settings(settings), store, batcher, metrics, converter)
         app.state.itm = state
         warm = asyncio.get_running_loop().create_task(_warm_up(state))
         await state.jobs.start()
