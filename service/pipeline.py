@@ -18,7 +18,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -40,7 +40,7 @@ from service.images.exr import write_exr
 from service.images.png import write_pq_png
 from service.images.read import read_sdr_image
 from service.operators.base import Nits, Operator
-from service.video.decode import Batch, DecodeOptions, Packet, Stream, VideoReader
+from service.video.decode import Batch, DecodeOptions, Packet, Stream, VideoInfo, VideoReader
 from service.video.encode import (
     EncodeOptions,
     HDR10Writer,
@@ -48,6 +48,7 @@ from service.video.encode import (
     container_format,
     copy_stream_properties,
 )
+from service.video.frames import Planes
 from service.video.hdr10_metadata import ContentLightLevel, HDR10Metadata, MasteringDisplay
 from service.video.light import LightMeter, make_metadata_template, rewrite_content_light
 from service.video.mp4_boxes import add_hdr10_boxes
@@ -187,119 +188,16 @@ def convert_video(
     if not dst.parent.is_dir():
         raise OutputError(f"output directory '{dst.parent}' does not exist")
     mastering = options.mastering or MasteringDisplay(max_nits=operator.peak_nits)
-    placeholder = HDR10Metadata(mastering, ContentLightLevel(round(mastering.max_nits), 1))
     timings = dict.fromkeys(STAGES, 0.0)
     pass1, pass2 = _temp_path(dst, "encode"), _temp_path(dst, "final")
     template_path = _temp_path(dst, "template").with_suffix(".mp4")
     try:
-        with VideoReader(src, options.decode) as reader:
-            info = reader.info
-            streams = [
-                s
-                for s in reader.other_streams()
-                if (s.type == "audio" and options.copy_audio)
-                or (s.type == "subtitle" and options.copy_subtitles)
-            ]
-            dropped = [
-                f"{s.type} stream #{s.index} ({_codec_name(s)}) is not converted or copied; dropped"
-                for s in reader.container.streams
-                if s is not reader.video_stream and s.type not in ("audio", "subtitle")
-            ]
-            pending_packets: list[Packet] = []
-            writer: HDR10Writer | None = None
-
-            def on_packet(packet: Packet) -> None:
-                if writer is None:
-                    pending_packets.append(packet)
-                else:
-                    writer.copy(packet)
-
-            started = time.perf_counter()
-            total = options.max_frames or info.frames
-            if options.max_frames and info.frames:
-                total = min(options.max_frames, info.frames)
-            planes = (
-                np.empty((info.height, info.width), np.uint16),
-                np.empty((info.height // 2, info.width // 2), np.uint16),
-                np.empty((info.height // 2, info.width // 2), np.uint16),
-            )
-            first_pts: int | None = None
-            meter = LightMeter()
-            batches = reader.batches(
-                options.batch_size, passthrough=streams, on_packet=on_packet, max_frames=options.max_frames
-            )
-            try:
-                t = time.perf_counter()
-                for batch in batches:
-                    before = dict(timings)
-                    timings["decode"] += time.perf_counter() - t
-                    if cancel is not None and cancel.is_set():
-                        raise JobCancelledError("conversion cancelled")
-                    if writer is None:
-                        writer = _open_writer(pass1, fmt, reader, batch, options, placeholder, streams)
-                        copy_stream_properties(reader.video_stream, writer.video)
-                        for packet in pending_packets:
-                            writer.copy(packet)
-                        pending_packets.clear()
-                    nits = _run_operator(operator, batch, info.colour, timings)
-                    for i, pts in enumerate(batch.pts):
-                        t = time.perf_counter()
-                        nits_to_yuv420p10(nits[i], out=planes)
-                        meter.add(nits[i])
-                        t2 = time.perf_counter()
-                        writer.write(planes, pts)
-                        timings["colour"] += t2 - t
-                        timings["encode"] += time.perf_counter() - t2
-                    first_pts = batch.pts[0] if first_pts is None else first_pts
-                    if progress is not None:
-                        done = reader.frames_decoded
-                        fps = done / max(time.perf_counter() - started, 1e-9)
-                        eta = (total - done) / fps if total >= done and fps > 0 else None
-                        spent = {stage: timings[stage] - before[stage] for stage in STAGES}
-                        progress(Progress(done, max(total, done), fps, eta, batch_seconds=spent))
-                    t = time.perf_counter()
-                reader.check_complete()
-                if writer is None:  # pragma: no cover - check_complete raises first
-                    raise EngineError("no frame was decoded")
-                writer.close()
-                timings["encode"] += time.perf_counter() - t
-            except BaseException:
-                if writer is not None:
-                    writer.abort()
-                raise
-            frames = reader.frames_decoded
-            decode_warnings = tuple(reader.decode_warnings)
-            end_s = reader.end_s or 0.0
-            duration_s = end_s - float((first_pts or 0) * info.time_base)
+        encoded = _encode(src, pass1, fmt, operator, options, mastering, timings, progress, cancel)
         if progress is not None:
-            progress(
-                Progress(frames, frames, frames / max(time.perf_counter() - started, 1e-9), 0.0, "finalize")
-            )
+            fps = encoded.frames / max(time.perf_counter() - encoded.started, 1e-9)
+            progress(Progress(encoded.frames, encoded.frames, fps, 0.0, "finalize"))
         t = time.perf_counter()
-        light = meter.content_light(mastering.max_nits)
-        notes = [note] if (note := meter.over_peak(mastering.max_nits)) else []
-        template = None
-        if fmt == "matroska":  # container-level copy of the metadata, via a stream template
-            if make_metadata_template(pass1, template_path, mastering, light):
-                template = template_path
-            else:
-                notes.append("MasteringMetadata/MaxCLL not added to the track; metadata is in-band only")
-        written = rewrite_content_light(pass1, pass2, format=fmt, light=light, video_template=template)
-        if written != frames:
-            raise EngineError(f"encoder wrote {written} frames for {frames} input frames")
-        if fmt in ("mp4", "mov"):
-            try:
-                boxed = add_hdr10_boxes(pass2, mastering, light)
-            except OSError as exc:
-                raise OutputError(f"cannot write '{pass2.name}': {exc.strerror or exc}") from exc
-            if not boxed:
-                notes.append("mdcv/clli boxes not added (unexpected MP4 layout); metadata is in-band only")
-        if cancel is not None and cancel.is_set():
-            raise JobCancelledError("conversion cancelled")
-        try:
-            os.replace(pass2, dst)
-        except OSError as exc:
-            raise OutputError(f"cannot move the result onto '{dst}': {exc.strerror}") from exc
+        light, notes = _finalize(pass1, pass2, template_path, dst, fmt, mastering, encoded, cancel)
         timings["finalize"] = time.perf_counter() - t
     except OSError as exc:
         if is_disk_full(exc):
@@ -313,10 +211,10 @@ def convert_video(
         _unlink(template_path)
     return ConversionResult(
         path=dst,
-        frames=frames,
-        duration_s=duration_s,
-        width=info.width,
-        height=info.height,
+        frames=encoded.frames,
+        duration_s=encoded.duration_s,
+        width=encoded.info.width,
+        height=encoded.info.height,
         codec=options.encode.codec,
         container=fmt,
         max_cll=light.max_cll,
@@ -324,9 +222,192 @@ def convert_video(
         mastering=mastering,
         operator=operator.name,
         operator_params=operator.params,
-        warnings=(*info.warnings, *decode_warnings, *dropped, *writer.warnings, *notes),
+        warnings=(*encoded.warnings, *notes),
         timings=timings,
     )
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """What the encode pass leaves for finalizing and the result."""
+
+    info: VideoInfo
+    frames: int
+    duration_s: float
+    started: float
+    """``time.perf_counter()`` when the first batch was requested (for the frame rate)."""
+    meter: LightMeter
+    warnings: tuple[str, ...]
+    """Input, decode, dropped-stream and encoder warnings, in that order."""
+
+
+class _LazyWriter:
+    """The pass-1 writer, opened with the first batch (rotation comes from the first frame).
+
+    Packets of copied streams that the demuxer delivers before the writer exists are held, then copied.
+    """
+
+    def __init__(
+        self, path: Path, fmt: str, reader: VideoReader, options: ConvertOptions, metadata: HDR10Metadata,
+        streams: list[Stream],
+    ) -> None:
+        self._args = (path, fmt, reader, options, metadata, streams)
+        self._pending: list[Packet] = []
+        self.writer: HDR10Writer | None = None
+
+    def on_packet(self, packet: Packet) -> None:
+        """Copy a packet of a passed-through stream (held until the writer exists)."""
+        if self.writer is None:
+            self._pending.append(packet)
+        else:
+            self.writer.copy(packet)
+
+    def open(self, batch: Batch) -> HDR10Writer:
+        """The writer, opened now if this is the first batch."""
+        if self.writer is None:
+            path, fmt, reader, options, metadata, streams = self._args
+            self.writer = _open_writer(path, fmt, reader, batch, options, metadata, streams)
+            copy_stream_properties(reader.video_stream, self.writer.video)
+            for packet in self._pending:
+                self.writer.copy(packet)
+            self._pending.clear()
+        return self.writer
+
+
+def _encode(
+    src: Path, pass1: Path, fmt: str, operator: Operator, options: ConvertOptions,
+    mastering: MasteringDisplay, timings: dict[str, float], progress: Callable[[Progress], None] | None,
+    cancel: threading.Event | None,
+) -> _Encoded:
+    """Decode, convert, measure and encode every frame into ``pass1`` (placeholder content light level)."""
+    placeholder = HDR10Metadata(mastering, ContentLightLevel(round(mastering.max_nits), 1))
+    with VideoReader(src, options.decode) as reader:
+        info = reader.info
+        streams, dropped = _passthrough(reader, options)
+        lazy = _LazyWriter(pass1, fmt, reader, options, placeholder, streams)
+        started = time.perf_counter()
+        total = options.max_frames or info.frames
+        if options.max_frames and info.frames:
+            total = min(options.max_frames, info.frames)
+        planes = (
+            np.empty((info.height, info.width), np.uint16),
+            np.empty((info.height // 2, info.width // 2), np.uint16),
+            np.empty((info.height // 2, info.width // 2), np.uint16),
+        )
+        first_pts: int | None = None
+        meter = LightMeter()
+        batches = reader.batches(
+            options.batch_size, passthrough=streams, on_packet=lazy.on_packet, max_frames=options.max_frames
+        )
+        try:
+            t = time.perf_counter()
+            for batch in batches:
+                before = dict(timings)
+                timings["decode"] += time.perf_counter() - t
+                if cancel is not None and cancel.is_set():
+                    raise JobCancelledError("conversion cancelled")
+                writer = lazy.open(batch)
+                nits = _run_operator(operator, batch, info.colour, timings)
+                _write_batch(writer, meter, nits, batch.pts, planes, timings)
+                first_pts = batch.pts[0] if first_pts is None else first_pts
+                if progress is not None:
+                    progress(_progress(reader.frames_decoded, total, started, timings, before))
+                t = time.perf_counter()
+            reader.check_complete()
+            if lazy.writer is None:  # pragma: no cover - check_complete raises first
+                raise EngineError("no frame was decoded")
+            writer = lazy.writer
+            writer.close()
+            timings["encode"] += time.perf_counter() - t
+        except BaseException:
+            if lazy.writer is not None:
+                lazy.writer.abort()
+            raise
+        end_s = reader.end_s or 0.0
+        return _Encoded(
+            info=info,
+            frames=reader.frames_decoded,
+            duration_s=end_s - float((first_pts or 0) * info.time_base),
+            started=started,
+            meter=meter,
+            warnings=(*info.warnings, *reader.decode_warnings, *dropped, *writer.warnings),
+        )
+
+
+def _passthrough(reader: VideoReader, options: ConvertOptions) -> tuple[list[Stream], list[str]]:
+    """The audio and subtitle streams to copy, and a warning for every other stream (it is dropped)."""
+    streams = [
+        s
+        for s in reader.other_streams()
+        if (s.type == "audio" and options.copy_audio) or (s.type == "subtitle" and options.copy_subtitles)
+    ]
+    dropped = [
+        f"{s.type} stream #{s.index} ({_codec_name(s)}) is not converted or copied; dropped"
+        for s in reader.container.streams
+        if s is not reader.video_stream and s.type not in ("audio", "subtitle")
+    ]
+    return streams, dropped
+
+
+def _write_batch(
+    writer: HDR10Writer, meter: LightMeter, nits: Nits, pts: Sequence[int], planes: Planes,
+    timings: dict[str, float],
+) -> None:
+    """PQ Y'CbCr 4:2:0 10-bit of each frame to the encoder, and its light to the meter."""
+    for i, frame_pts in enumerate(pts):
+        t = time.perf_counter()
+        nits_to_yuv420p10(nits[i], out=planes)
+        meter.add(nits[i])
+        t2 = time.perf_counter()
+        writer.write(planes, frame_pts)
+        timings["colour"] += t2 - t
+        timings["encode"] += time.perf_counter() - t2
+
+
+def _progress(
+    done: int, total: int, started: float, timings: dict[str, float], before: dict[str, float]
+) -> Progress:
+    """Progress after a batch: frames, rate, ETA, and this batch's time per stage."""
+    fps = done / max(time.perf_counter() - started, 1e-9)
+    eta = (total - done) / fps if total >= done and fps > 0 else None
+    spent = {stage: timings[stage] - before[stage] for stage in STAGES}
+    return Progress(done, max(total, done), fps, eta, batch_seconds=spent)
+
+
+def _finalize(
+    pass1: Path, pass2: Path, template_path: Path, dst: Path, fmt: str, mastering: MasteringDisplay,
+    encoded: _Encoded, cancel: threading.Event | None,
+) -> tuple[ContentLightLevel, list[str]]:
+    """Patch the measured content light level into a remux of ``pass1``, then move it onto ``dst``.
+
+    Returns the light level written and notes for the result's warnings.
+    """
+    meter = encoded.meter
+    light = meter.content_light(mastering.max_nits)
+    notes = [note] if (note := meter.over_peak(mastering.max_nits)) else []
+    template = None
+    if fmt == "matroska":  # container-level copy of the metadata, via a stream template
+        if make_metadata_template(pass1, template_path, mastering, light):
+            template = template_path
+        else:
+            notes.append("MasteringMetadata/MaxCLL not added to the track; metadata is in-band only")
+    written = rewrite_content_light(pass1, pass2, format=fmt, light=light, video_template=template)
+    if written != encoded.frames:
+        raise EngineError(f"encoder wrote {written} frames for {encoded.frames} input frames")
+    if fmt in ("mp4", "mov"):
+        try:
+            boxed = add_hdr10_boxes(pass2, mastering, light)
+        except OSError as exc:
+            raise OutputError(f"cannot write '{pass2.name}': {exc.strerror or exc}") from exc
+        if not boxed:
+            notes.append("mdcv/clli boxes not added (unexpected MP4 layout); metadata is in-band only")
+    if cancel is not None and cancel.is_set():
+        raise JobCancelledError("conversion cancelled")
+    try:
+        os.replace(pass2, dst)
+    except OSError as exc:
+        raise OutputError(f"cannot move the result onto '{dst}': {exc.strerror}") from exc
+    return light, notes
 
 
 def _codec_name(stream: Stream) -> str:
