@@ -18,4 +18,4 @@ lint:
 
 bench:
 	scripts/bootstrap.sh dev,train
-	.venv/bin/python bench/colour.py
+	.venv/bin/python -m bench.colour

@@ -3,21 +3,15 @@
 Prints ms/frame at 720p and 1080p for the fused kernel, the NumPy reference path, and a plain NumPy copy of
 the output planes (the memory-traffic floor) measured in the same run, with ratios against that floor.
 
-    .venv/bin/python bench/colour.py [--frames N]
+    .venv/bin/python -m bench.colour [--frames N]
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _report import line, write
-
+from bench._report import line, write
 from service.colour.kernels import nits_to_yuv420p10
 from service.colour.pq import eotf_inverse_st2084
 from service.colour.tags import Range

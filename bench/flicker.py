@@ -1,4 +1,4 @@
-"""Temporal stability of the operators on the shared SDR clips: ``python bench/flicker.py``.
+"""Temporal stability of the operators on the shared SDR clips: ``python -m bench.flicker``.
 
 Every frame is converted independently (no temporal filtering anywhere), so any flicker is the operator
 amplifying frame-to-frame change. Per clip and operator, on the first ``--frames`` frames:
@@ -12,12 +12,9 @@ whether ``mqn`` stays in the range of the per-pixel ``bt2446a`` curve, which can
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import write
 from service.colour.pq import eotf_inverse_st2084

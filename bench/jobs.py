@@ -4,12 +4,11 @@ Starts the service in a child process on loopback, uploads the clip --uploads ti
 parallel clients, and reports upload MB/s (time to 202, which includes the probe), then waits for every job
 and reports conversion fps. Writes bench/results/jobs.json.
 
-    .venv/bin/python bench/jobs.py [--clip bigbuckbunny.mp4] [--uploads 4] [--concurrency 2]
+    .venv/bin/python -m bench.jobs [--clip bigbuckbunny.mp4] [--uploads 4] [--concurrency 2]
                                    [--operator bt2408]
 """
 
 import argparse
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,11 +16,8 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _report import line, write
-from stream import Server
+from bench._report import line, write
+from bench._server import Server
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "video"
 

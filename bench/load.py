@@ -17,7 +17,7 @@ The server runs with its defaults (``ITM_MAX_STREAMS`` 8, ``ITM_QUEUE_SIZE`` 64,
 in a child process so its RSS and fds are its own. Writes bench/results/load.json and prints a markdown
 summary for docs/RELIABILITY.md.
 
-    .venv/bin/python bench/load.py [--duration 600] [--fps 2] [--operator mqn] [--job-workers 4]
+    .venv/bin/python -m bench.load [--duration 600] [--fps 2] [--operator mqn] [--job-workers 4]
                                      [--overload-duration 60]
 """
 
@@ -28,7 +28,6 @@ import io
 import itertools
 import os
 import re
-import sys
 import tempfile
 import threading
 import time
@@ -42,12 +41,8 @@ import httpx
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _report import environment, write
-from _server import VIDEO, Server, load_frames
-
+from bench._report import environment, write
+from bench._server import VIDEO, Server, load_frames
 from clients import AsyncStream, ClientError, StreamClosedError, StreamDrop, StreamOptions
 from clients.protocol import StreamMode
 from service.config import Settings
@@ -633,7 +628,7 @@ def markdown(
 ) -> str:
     """The figures as a ready-to-paste section for docs/RELIABILITY.md."""
     command = (
-        f".venv/bin/python bench/load.py --duration {args.duration:g} --fps {args.fps:g} "
+        f".venv/bin/python -m bench.load --duration {args.duration:g} --fps {args.fps:g} "
         f"--operator {args.operator} --overload-duration {args.overload_duration:g}"
     )
     rows = [

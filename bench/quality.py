@@ -1,4 +1,4 @@
-"""The MQN model-card quality table: ``python bench/quality.py`` (same as ``python -m models.evaluate``).
+"""The MQN model-card quality table: ``python -m bench.quality`` (same as ``python -m models.evaluate``).
 
 Writes ``models/results/eval.json`` / ``eval.md`` and a copy of the table in ``bench/results/quality.json``.
 """
@@ -6,8 +6,6 @@ Writes ``models/results/eval.json`` / ``eval.md`` and a copy of the table in ``b
 import json
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import write
 from models.mqn.evaluate import main

@@ -4,26 +4,21 @@ For each case prints the house line plus p50/p95/p99 client-measured frame laten
 and the server's batch-size distribution; then server RSS after warm-up (mqn loaded) and per added 1080p
 stream. Loopback only, bounded by --seconds per case. Writes bench/results/stream.json.
 
-    .venv/bin/python bench/stream.py [--seconds 8] [--clients 1] [--sizes 720p,1080p] [--operators mqn,bt2408]
+    .venv/bin/python -m bench.stream [--seconds 8] [--clients 1] [--sizes 720p,1080p] [--operators mqn,bt2408]
 """
 
 import argparse
 import asyncio
 import json
 import struct
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import connect
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _report import line, write
-from _server import CLIP, Server, load_frames
+from bench._report import line, write
+from bench._server import CLIP, Server, load_frames
 
 SIZES = {"720p": (720, 1280), "1080p": (1080, 1920)}
 FRAME = struct.Struct("<IIQ")

@@ -13,28 +13,23 @@ RSS (``ru_maxrss``) is what one ``itmstream convert`` of the clip costs, not wha
 The input is fixed and synthetic (libx264 yuv420p, moving gradients plus noise, 25 fps) so runs compare; the
 machine is shared, so treat the times as noisy (the JSON records the load average).
 
-    .venv/bin/python bench/transcode.py [--frames N] [--repeat R] [--codecs hevc,av1] [--sizes 720p,1080p]
+    .venv/bin/python -m bench.transcode [--frames N] [--repeat R] [--codecs hevc,av1] [--sizes 720p,1080p]
 """
 
 import argparse
 import multiprocessing
 import os
 import resource
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import av
-from _report import line, write
-
+from bench._report import line, write
 from service.operators import create_operator
 from service.pipeline import ConvertOptions, convert_video
 from service.video.encode import EncodeOptions, HDR10Writer, container_format

@@ -1,9 +1,11 @@
-"""MQN latency on this machine: ``python -m models.mqn.benchmark`` (LiteRT, XNNPACK, batch 1).
+"""MQN latency on this machine: ``python -m bench.mqn_latency`` (LiteRT, XNNPACK, batch 1).
 
 Fixed synthetic 1920x1080 RGB24 input (smooth gradients + a bright window). One untimed warm-up call, then a
-timed window per case. "model" is the two interpreters only (what the ≤ 40 ms fast-mode target is about);
-"operator" adds everything the ``mqn`` operator does around them (resize, LUTs, guided upsampling, PQ
-decode, BT.2020 conversion). Writes ``models/results/latency.json``.
+timed window per case. "model" is the two interpreters only (int8 backbone + float head) on the frame already
+downscaled to the mode's processing size, returning the grid of tone curves; "operator" adds everything the
+``mqn`` operator does around them (the Pillow-exact downscale, slicing the curve grid at full resolution by
+each pixel's own luminance, BT.2020 conversion). Writes ``models/results/latency.json`` (the model card's
+table) and ``bench/results/mqn_latency.json``.
 """
 
 import argparse
@@ -17,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench._report import line, write
 from models.mqn.artifacts import ARTIFACTS
-from models.mqn.data import REPO_ROOT
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def frame_1080p() -> np.ndarray:
@@ -42,37 +46,34 @@ def timed(fn: Callable[[], object], repeats: int) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    p = argparse.ArgumentParser(prog="python -m models.mqn.benchmark", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m bench.mqn_latency", description=__doc__)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--quality-repeats", type=int, default=3)
-    p.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "results" / "latency.json")
+    p.add_argument("--quality-repeats", type=int, default=20)
+    p.add_argument("--out", type=Path, default=ROOT / "models" / "results" / "latency.json")
     args = p.parse_args(argv)
     from service.colour.description import ColourDescription
     from service.inference.engine import ModelFiles, MQNEngine
     from service.operators.mqn import MQN, processing_size
+    from service.operators.resample import resize_bilinear
 
     engine = MQNEngine(ModelFiles.load(ARTIFACTS), num_threads=args.threads)
     frame = frame_1080p()
     colour = ColourDescription.video()
-    ph, pw = processing_size(1080, 1920, int(engine.meta["fast_long_side"]))
-    small = np.ascontiguousarray(frame[:, :ph, :pw])
-    base_small = np.full(small.shape, 0.5, np.float32)
-    base_full = np.full(frame.shape, 0.5, np.float32)
-    fast, quality = MQN(1000.0, "fast", engine=engine), MQN(1000.0, "quality", engine=engine)
-    cases = {
-        f"mqn fast model ({pw}x{ph})": (lambda: engine.run(small, base_small), args.repeats),
-        "mqn fast operator (1920x1080)": (lambda: fast(frame, colour), args.repeats),
-        "mqn quality model (1920x1088)": (lambda: engine.run(frame, base_full), args.quality_repeats),
-        "mqn quality operator (1920x1080)": (lambda: quality(frame, colour), args.quality_repeats),
-    }
+    cases: dict[str, tuple[Callable[[], object], int]] = {}
+    for mode, repeats in (("fast", args.repeats), ("quality", args.quality_repeats)):
+        operator = MQN(1000.0, mode, engine=engine)
+        ph, pw = processing_size(1080, 1920, operator.long_side, engine.stride)
+        small = resize_bilinear(frame, ph, pw)
+        cases[f"mqn {mode} model ({pw}x{ph})"] = (lambda small=small: engine.run(small), repeats)
+        cases[f"mqn {mode} operator (1920x1080)"] = (lambda op=operator: op(frame, colour), repeats)
     results = {}
     for name, (fn, n) in cases.items():
         ms = timed(fn, n)
         med = statistics.median(ms)
         results[name] = {"median_ms": med, "min_ms": min(ms), "repeats": n}
-        print(f"'{name}': {n} frames in {sum(ms) / 1e3:.2f} s => {med:.1f} ms/frame ({1e3 / med:.1f} FPS)")
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT).stdout
+        print(line(name, n, sum(ms) / 1e3))
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             indent=2,
         )
     )
+    write("mqn_latency", [
+        {"case": name, **value, "threads": args.threads} for name, value in results.items()
+    ])
     return 0
 
 
