@@ -378,7 +378,8 @@ class SceneBank:
             fov = float(rng.uniform(*cfg.fov_deg))
             yaw = float(rng.uniform(-180.0, 180.0))
             pitch = float(rng.uniform(*cfg.pitch_deg))
-            if len(bright) and rng.random() < cfg.p_bright:
+            # Draw only when aiming is on, so p_bright = 0 reproduces the uniform views of earlier runs.
+            if cfg.p_bright > 0 and len(bright) and rng.random() < cfg.p_bright:
                 # Aim near a bright spot, off-centre by up to a third of the field of view.
                 spot_yaw, spot_pitch = bright[int(rng.integers(len(bright)))]
                 yaw = spot_yaw + float(rng.uniform(-fov / 3, fov / 3))

@@ -86,7 +86,8 @@ def make_cases(
     _, val = split_scenes(read_manifest(data_dir), DEFAULT_VAL_SCENES)
     bank = SceneBank(data_dir, val)
     rng = np.random.default_rng(seed)
-    cfg = SynthesisConfig(fov_deg=(55.0, 90.0), pitch_deg=(-15.0, 25.0))
+    # Uniformly aimed views (no bright-spot aiming): the same cases as every earlier model card.
+    cfg = SynthesisConfig(fov_deg=(55.0, 90.0), pitch_deg=(-15.0, 25.0), p_bright=0.0)
     cases = []
     for i, scene in enumerate(val):
         for _ in range(per_scene):
