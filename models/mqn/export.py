@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.mqn.data import DEFAULT_DATA_DIR
 
     p = argparse.ArgumentParser(prog="python -m models.export", description=__doc__)
-    p.add_argument("--run", default="mqn_v1")
+    p.add_argument("--run", default="mqn_v2")
     p.add_argument("--checkpoints", type=Path, default=REPO_ROOT / "models" / "checkpoints")
     p.add_argument("--out", type=Path, default=ARTIFACTS)
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)

@@ -29,8 +29,10 @@ from service.colour.scaling import SDR_WHITE_NITS
 
 LUMINANCE_BT2020 = (0.2627, 0.6780, 0.0593)
 """ITU-R BT.2020-2 table 4: luminance weights of linear R, G, B."""
-SAMPLES = 256
-"""Samples per cell curve in the kernel's tables (evenly spaced in sqrt(Y / 203))."""
+SAMPLES = 128
+"""Samples per cell curve in the kernel's tables (evenly spaced in sqrt(Y / 203)). Measured on the trained
+model's curves for real frames: within 1.1 10-bit PQ codes of the exact curve (p99.9 0.9; 256 samples give
+0.7 / 0.4 but make the 720p kernel 20 % slower, the per-row tables being rebuilt for every row)."""
 DECODE_STEPS = 4096
 """Intervals of the PQ -> cd/m² table (linear interpolation: well under 0.1 of a 10-bit code)."""
 
@@ -126,7 +128,7 @@ def slice_reference(
     return np.asarray(out * np.minimum(1.0, spec.peak_nits / np.maximum(over, 1e-6)), np.float32)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
 def _slice_kernel(  # type: ignore[no-untyped-def]
     frames, lut, matrix, tables, dec, peak_code, floor, peak, out
 ):
@@ -147,6 +149,11 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
     top_j = np.float32(nj - 1)
     inv_white = np.float32(1.0 / SDR_WHITE_NITS)
     dec_scale = np.float32((dec.shape[0] - 1) / peak_code)
+    pc = np.float32(peak_code)
+    last_dec = np.int32(dec.shape[0] - 2)
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    tiny = np.float32(1e-6)
     x0s = np.empty(w, np.int64)
     x1s = np.empty(w, np.int64)
     fxs = np.empty(w, np.float32)
@@ -170,6 +177,9 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             rt[j] = upper[j] + (lower[j] - upper[j]) * fy
         src = frames[f, row]
         dst = out[f, row]
+        # Three passes over the row: the arithmetic ones vectorise, only the middle one gathers.
+        lum = np.empty(w, np.float32)
+        pos = np.empty(w, np.float32)
         for col in range(w):
             lr = lut[src[3 * col]]
             lg = lut[src[3 * col + 1]]
@@ -177,23 +187,32 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             r = m00 * lr + m01 * lg + m02 * lb
             g = m10 * lr + m11 * lg + m12 * lb
             b = m20 * lr + m21 * lg + m22 * lb
+            dst[3 * col] = r
+            dst[3 * col + 1] = g
+            dst[3 * col + 2] = b
             # Branch-free: black (lum 0) gets a finite gain that multiplies zeros.
-            lum = max(wr * r + wg * g + wb * b, np.float32(1e-6))
-            p = min(np.sqrt(lum * inv_white), 1.0) * top_j
-            j = min(int(p), nj - 2)
-            t = p - j
+            y_in = max(wr * r + wg * g + wb * b, tiny)
+            lum[col] = y_in
+            pos[col] = min(np.sqrt(y_in * inv_white), one) * top_j
+        for col in range(w):
+            p = pos[col]
+            j = min(np.int32(p), nj - 2)
+            t = p - np.float32(j)
             x0 = x0s[col] + j
             x1 = x1s[col] + j
             fx = fxs[col]
             lo = rt[x0] + (rt[x1] - rt[x0]) * fx
             hi = rt[x0 + 1] + (rt[x1 + 1] - rt[x0 + 1]) * fx
-            q = min(lo + (hi - lo) * t, peak_code) * dec_scale
-            i = min(int(q), dec.shape[0] - 2)
-            gain = max(dec[i] + (dec[i + 1] - dec[i]) * (q - i), floor * lum) / lum
-            r = max(r * gain, 0.0)
-            g = max(g * gain, 0.0)
-            b = max(b * gain, 0.0)
-            s = min(1.0, peak / max(r, max(g, max(b, np.float32(1e-6)))))
+            q = min(lo + (hi - lo) * t, pc) * dec_scale
+            i = min(np.int32(q), last_dec)
+            pos[col] = dec[i] + (dec[i + 1] - dec[i]) * (q - np.float32(i))
+        for col in range(w):
+            y_in = lum[col]
+            gain = max(pos[col], floor * y_in) / y_in
+            r = max(dst[3 * col] * gain, zero)
+            g = max(dst[3 * col + 1] * gain, zero)
+            b = max(dst[3 * col + 2] * gain, zero)
+            s = min(one, peak / max(r, max(g, max(b, tiny))))
             dst[3 * col] = r * s
             dst[3 * col + 1] = g * s
             dst[3 * col + 2] = b * s

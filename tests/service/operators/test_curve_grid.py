@@ -13,8 +13,9 @@ SPEC = CurveSpec(KNOTS, floor=0.6, peak_nits=1000.0)
 VIDEO = ColourDescription.video()
 LUT = VIDEO.linear_lut(203.0)
 MATRIX = VIDEO.to_bt2020_matrix()
-MAX_CODE_ERROR = 0.25
-"""Kernel vs reference, in 10-bit PQ codes: the kernel samples each curve 256 times in sqrt(Y)."""
+MAX_CODE_ERROR = 1.5
+"""Kernel vs reference, in 10-bit PQ codes: the kernel samples each curve 128 times in sqrt(Y) (about one
+code at most on real curves; below a visible step)."""
 
 
 def _codes(nits: np.ndarray) -> np.ndarray:
