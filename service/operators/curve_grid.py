@@ -196,10 +196,10 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             pos[col] = min(np.sqrt(y_in * inv_white), one) * top_j
         for col in range(w):
             p = pos[col]
-            j = min(np.int32(p), nj - 2)
-            t = p - np.float32(j)
-            x0 = x0s[col] + j
-            x1 = x1s[col] + j
+            sample = min(np.int32(p), nj - 2)
+            t = p - np.float32(sample)
+            x0 = x0s[col] + sample
+            x1 = x1s[col] + sample
             fx = fxs[col]
             lo = rt[x0] + (rt[x1] - rt[x0]) * fx
             hi = rt[x0 + 1] + (rt[x1 + 1] - rt[x0 + 1]) * fx
