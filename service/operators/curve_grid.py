@@ -196,7 +196,7 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             pos[col] = min(np.sqrt(y_in * inv_white), one) * top_j
         for col in range(w):
             p = pos[col]
-            sample = min(np.int32(p), nj - 2)
+            sample = min(int(p), nj - 2)
             t = p - np.float32(sample)
             x0 = x0s[col] + sample
             x1 = x1s[col] + sample
