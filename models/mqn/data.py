@@ -84,6 +84,8 @@ class SynthesisConfig:
     p_saturation: float = 0.5
     saturation: tuple[float, float] = (0.7, 1.35)
     peak_nits: float = DEFAULT_PEAK_NITS
+    p_luminance_curve: float = 0.0
+    """Share of views whose tone curve is applied to luminance with RGB ratios kept (tinted clipped lamps)."""
     p_bright: float = 0.35
     """Share of panorama views aimed at one of the scene's brightest spots (lamps, sun, speculars, windows):
     uniformly aimed views of a night scene rarely contain its lamps, yet those are what ITM must expand."""
@@ -308,7 +310,15 @@ def synthesize(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig) -> Sa
     exposure = 0.18 / max(key, 1e-6) * 2.0**ev
     x = scene * np.float32(exposure)
     curve = CURVES[int(rng.integers(len(CURVES)))]
-    display, meta = tone_curve(x, curve, rng)
+    if cfg.p_luminance_curve > 0 and rng.random() < cfg.p_luminance_curve:
+        # Tone-map luminance and keep each pixel's RGB ratios (many game and camera pipelines do): a bright
+        # coloured lamp then clips in one or two channels and stays tinted, as real SDR lamps are.
+        y = np.maximum(luminance(x), 1e-9)[..., None]
+        y_display, meta = tone_curve(y, curve, rng)
+        display = np.clip(x * (y_display / y), 0.0, 1.0).astype(np.float32)
+        meta["luminance_curve"] = 1.0
+    else:
+        display, meta = tone_curve(x, curve, rng)
     meta["ev"] = ev
     if rng.random() < cfg.p_saturation:
         s = float(rng.uniform(*cfg.saturation))
