@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from service.colour import pq
 from service.colour.pq import eotf_inverse_st2084
+from service.colour.ycbcr import LUMA_BT709
 
 
 @keras.saving.register_keras_serializable(package="mqn")
@@ -149,7 +150,7 @@ class CurveSlice(keras.layers.Layer):
         knots_nits: tuple[float, ...] = (0.0, 1.0),
         floor: float = 0.6,
         peak: float = 1000.0,
-        luma: tuple[float, float, float] = (0.2126, 0.7152, 0.0722),
+        luma: tuple[float, float, float] = LUMA_BT709,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

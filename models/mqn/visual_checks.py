@@ -29,12 +29,13 @@ from PIL import Image
 from models.mqn.metrics import ictcp
 from service.colour.description import ColourDescription
 from service.colour.pq import eotf_inverse_st2084
+from service.colour.ycbcr import LUMA_BT709, LUMA_BT2020
 from service.operators import Operator, create_operator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VIDEO_DIR = REPO_ROOT.parent / "shared" / "data" / "video"
-LUMINANCE_BT2020 = np.array([0.2627, 0.6780, 0.0593])
-LUMA_BT709 = np.array([0.2126, 0.7152, 0.0722])
+LUMINANCE_BT2020 = np.array(LUMA_BT2020)
+"""Luminance weights of linear BT.2020 RGB (the NCL luma coefficients)."""
 DEFAULT_FRAMES = (
     ("aliasing_ferris-ref.mp4", (10, 30, 50)),
     ("bigbuckbunny.mp4", (0, 66, 120)),
@@ -90,7 +91,7 @@ def score(
 ) -> ArtifactScores:
     """Measures of one output (H x W x 3 BT.2020 cd/m²) against its SDR frame and BT.2408 placement."""
     yo = _pq_luminance(out)
-    ys = sdr.astype(np.float64) @ LUMA_BT709
+    ys = sdr.astype(np.float64) @ np.array(LUMA_BT709)
     bad = total = 0
     for axis in (0, 1):
         for d in (1, 2):

@@ -26,9 +26,8 @@ import numpy.typing as npt
 
 from service.colour.pq import eotf_inverse_st2084, eotf_st2084
 from service.colour.scaling import SDR_WHITE_NITS
+from service.colour.ycbcr import LUMA_BT2020
 
-LUMINANCE_BT2020 = (0.2627, 0.6780, 0.0593)
-"""ITU-R BT.2020-2 table 4: luminance weights of linear R, G, B."""
 SAMPLES = 128
 """Samples per cell curve in the kernel's tables (evenly spaced in sqrt(Y / 203)). Measured on the trained
 model's curves for real frames: within 1.1 10-bit PQ codes of the exact curve (p99.9 0.9; 256 samples give
@@ -99,7 +98,7 @@ def slice_reference(
     n, h, w, _ = frames.shape
     gh, gw = knots.shape[1:3]
     rgb = lut_nits.astype(np.float64)[frames] @ np.asarray(matrix, np.float64).T
-    y = rgb @ np.asarray(LUMINANCE_BT2020)
+    y = rgb @ np.asarray(LUMA_BT2020)
     u = np.asarray(eotf_inverse_st2084(np.clip(y, 0.0, SDR_WHITE_NITS)), np.float64)
     gy = np.clip((np.arange(h) + 0.5) * gh / h - 0.5, 0.0, gh - 1.0)
     gx = np.clip((np.arange(w) + 0.5) * gw / w - 0.5, 0.0, gw - 1.0)
@@ -143,9 +142,9 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
     m00, m01, m02 = matrix[0, 0], matrix[0, 1], matrix[0, 2]
     m10, m11, m12 = matrix[1, 0], matrix[1, 1], matrix[1, 2]
     m20, m21, m22 = matrix[2, 0], matrix[2, 1], matrix[2, 2]
-    wr = np.float32(LUMINANCE_BT2020[0])
-    wg = np.float32(LUMINANCE_BT2020[1])
-    wb = np.float32(LUMINANCE_BT2020[2])
+    wr = np.float32(LUMA_BT2020[0])
+    wg = np.float32(LUMA_BT2020[1])
+    wb = np.float32(LUMA_BT2020[2])
     top_j = np.float32(nj - 1)
     inv_white = np.float32(1.0 / SDR_WHITE_NITS)
     dec_scale = np.float32((dec.shape[0] - 1) / peak_code)
