@@ -75,8 +75,10 @@ def keras_sequence(backbone: Any, head: Any) -> Any:
     """SDR in [0, 1] -> curve knots: the float network that the two LiteRT files quantize."""
     import keras
 
+    from models.mqn.model import run_head
+
     sdr = keras.Input((None, None, 3), name="sdr")
-    return keras.Model(sdr, head(backbone(sdr)), name="mqn_float")
+    return keras.Model(sdr, run_head(head, backbone(sdr), sdr), name="mqn_float")
 
 
 def make_cases(

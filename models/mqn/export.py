@@ -5,7 +5,8 @@
   8-bit pixels go straight in), float32 output (the dequantize is the last op, so the head receives float
   features at the grid's resolution).
 * ``models/artifacts/mqn_head_dr.tflite``: dynamic-range quantization (int8 weights where large enough,
-  float32 activations): features -> tone-curve knots.
+  float32 activations): features (and, with a global path, the same low-resolution SDR as float32 in
+  [0, 1]) -> tone-curve knots.
 * ``models/artifacts/mqn.json``: the curve convention (knots, floor), processing resolutions, provenance.
 
 The split is the paper's: int8 everywhere except the last layers that produce HDR values.
@@ -134,13 +135,16 @@ def export(
         "model": "mqn",
         "backbone": BACKBONE_FILE,
         "head": HEAD_FILE,
-        "version": 2,
+        # Format 3: the head also reads the low-resolution SDR frame (its global path).
+        "version": 3 if cfg.global_path else 2,
         "output": "grid of monotone tone curves: per cell, PQ (SMPTE ST 2084) of output luminance at the "
         "input knots (PQ of the BT.2408 luminance, cd/m² below); knot 0 (black) maps to 0",
         "curves": {"knots_nits": list(cfg.knots_nits), "floor": cfg.floor},
         "sdr_white_nits": 203.0,
         "peak_nits": cfg.peak_nits,
-        "split": "int8 backbone (SDR -> features at 1/16); float head (features -> curve knots)",
+        "split": "int8 backbone (SDR -> features at 1/16); float head (features"
+        + (" + the same SDR as float in [0, 1], for its per-frame global path" if cfg.global_path else "")
+        + " -> curve knots)",
         "backbone_input": "uint8 non-linear SDR code values, RGB, NHWC, downscaled (Pillow bilinear)",
         "stride": STRIDE,
         "grid_stride": cfg.grid_stride,

@@ -80,6 +80,41 @@ class ChannelAttention(keras.layers.Layer):
         return {**super().get_config(), "ratio": self.ratio}
 
 
+@keras.saving.register_keras_serializable(package="mqn")
+class GlobalStats(keras.layers.Layer):
+    """One vector per frame: pooled backbone features and soft histograms of the frame's own SDR.
+
+    Which inverse camera curve an SDR frame needs is mostly a property of the whole frame (how it was
+    exposed, how hard its highlights were compressed or clipped), and the local curves got it wrong per
+    image: a single per-image monotone correction of v2's output would have lifted its validation
+    PU21-PSNR from 30.1 to 35.8 dB. HDRNet has a global path for the same reason. The histograms (luma and
+    brightest channel of the non-linear code values, ``bins`` triangular bins each, scaled to mean 1) say
+    directly how much of the frame sits at or near clipping, which 16x downsampled features blur. Per frame
+    only: nothing is shared across a batch. Builtin ops only (MEAN, SUB, ABS, RELU, CONCATENATION).
+    Inputs: features N x h x w x C, sdr N x H x W x 3 in [0, 1]. Output: N x (C + 2 * bins).
+    """
+
+    def __init__(self, bins: int = 16, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bins = bins
+        self._centres = tf.constant(np.linspace(0.0, 1.0, bins, dtype=np.float32))
+
+    def _histogram(self, v: Any) -> Any:
+        weights = tf.nn.relu(1.0 - tf.abs(v - self._centres) * float(self.bins - 1))
+        return tf.reduce_mean(weights, axis=[1, 2]) * float(self.bins)
+
+    def call(self, features: Any, sdr: Any) -> Any:
+        """Concatenate pooled features with the luma and max-channel histograms."""
+        luma = tf.reduce_sum(sdr * tf.constant(LUMA_BT709, tf.float32), axis=-1, keepdims=True)
+        brightest = tf.reduce_max(sdr, axis=-1, keepdims=True)
+        pooled = tf.reduce_mean(features, axis=[1, 2])
+        return tf.concat([pooled, self._histogram(luma), self._histogram(brightest)], axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        """Round-trippable config."""
+        return {**super().get_config(), "bins": self.bins}
+
+
 def knot_codes(knots_nits: tuple[float, ...]) -> np.ndarray:
     """PQ codes of the curve's input knots (cd/m² of the BT.2408 placement), float32."""
     return np.asarray(eotf_inverse_st2084(np.asarray(knots_nits, np.float64)), np.float32)

@@ -10,7 +10,7 @@ time), so a thin bright line in a dark area uses the bright end of the local cur
 averaged with its dark surroundings: no dark or coloured outlines, no halos, no hue shifts.
 
 backbone: SDR code values (N x h x w x 3 in [0, 1], h and w multiples of 32) -> features at 1/16
-head:     features -> knots, N x h/16 x w/16 x K (output PQ at the K input knots after black)
+head:     features [, the same SDR] -> knots, N x h/16 x w/16 x K (output PQ at the K input knots after black)
 """
 
 from dataclasses import asdict, dataclass
@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from models.mqn.layers import ChannelAttention, CurveKnots, CurveSlice, EdgePad, ResizeLike
+from models.mqn.layers import ChannelAttention, CurveKnots, CurveSlice, EdgePad, GlobalStats, ResizeLike
 
 IRLB_SETTINGS = (
     (1, 16, 1, 1),
@@ -52,6 +52,11 @@ class MQNConfig:
     floor: float = 0.6
     """Output luminance never falls below this fraction of the BT.2408 placement's (ITM expands)."""
     peak_nits: float = 1000.0
+    global_path: bool = False
+    """Add a per-frame global path to the head (pooled features + SDR histograms -> an offset of the head's
+    features, as HDRNet fuses its global path): the head then also takes the low-resolution SDR."""
+    histogram_bins: int = 16
+    global_channels: int = 64
 
     @property
     def grid_stride(self) -> int:
@@ -138,13 +143,35 @@ def build_backbone(cfg: MQNConfig) -> keras.Model:
 
 
 def build_head(cfg: MQNConfig, channels: int) -> keras.Model:
-    """Float head: 1x1 conv + ReLU -> 1x1 conv (zero-initialised log-slopes) -> monotone curve knots."""
+    """Float head: 1x1 conv [+ global offset] + ReLU -> 1x1 conv (zero-initialised log-slopes) -> knots.
+
+    With ``cfg.global_path`` the head has a second input, the same low-resolution SDR the backbone saw
+    (float, [0, 1]), and adds one vector per frame (:class:`GlobalStats` -> two dense layers, the last
+    zero-initialised so that a warm start begins exactly where the model without it was) to every cell's
+    hidden features.
+    """
     feats = keras.Input((None, None, channels), name="features")
-    h = keras.layers.Conv2D(cfg.head_channels, 1, activation="relu", name="head_conv0")(feats)
+    if not cfg.global_path:
+        h = keras.layers.Conv2D(cfg.head_channels, 1, activation="relu", name="head_conv0")(feats)
+        inputs: Any = feats
+    else:
+        sdr = keras.Input((None, None, 3), name="sdr")
+        h = keras.layers.Conv2D(cfg.head_channels, 1, name="head_conv0")(feats)
+        g = GlobalStats(cfg.histogram_bins, name="global_stats")(feats, sdr)
+        g = keras.layers.Dense(cfg.global_channels, activation="relu", name="global_fc0")(g)
+        g = keras.layers.Dense(cfg.head_channels, kernel_initializer="zeros", name="global_fc1")(g)
+        g = keras.layers.Reshape((1, 1, cfg.head_channels), name="global_bcast")(g)
+        h = keras.layers.ReLU(name="head_relu0")(keras.layers.Add(name="head_fuse")([h, g]))
+        inputs = [feats, sdr]
     # Zero-initialised: training starts exactly at the BT.2408 placement and learns the expansion from there.
     h = keras.layers.Conv2D(len(cfg.knots_nits) - 1, 1, kernel_initializer="zeros", name="head_log_slopes")(h)
     out = CurveKnots(cfg.knots_nits, cfg.max_log_slope, name="knots")(h)
-    return keras.Model(feats, out, name="mqn_head")
+    return keras.Model(inputs, out, name="mqn_head")
+
+
+def run_head(head: keras.Model, features: Any, sdr: Any) -> Any:
+    """Call a head with the inputs it has (features, plus the low-resolution SDR if it has a global path)."""
+    return head([features, sdr]) if len(head.inputs) == 2 else head(features)
 
 
 def build_mqn(cfg: MQNConfig) -> tuple[keras.Model, keras.Model, keras.Model]:
@@ -156,7 +183,7 @@ def build_mqn(cfg: MQNConfig) -> tuple[keras.Model, keras.Model, keras.Model]:
     head = build_head(cfg, int(backbone.output.shape[-1]))
     sdr = keras.Input((None, None, 3), name="sdr")
     linear = keras.Input((None, None, 3), name="linear")
-    knots = head(backbone(sdr))
+    knots = run_head(head, backbone(sdr), sdr)
     out = CurveSlice(cfg.knots_nits, cfg.floor, cfg.peak_nits, name="slice")(knots, linear)
     return keras.Model([sdr, linear], [out, knots], name="mqn"), backbone, head
 

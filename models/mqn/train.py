@@ -63,6 +63,10 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)
     synthesis: dict[str, Any] = field(default_factory=dict)
     loss: dict[str, float] = field(default_factory=dict)
+    init_from: str | None = None
+    """Warm start (fresh runs only): an earlier run's checkpoint folder; its ``best.weights.h5`` is loaded
+    into every layer of this model with the same name and weight shapes (the others keep their
+    initialisation). How a new head part is trained on top of a backbone that already learned."""
     checkpoint_root: str = "models/checkpoints"
     log_root: str = "models/logs"
 
@@ -181,6 +185,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         ckpt.restore(manager.latest_checkpoint).expect_partial()
         log.info("resumed from %s at step %d", manager.latest_checkpoint, int(step_var.numpy()))
     start = int(step_var.numpy())
+    if start == 0 and cfg.init_from:
+        warm_start(model, cfg.resolve(cfg.init_from))
     weights = LossWeights(**cfg.loss)
 
     @tf.function(reduce_retracing=True, autograph=False)
@@ -295,6 +301,45 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     log.info("done: %s", summary)
     jsonl.close()
     return summary
+
+
+def warm_start(model: Any, run_dir: Path) -> None:
+    """Copy an earlier run's best weights into the layers of ``model`` that match by name and shapes.
+
+    Raises
+    ------
+    ValueError
+        If nothing matches (a wrong folder would otherwise silently train from scratch).
+    """
+    from models.mqn.model import MQNConfig, build_mqn
+
+    old_cfg = MQNConfig.from_json(json.loads((run_dir / "model.json").read_text()))
+    old, _, _ = build_mqn(old_cfg)
+    old.load_weights(run_dir / "best.weights.h5")
+
+    def layers(m: Any) -> dict[str, Any]:
+        found = {}
+        for layer in m.layers:
+            found[layer.name] = layer
+            if hasattr(layer, "layers"):
+                found |= layers(layer)
+        return found
+
+    source = layers(old)
+    copied, kept = 0, []
+    for name, layer in layers(model).items():
+        w_new = layer.get_weights()
+        w_old = source[name].get_weights() if name in source else None
+        if not w_new or hasattr(layer, "layers"):
+            continue
+        if w_old is not None and [a.shape for a in w_old] == [a.shape for a in w_new]:
+            layer.set_weights(w_old)
+            copied += 1
+        else:
+            kept.append(name)
+    if not copied:
+        raise ValueError(f"no layer of {run_dir} matches this model; refusing to warm start from it")
+    log.info("warm start from %s: %d layers copied, new: %s", run_dir, copied, kept)
 
 
 def _checkpoint(

@@ -98,11 +98,26 @@ class Predictor(Protocol):
         ...
 
 
+def _input_role(name: str) -> str:
+    """``features`` or ``sdr`` from a LiteRT input name such as ``serving_default_sdr:0``.
+
+    Raises
+    ------
+    EngineError
+        For an input the engine does not know how to feed.
+    """
+    for role in ("features", "sdr"):
+        if role in name:
+            return role
+    raise EngineError(f"MQN head input {name!r} is neither the features nor the SDR frame")
+
+
 class _Pair:
     """Backbone + head interpreters set up for one input shape (one thread only).
 
     The int8 backbone turns the low-resolution uint8 frame into float features at the grid's resolution;
-    the float head turns those into the grid of tone-curve knots.
+    the float head turns those (and, if it has a global path, the same frame as float) into the grid of
+    tone-curve knots.
     """
 
     def __init__(self, files: ModelFiles, shape: tuple[int, int, int], threads: int) -> None:
@@ -120,8 +135,13 @@ class _Pair:
             self.backbone.set_tensor(self.b_in, np.zeros((n, h, w, 3), np.uint8))
             self.backbone.invoke()
             feat_shape = list(self.backbone.get_tensor(self.b_out).shape)
-            self.h_in = self.head.get_input_details()[0]["index"]
+            # A head with a global path also reads the low-resolution frame itself (float, [0, 1]).
+            inputs = {_input_role(d["name"]): d["index"] for d in self.head.get_input_details()}
+            self.h_in = inputs["features"]
+            self.h_sdr = inputs.get("sdr")
             self.head.resize_tensor_input(self.h_in, feat_shape, strict=False)
+            if self.h_sdr is not None:
+                self.head.resize_tensor_input(self.h_sdr, [n, h, w, 3], strict=False)
             self.head.allocate_tensors()
             self.h_out = self.head.get_output_details()[0]["index"]
 
@@ -131,6 +151,8 @@ class _Pair:
             self.backbone.invoke()
             clock.lap("backbone")
             self.head.set_tensor(self.h_in, self.backbone.get_tensor(self.b_out))
+            if self.h_sdr is not None:
+                self.head.set_tensor(self.h_sdr, sdr.astype(np.float32) * np.float32(1.0 / 255.0))
             self.head.invoke()
             out = np.array(self.head.get_tensor(self.h_out), dtype=np.float32, copy=True)
             clock.lap("head")

@@ -15,10 +15,17 @@ SMALL = {"width": 0.35, "decoder_channels": [16], "head_channels": 8, "attention
 
 
 def test_custom_layers_round_trip_their_config() -> None:
-    from models.mqn.layers import ChannelAttention, CurveKnots, CurveSlice, EdgePad
+    from models.mqn.layers import ChannelAttention, CurveKnots, CurveSlice, EdgePad, GlobalStats
 
     knots = (0.0, 10.0, 100.0, 203.0)
-    for layer in (ChannelAttention(0.25), CurveKnots(knots, 3.0), CurveSlice(knots, 0.5, 800.0), EdgePad()):
+    layers = (
+        ChannelAttention(0.25),
+        CurveKnots(knots, 3.0),
+        CurveSlice(knots, 0.5, 800.0),
+        EdgePad(),
+        GlobalStats(8),
+    )
+    for layer in layers:
         clone = type(layer).from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()
 
@@ -67,12 +74,14 @@ def test_training_slice_matches_the_runtime_kernel() -> None:
     assert np.percentile(np.abs(codes(trained) - codes(served)), 99.9) <= 0.5
 
 
-def test_model_save_load_round_trip_and_frame_independence(tmp_path: Path) -> None:
+@pytest.mark.parametrize("global_path", [False, True], ids=["local", "global"])
+def test_model_save_load_round_trip_and_frame_independence(tmp_path: Path, global_path: bool) -> None:
+    """Also with the global path: its statistics are per frame, never pooled over the batch."""
     import keras
 
     from models.mqn.model import MQNConfig, build_mqn
 
-    cfg = MQNConfig.from_json(SMALL)
+    cfg = MQNConfig.from_json(SMALL | {"global_path": global_path})
     assert MQNConfig.from_json(cfg.to_json()) == cfg
     model, _, _ = build_mqn(cfg)
     rng = np.random.default_rng(0)
@@ -84,6 +93,28 @@ def test_model_save_load_round_trip_and_frame_independence(tmp_path: Path) -> No
     np.testing.assert_allclose(again([sdr, linear])[0].numpy(), out, atol=1e-4)
     alone = model([sdr[1:], linear[1:]])[0].numpy()
     np.testing.assert_allclose(alone[0], out[1], atol=1e-4)
+
+
+def test_warm_start_adds_a_global_path_that_starts_as_a_no_op(tmp_path: Path) -> None:
+    """A new head part is zero-initialised: the warm-started model begins exactly where the old one was."""
+    from models.mqn.model import MQNConfig, build_mqn
+    from models.mqn.train import warm_start
+
+    old_cfg = MQNConfig.from_json(SMALL)
+    old, _, _ = build_mqn(old_cfg)
+    rng = np.random.default_rng(3)
+    for v in old.trainable_variables:  # a "trained" model: nothing left at its zero initialisation
+        v.assign(v + rng.normal(0, 0.05, v.shape).astype(np.float32))
+    (tmp_path / "model.json").write_text(json.dumps(old_cfg.to_json()))
+    old.save_weights(tmp_path / "best.weights.h5")
+    new, _, head = build_mqn(MQNConfig.from_json(SMALL | {"global_path": True}))
+    warm_start(new, tmp_path)
+    assert len(head.inputs) == 2
+    sdr = rng.random((2, 64, 96, 3), np.float32)
+    linear = rng.random((2, 128, 192, 3), np.float32) * 203.0
+    np.testing.assert_allclose(
+        new([sdr, linear])[0].numpy(), old([sdr, linear])[0].numpy(), rtol=1e-5, atol=1e-3
+    )
 
 
 @needs_data
