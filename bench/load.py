@@ -314,10 +314,27 @@ async def sampler(
         await asyncio.sleep(min(every, max(0.0, deadline - time.perf_counter())))
 
 
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def sum_by_label(samples: dict[str, float], label: str) -> dict[str, float]:
+    """Sum samples keyed ``name{a="x",b="y"}`` (as :meth:`Server.metric_samples` returns them) per ``label``.
+
+    A counter with more labels than the one asked for has one sample per label set: the drop counter has one
+    per endpoint, operator and reason, so two operators dropping for the same reason are two samples that
+    must be added, not one overwriting the other. Samples without the label are left out.
+    """
+    sums: dict[str, float] = {}
+    for key, value in samples.items():
+        labels = dict(_LABEL.findall(key.partition("{")[2]))
+        if label in labels:
+            sums[labels[label]] = sums.get(labels[label], 0.0) + value
+    return sums
+
+
 def dropped_by_reason(server: Server) -> dict[str, float]:
-    """The server's ``itm_frames_dropped_total`` per reason."""
-    samples = server.metric_samples("itm_frames_dropped_total{")
-    return {key.split('reason="')[1].split('"')[0]: value for key, value in samples.items()}
+    """The server's ``itm_frames_dropped_total`` per reason, summed over endpoints and operators."""
+    return sum_by_label(server.metric_samples("itm_frames_dropped_total{"), "reason")
 
 
 def server_5xx(server: Server) -> dict[str, float]:
