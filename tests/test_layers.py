@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("settings", ("service.config",)),
     ("inference", ("service.inference",)),
     ("pipeline", ("service.pipeline",)),
+    ("scale-out", ("service.scaleout",)),
     ("streams and jobs", ("service.stream", "service.jobs")),
     ("HTTP", ("service.api",)),
     ("demo page", ("service.web",)),

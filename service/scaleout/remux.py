@@ -1,0 +1,366 @@
+"""Stream copy for segment-parallel conversion: cut the input at keyframes, and concatenate encoded segments.
+
+The driver never decodes. :func:`split_video` demuxes the input's video stream and cuts it at keyframes into
+segments of about ``segment_seconds``; each segment's packets are remuxed, unchanged, into a small in-memory
+MP4 (PyAV writes to ``BytesIO``) that carries the codec parameters with them, so a worker on another machine
+gets a complete, decodable file through Ray's object store and no shared filesystem is needed. MP4 keeps the
+stream's time base (multiplied up to at least 10000 ticks per second, exactly as the single-process output
+does), so every frame keeps its timestamp; codecs MP4 cannot hold fall back to Matroska (milliseconds).
+
+A cut is only kept where decoding can restart: at a keyframe that no later packet displays before (an open
+GOP's leading pictures reference the previous GOP, so a cut before them is undone), and a last segment
+shorter than half the target is merged into the one before it.
+
+:class:`SegmentConcat` writes the encoded segments, in order, into one file with the audio and subtitle
+streams copied once from the input. Every segment starts on an IDR with identical encoder settings and
+parameter sets, so their packets form one valid stream; the driver then patches the content light level
+over all segments into it (see :mod:`service.scaleout.assemble`).
+
+This is the one module outside :mod:`service.video` that imports PyAV: it only moves packets between
+containers (no decoder or encoder is opened), and its errors go through the same
+:func:`~service.video.errors.map_av_errors` boundary.
+"""
+
+import contextlib
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import av
+import av.container
+
+from service.errors import InputError, UnsupportedFormatError
+from service.pipeline import ConvertOptions, _passthrough  # TODO: a public passthrough(reader, options)
+from service.video.decode import Packet, PacketScan, Stream, VideoInfo, VideoReader
+from service.video.encode import copy_stream_properties
+from service.video.errors import map_av_errors
+from service.video.mp4_boxes import _VISUAL_SAMPLE_ENTRY_SIZE, _children, _find_video_entry  # TODO: public
+
+SEGMENT_FORMAT = "mp4"
+"""Container of segments in flight, both ways: keeps the source's time base and holds HEVC and AV1."""
+SEGMENT_SUFFIX = ".mp4"
+_FALLBACK_FORMAT = "matroska"
+
+
+@dataclass(frozen=True)
+class SegmentInput:
+    """One segment of the input: its compressed video in a small container, and where it sits in time."""
+
+    index: int
+    start_s: float
+    """Presentation time of its first frame, seconds on the input's clock."""
+    end_s: float
+    """End of its last frame, seconds."""
+    frames: int
+    data: bytes
+    """A complete container (MP4, else Matroska) holding only this segment's video packets."""
+
+    def describe(self, name: str) -> str:
+        """How messages name the segment: ``segment 3 (30.0-40.0 s of 'film.mp4')``."""
+        return f"segment {self.index} ({self.start_s:.1f}-{self.end_s:.1f} s of '{name}')"
+
+
+@dataclass(frozen=True)
+class SplitVideo:
+    """The probe of the input and its segments, in order."""
+
+    info: VideoInfo
+    segments: tuple[SegmentInput, ...]
+    copy_streams: tuple[int, ...] = ()
+    """Indices of the input's audio and subtitle streams to copy into the output."""
+    warnings: tuple[str, ...] = ()
+    """Streams that are dropped, as the in-process path reports them."""
+
+    @property
+    def frames(self) -> int:
+        """Frames over all segments (one packet is one frame for every codec accepted)."""
+        return sum(s.frames for s in self.segments)
+
+
+def _seconds(packet: Packet) -> float:
+    return float((packet.pts or 0) * packet.time_base)
+
+
+def _end_seconds(packets: Sequence[Packet]) -> float:
+    last = max(packets, key=lambda p: p.pts or 0)
+    return float(((last.pts or 0) + (last.duration or 0)) * last.time_base)
+
+
+class _Cutter:
+    """Groups demuxed packets into segments; a cut is confirmed by the first packet displayed after it."""
+
+    def __init__(self, segment_s: float) -> None:
+        self.segment_s = segment_s
+        self.done: list[list[Packet]] = []
+        self.current: list[Packet] = []
+        self.unconfirmed = False
+        """The cut before ``current`` has seen no packet displayed after its keyframe yet."""
+
+    def add(self, packet: Packet) -> None:
+        if self.unconfirmed:
+            cut_pts = self.current[0].pts or 0
+            if (packet.pts or 0) < cut_pts:  # a leading picture: the keyframe opened an open GOP
+                self.current = self.done.pop() + self.current
+                self.unconfirmed = False
+            elif (packet.pts or 0) > cut_pts:
+                self.unconfirmed = False
+        if (
+            packet.is_keyframe
+            and self.current
+            and not self.unconfirmed
+            and _seconds(packet) - _seconds(self.current[0]) >= self.segment_s
+        ):
+            self.done.append(self.current)
+            self.current = []
+            self.unconfirmed = True
+        self.current.append(packet)
+
+    def finish(self) -> list[list[Packet]]:
+        segments = [*self.done, self.current] if self.current else list(self.done)
+        if len(segments) > 1 and _end_seconds(segments[-1]) - _seconds(segments[-1][0]) < self.segment_s / 2:
+            tail = segments.pop()
+            segments[-1] = segments[-1] + tail
+        return segments
+
+
+def _remux(stream: Stream, packets: Sequence[Packet], name: str) -> bytes:
+    """The packets, unchanged, in a fresh in-memory container with ``stream``'s codec parameters."""
+    codec = stream.codec_context.name if stream.codec_context is not None else ""
+    buffer = io.BytesIO()
+    with map_av_errors("input", name):
+        probe = av.open(io.BytesIO(), "w", format=SEGMENT_FORMAT)
+        fmt = SEGMENT_FORMAT if codec in probe.supported_codecs else _FALLBACK_FORMAT
+        probe.close()
+        with av.open(buffer, "w", format=fmt) as out:
+            target = out.add_stream_from_template(stream)
+            for packet in packets:
+                packet.stream = target
+                out.mux(packet)
+    return buffer.getvalue()
+
+
+def without_hdr10_boxes(mp4: bytes) -> bytes:
+    """``mp4`` with the ``mdcv``/``clli`` boxes of its video sample entry turned into ``free`` boxes.
+
+    A stream created from a demuxed MP4 stream as template inherits those boxes as side data, and the muxer
+    writes them out again: the output would declare the first segment's MaxCLL/MaxFALL, and the finalizing
+    step, finding boxes already there, would not write the whole video's. Files that are not laid out as
+    expected are returned unchanged.
+    """
+    try:
+        top = _children(mp4, 0, len(mp4))
+    except ValueError:
+        return mp4
+    for at, size, kind in top:
+        if kind != b"moov":
+            continue
+        moov = bytearray(mp4[at : at + size])
+        chain = _find_video_entry(moov)
+        if chain is None:
+            return mp4
+        entry = chain[-1]
+        entry_end = entry + int.from_bytes(moov[entry : entry + 4], "big")
+        for box, _, name in _children(moov, entry + _VISUAL_SAMPLE_ENTRY_SIZE, entry_end):
+            if name in (b"mdcv", b"clli"):
+                moov[box + 4 : box + 8] = b"free"
+        return mp4[:at] + bytes(moov) + mp4[at + size :]
+    return mp4
+
+
+def split_video(
+    src: Path, segment_seconds: float, options: ConvertOptions, *, name: str | None = None
+) -> SplitVideo:
+    """Probe ``src`` and cut its video stream into segments of about ``segment_seconds``, demuxing only.
+
+    The input is checked as the single-process path checks it, before anything is handed out: the probe
+    (size, codec, HDR refusal) and the demuxed packet count against what the container declares.
+
+    Raises
+    ------
+    InputError
+        ``segment_seconds`` is not positive, or the input cannot be converted (the subclasses below).
+    UnsupportedFormatError
+        The video packets carry no timestamps (raw elementary streams): there is nothing to cut them by.
+    CorruptStreamError
+        The input is not media, truncated or corrupt.
+    """
+    if segment_seconds <= 0:
+        raise InputError(f"segment_seconds {segment_seconds} is invalid; expected > 0")
+    with VideoReader(src, options.decode, name=name) as reader:
+        stream = reader.video_stream
+        copied, dropped = _passthrough(reader, options)
+        cutter = _Cutter(segment_seconds)
+        corrupt = 0
+        with map_av_errors("input", reader.name):
+            for packet in reader.container.demux(stream):
+                if packet.size == 0:
+                    continue
+                if packet.pts is None:
+                    raise UnsupportedFormatError(
+                        f"input '{reader.name}' has video packets without timestamps (a raw stream?); it "
+                        "cannot be cut into segments, convert it without Ray"
+                    )
+                corrupt += bool(packet.is_corrupt)
+                cutter.add(packet)
+        groups = cutter.finish()
+        packets = sum(len(g) for g in groups)
+        first_s = min((_seconds(p) for p in groups[0]), default=0.0) if groups else 0.0
+        end_s = _end_seconds(groups[-1]) if groups else None
+        reader.check_scan(PacketScan(packets, (end_s or 0.0) - first_s, end_s, corrupt, stopped_early=False))
+        segments = tuple(
+            SegmentInput(
+                index=i,
+                start_s=_seconds(group[0]),
+                end_s=_end_seconds(group),
+                frames=len(group),
+                data=_remux(stream, group, reader.name),
+            )
+            for i, group in enumerate(groups)
+        )
+        return SplitVideo(reader.info, segments, tuple(s.index for s in copied), tuple(dropped))
+
+
+class SegmentConcat:
+    """One output file: the encoded segments' video, in order, plus audio and subtitles copied once.
+
+    The video stream takes its parameters from the first segment. The copied streams are demuxed from the
+    input alongside, up to the end of each segment written, so the muxer interleaves them without holding a
+    whole film's audio.
+
+    Raises
+    ------
+    OutputError
+        If the file cannot be written.
+    """
+
+    def __init__(
+        self, path: Path, *, format: str, first_segment: bytes, source: Path, copy_streams: Sequence[int]
+    ) -> None:
+        self.path = path
+        self.frames = 0
+        self.warnings: list[str] = []
+        self._last_dts: int | None = None
+        with map_av_errors("output", path.name):
+            self.container: av.container.OutputContainer = av.open(str(path), "w", format=format)
+        try:
+            plain = io.BytesIO(without_hdr10_boxes(first_segment))
+            with map_av_errors("output", path.name), av.open(plain) as seg:
+                template = seg.streams.video[0]
+                # opaque: reuse the demuxed stream's codec (libdav1d has no encoder of that name to look up).
+                self.video = self.container.add_stream_from_template(template, opaque=True)
+                copy_stream_properties(template, self.video)
+                if template.codec_context.name == "hevc" and format in ("mp4", "mov"):
+                    self.video.codec_context.codec_tag = "hvc1"
+            with map_av_errors("input", source.name):
+                self._source = av.open(str(source))
+            self._copied: dict[int, Stream] = {}
+            self._add_copied_streams(copy_streams)
+            self._pending = self._source_packets()
+            self._held: Packet | None = None
+        except BaseException:
+            self.container.close()
+            raise
+
+    def _add_copied_streams(self, indices: Sequence[int]) -> None:
+        supported = self.container.supported_codecs
+        for index in indices:
+            src = self._source.streams[index]
+            name = src.codec_context.name
+            if name not in supported:
+                self.warnings.append(
+                    f"{src.type} stream #{src.index} ({name}) cannot be stored in {self.path.suffix}; skipped"
+                )
+                continue
+            with map_av_errors("output", self.path.name):
+                out = self.container.add_stream_from_template(src)
+            copy_stream_properties(src, out)
+            self._copied[index] = out
+
+    def _source_packets(self) -> Iterator[Packet]:
+        streams = [self._source.streams[i] for i in self._copied]
+        if not streams:
+            return
+        with map_av_errors("input", self.path.name):
+            for packet in self._source.demux(streams):
+                if packet.size and (packet.dts is not None or packet.pts is not None):
+                    yield packet
+
+    def _copy_until(self, end_s: float | None) -> None:
+        """Mux copied-stream packets that start before ``end_s`` (all that are left when None)."""
+        while True:
+            packet = self._held if self._held is not None else next(self._pending, None)
+            self._held = None
+            if packet is None:
+                return
+            ts = packet.dts if packet.dts is not None else packet.pts
+            if end_s is not None and float((ts or 0) * packet.time_base) >= end_s:
+                self._held = packet
+                return
+            packet.stream = self._copied[packet.stream.index]
+            with map_av_errors("output", self.path.name):
+                self.container.mux(packet)
+
+    def write(self, segment: bytes, end_s: float) -> int:
+        """Append one encoded segment (a container as :func:`convert_segment` returns it); returns its frames.
+
+        Raises
+        ------
+        UnsupportedFormatError
+            If the segment's video codec differs from the first segment's.
+        OutputError
+            If the file cannot be written.
+        """
+        frames = 0
+        with map_av_errors("output", self.path.name), av.open(io.BytesIO(segment), "r") as seg:
+            video = seg.streams.video[0]
+            if video.codec_context.name != self.video.codec_context.name:
+                raise UnsupportedFormatError(
+                    f"segment codec {video.codec_context.name} differs from {self.video.codec_context.name}"
+                )
+            for packet in seg.demux(video):
+                if packet.size == 0:
+                    continue
+                if self._last_dts is not None and packet.dts is not None and packet.dts <= self._last_dts:
+                    packet.dts = self._last_dts + 1  # never seen (segments share the reorder delay); cheap
+                self._last_dts = packet.dts
+                packet.stream = self.video
+                self.container.mux(packet)
+                frames += 1
+        self._copy_until(end_s)
+        self.frames += frames
+        return frames
+
+    def close(self) -> None:
+        """Copy what is left of the other streams and write the trailer.
+
+        Raises
+        ------
+        OutputError
+            If the file cannot be completed.
+        """
+        try:
+            self._copy_until(None)
+        finally:
+            self._source.close()
+            with map_av_errors("output", self.path.name):
+                self.container.close()
+
+    def abort(self) -> None:
+        """Close without completing (the caller deletes the file)."""
+        self._source.close()
+        with contextlib.suppress(av.error.FFmpegError, OSError):
+            self.container.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

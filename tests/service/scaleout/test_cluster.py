@@ -1,0 +1,132 @@
+"""Segment-parallel conversion on a real two-node Ray cluster (run by `make test` in a private namespace)."""
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from service.errors import EngineError, JobCancelledError
+from service.inference.types import OperatorSpec
+from service.operators.registry import register_operator, unregister_operator
+from service.scaleout.cluster import ScaleoutConfig, SegmentEvent, convert_video_segmented
+from tests.faults.faulty_operator import SLOW_PATH
+from tests.service.test_pipeline import _check_hdr10
+
+from . import faults
+from .conftest import SPEC, decode, gop_clip, luma_psnr
+
+pytestmark = pytest.mark.ray
+
+
+def _tasks(names: list[str], timeout: float = 30.0) -> list[dict]:  # type: ignore[type-arg]
+    """Ray's state API records of the named tasks, once every one has reached a final state (else [])."""
+    from ray.util.state import list_tasks
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [r for name in names for r in list_tasks(filters=[("name", "=", name)], detail=True)]
+        named = {r.name for r in rows}
+        if named == set(names) and all(r.state in ("FINISHED", "FAILED") for r in rows):
+            return [r.__dict__ for r in rows]
+        time.sleep(0.5)
+    return []
+
+
+def poison_clip(path: Path) -> Path:
+    """2 s of testsrc2, 1 s of magenta (the test operators' poison), 1 s of testsrc2; keyframes every 1 s."""
+    from tests.adversarial.media import ffmpeg
+
+    graph = (
+        "testsrc2=size=128x72:rate=25:duration=2[a];color=c=magenta:size=128x72:rate=25:duration=1[b];"
+        "testsrc2=size=128x72:rate=25:duration=1[c];[a][b][c]concat=n=3:v=1:a=0[out0]"
+    )
+    h264 = ["-c:v", "libx264", "-g", "25", "-bf", "2", "-pix_fmt", "yuv420p"]
+    ffmpeg("-f", "lavfi", "-i", graph, *h264, str(path))
+    return path
+
+
+def test_shared_clip_runs_on_both_nodes_and_matches_in_process(ray_cluster, data_video, tmp_path, in_process):
+    src = data_video / "bikes.mp4"  # 10 s, 250 frames, keyframes at 0, 1.2, 3.04, 5.48, 7.48, 9.68 s
+    out = tmp_path / "out"
+    out.mkdir()
+    dst = out / "bikes.mp4"
+    events: list[SegmentEvent] = []
+    result = convert_video_segmented(
+        src, dst, SPEC, config=ScaleoutConfig(ray_cluster, segment_seconds=2.0), on_segment=events.append
+    )
+    names = [e.task_name for e in events if e.state == "queued"]
+    assert len(names) == 4
+    records = _tasks(names)
+    assert {r["state"] for r in records} == {"FINISHED"}
+    assert len({r["node_id"] for r in records}) == 2, "both nodes ran segments (Ray's state API)"
+    reference = in_process(src)
+    assert (result.frames, result.max_cll, result.max_fall) == (250, reference.max_cll, reference.max_fall)
+    _check_hdr10(dst, result, 250)
+    ours, theirs = decode(dst), decode(reference.path)
+    assert ours.pts_s == theirs.pts_s
+    assert luma_psnr(ours, theirs) >= 40.0
+    assert sorted(p.name for p in out.iterdir()) == ["bikes.mp4"]
+
+
+@pytest.fixture
+def crash_operator():
+    register_operator(faults.PATH)
+    yield
+    unregister_operator("crash")
+
+
+def test_a_killed_worker_is_retried(ray_cluster, tmp_path, crash_operator):
+    src = poison_clip(tmp_path / "src.mp4")
+    marker = tmp_path / "crashed"
+    dst = tmp_path / "hdr.mp4"
+    spec = OperatorSpec.of("crash", peak_nits=1000.0, marker=str(marker))
+    result = convert_video_segmented(src, dst, spec, config=ScaleoutConfig(ray_cluster, 1.0, max_retries=1))
+    assert marker.exists(), "the worker converting segment 2 died once"
+    assert result.frames == 100 and len(decode(dst).pts_s) == 100
+
+
+def test_a_segment_that_always_kills_its_worker_fails_the_job_by_name(ray_cluster, tmp_path, crash_operator):
+    src = poison_clip(tmp_path / "src.mp4")
+    spec = OperatorSpec.of("crash", peak_nits=1000.0)
+    failed = r"segment 2 \(2\.0-3\.0 s of 'src\.mp4'\) failed after 1 retries: its worker process died"
+    with pytest.raises(EngineError, match=failed):
+        convert_video_segmented(
+            src, tmp_path / "hdr.mp4", spec, config=ScaleoutConfig(ray_cluster, 1.0, max_retries=1)
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src.mp4"]
+
+
+def test_an_operator_error_is_not_retried_and_names_the_segment(ray_cluster, tmp_path):
+    from tests.faults.faulty_operator import PATH
+
+    register_operator(PATH)
+    try:
+        src = poison_clip(tmp_path / "src.mp4")
+        spec = OperatorSpec.of("faulty", peak_nits=1000.0)
+        failed = r"segment 2 \(2\.0-3\.0 s of 'src\.mp4'\): operator 'faulty' failed"
+        with pytest.raises(EngineError, match=failed):
+            convert_video_segmented(src, tmp_path / "hdr.mp4", spec, config=ScaleoutConfig(ray_cluster, 1.0))
+    finally:
+        unregister_operator("faulty")
+
+
+def test_cancel_cancels_the_outstanding_tasks(ray_cluster, tmp_path):
+    register_operator(SLOW_PATH)
+    try:
+        src = gop_clip(tmp_path / "src.mp4", seconds=4.0, audio=False)
+        cancel = threading.Event()
+        events: list[SegmentEvent] = []
+        timer = threading.Timer(3.0, cancel.set)
+        timer.start()
+        with pytest.raises(JobCancelledError):
+            convert_video_segmented(
+                src, tmp_path / "hdr.mp4", OperatorSpec.of("slow", peak_nits=1000.0),
+                config=ScaleoutConfig(ray_cluster, 1.0), cancel=cancel, on_segment=events.append,
+            )
+        names = [e.task_name for e in events if e.state == "queued"]
+        records = _tasks(names)
+        assert records and all(r["state"] == "FAILED" for r in records)  # cancelled: none ran to the end
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["src.mp4"]
+    finally:
+        unregister_operator("slow")
