@@ -38,7 +38,7 @@ from service.errors import (
 )
 from service.images.exr import write_exr
 from service.images.png import write_pq_png
-from service.images.read import read_sdr_image
+from service.images.read import MAX_PIXELS, read_sdr_image
 from service.operators.base import Nits, Operator
 from service.video.decode import Batch, DecodeOptions, Packet, Stream, VideoInfo, VideoReader
 from service.video.encode import (
@@ -493,8 +493,8 @@ def image_format(path: Path) -> ImageFormat:
     return fmt
 
 
-def write_image(path: Path, nits: Nits, fmt: ImageFormat, *, peak_nits: float) -> None:
-    """Write one converted still (H x W x 3 linear BT.2020 cd/m²) as ``fmt`` (the CLI and ``/v1/images``).
+def _write_image(path: Path, nits: Nits, fmt: ImageFormat, *, peak_nits: float) -> None:
+    """Write one converted still (H x W x 3 linear BT.2020 cd/m²) as ``fmt``.
 
     Raises
     ------
@@ -507,10 +507,25 @@ def write_image(path: Path, nits: Nits, fmt: ImageFormat, *, peak_nits: float) -
         write_pq_png(path, nits, peak_nits=peak_nits)
 
 
-def convert_image(src: Path, dst: Path, operator: Operator) -> ImageResult:
+def convert_image(
+    src: Path, dst: Path, operator: Operator, *, max_pixels: int = MAX_PIXELS, name: str | None = None
+) -> ImageResult:
     """Convert an SDR still to HDR: OpenEXR (linear BT.2020 cd/m², half) or 16-bit PQ PNG (cICP, mDCV, cLLI).
 
-    The format follows ``dst``'s suffix; the file appears atomically (temporary sibling + ``os.replace``).
+    The one still-image path: ``itmstream image`` calls it with a local operator, ``POST /v1/images`` from a
+    worker thread with an operator that runs on the shared inference pool. The format follows ``dst``'s
+    suffix; the file appears atomically (temporary sibling + ``os.replace``).
+
+    Parameters
+    ----------
+    src, dst : Path
+        SDR PNG/JPEG in; ``.png`` or ``.exr`` out.
+    operator : Operator
+        The ITM operator, called once with the image as a batch of one.
+    max_pixels : int, optional
+        Largest accepted image (width x height).
+    name : str, optional
+        What messages call the input (an upload's own name rather than its temporary file's).
 
     Raises
     ------
@@ -529,7 +544,7 @@ def convert_image(src: Path, dst: Path, operator: Operator) -> ImageResult:
         raise OutputError(f"output directory '{dst.parent}' does not exist")
     timings = {"decode": 0.0, "operator": 0.0, "encode": 0.0}
     t = time.perf_counter()
-    image = read_sdr_image(src)
+    image = read_sdr_image(src, max_pixels=max_pixels, name=name)
     timings["decode"] = time.perf_counter() - t
     t = time.perf_counter()
     try:
@@ -542,7 +557,7 @@ def convert_image(src: Path, dst: Path, operator: Operator) -> ImageResult:
     t = time.perf_counter()
     temp = _temp_path(dst, "image")
     try:
-        write_image(temp, nits, fmt, peak_nits=operator.peak_nits)
+        _write_image(temp, nits, fmt, peak_nits=operator.peak_nits)
         os.replace(temp, dst)
     except OSError as exc:
         if is_disk_full(exc):

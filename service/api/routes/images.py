@@ -5,18 +5,22 @@ import contextlib
 import secrets
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 
+from service import pipeline
 from service.api.deps import AUTH, StateDep
 from service.api.schemas import Problem
-from service.api.uploads import receive_upload
+from service.api.uploads import Upload, receive_upload
+from service.colour.description import ColourDescription
 from service.errors import InputError
-from service.inference.types import BatchKey, resolve_spec
-from service.operators import Mode
-from service.pipeline import ImageFormat, write_image
+from service.inference.batcher import DynamicBatcher
+from service.inference.types import BatchKey, FrameResult, OperatorSpec, resolve_spec
+from service.operators import Mode, Operator, OperatorInfo
+from service.operators.base import Frames, Nits
+from service.pipeline import ImageFormat, ImageResult
 
 router = APIRouter(prefix="/v1/images", tags=["images"], dependencies=AUTH)
 
@@ -44,15 +48,74 @@ def _pick_format(query: str | None, accept: str) -> ImageFormat:
     return "png"
 
 
-def _encode(nits: np.ndarray, kind: ImageFormat, peak_nits: float, tmp_dir: Path) -> bytes:
-    """The still as the CLI writes it (:func:`service.pipeline.write_image`), as bytes."""
-    path = tmp_dir / f"{secrets.token_hex(8)}.{kind}"
+class _PooledStill(Operator):
+    """The shared inference pool as the operator of :func:`service.pipeline.convert_image`.
+
+    The conversion runs in a worker thread; its one frame is queued on the event loop's batcher with
+    ``submit``, so a full queue refuses the still at once (503 + Retry-After), where a job's
+    ``BatchedOperator`` waits for room. The route counts the frame under endpoint ``images``.
+    """
+
+    info: ClassVar[OperatorInfo] = OperatorInfo("pooled", "a still's frame on the shared worker pool")
+
+    def __init__(
+        self, spec: OperatorSpec, peak_nits: float, batcher: DynamicBatcher, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        super().__init__(peak_nits)
+        self.spec = spec
+        self._batcher = batcher
+        self._loop = loop
+
+    @property
+    def name(self) -> str:
+        """The pooled operator's name."""
+        return self.spec.name
+
+    @property
+    def params(self) -> dict[str, float | str]:
+        """The pooled operator's parameters, as resolved for this request."""
+        return dict(self.spec.params)
+
+    async def _submit(self, frame: Frames, key: BatchKey) -> FrameResult:
+        return await self._batcher.submit(frame, key)
+
+    def apply(self, frames: Frames, colour: ColourDescription) -> Nits:
+        """Convert the still's frame on the pool; blocks the calling (non-loop) thread.
+
+        Raises
+        ------
+        OverloadedError
+            If the inference queue is full.
+        EngineError
+            If inference fails.
+        """
+        key = BatchKey(self.spec, frames.shape[1], frames.shape[2], colour, "nits")
+        result = asyncio.run_coroutine_threadsafe(self._submit(frames[0], key), self._loop).result()
+        return np.asarray(result.data, np.float32)[None]
+
+
+def _convert(
+    upload: Upload, operator: Operator, kind: ImageFormat, max_pixels: int
+) -> tuple[bytes, ImageResult]:
+    """Convert the upload with :func:`service.pipeline.convert_image` (worker thread) and read the result.
+
+    The upload and the output are removed here, not in the route, so a request cancelled meanwhile still
+    leaves no file behind.
+
+    Raises
+    ------
+    ItmError
+        Whatever the conversion raises (unusable image, overload, inference or write failure).
+    """
+    dst = upload.path.with_name(f"{secrets.token_hex(8)}.{kind}")
     try:
-        write_image(path, nits, kind, peak_nits=peak_nits)
-        return path.read_bytes()
+        name = upload.shown_name
+        result = pipeline.convert_image(upload.path, dst, operator, max_pixels=max_pixels, name=name)
+        return dst.read_bytes(), result
     finally:
+        upload.discard()
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+            dst.unlink()
 
 
 @router.post(
@@ -96,37 +159,25 @@ async def convert_image(
     PayloadTooLargeError
         If the upload exceeds the limit.
     """
-    from service.images.read import read_sdr_image
-
     settings = state.settings
     kind = _pick_format(format, request.headers.get("accept", ""))
     peak = peak_nits or settings.default_peak_nits
     spec = resolve_spec(operator or settings.default_operator, peak, mode or settings.default_mode)
+    pooled = _PooledStill(spec, peak, state.batcher, asyncio.get_running_loop())
     tmp_dir = settings.data_dir / "tmp"
     upload = await receive_upload(request, tmp_dir, settings.upload_limit_bytes, default_name="image")
     started = time.perf_counter()
-    try:
-        image = await asyncio.to_thread(
-            read_sdr_image, upload.path, max_pixels=settings.max_width * settings.max_height,
-            name=upload.shown_name,
-        )
-    finally:
-        upload.discard()
-    decoded = time.perf_counter()
-    state.metrics.stage_seconds.labels(stage="decode").observe(decoded - started)
-    height, width = image.rgb.shape[:2]
-    key = BatchKey(spec, height, width, image.colour, "nits")
-    result = await state.batcher.submit(image.rgb, key)
-    nits = np.asarray(result.data, np.float32)
-    encode_start = time.perf_counter()
-    body = await asyncio.to_thread(_encode, nits, kind, peak, tmp_dir)
+    body, result = await asyncio.to_thread(
+        _convert, upload, pooled, kind, settings.max_width * settings.max_height
+    )
     done = time.perf_counter()
     metrics = state.metrics
-    metrics.stage_seconds.labels(stage="encode").observe(done - encode_start)
+    metrics.stage_seconds.labels(stage="decode").observe(result.timings["decode"])
+    metrics.stage_seconds.labels(stage="encode").observe(result.timings["encode"])
     metrics.frame_latency_seconds.labels(endpoint="images").observe(done - started)
     metrics.frames_total.labels(endpoint="images", operator=spec.name).inc()
     stem = Path(upload.filename).stem or "image"
     headers = {"Content-Disposition": f'inline; filename="{stem}_hdr.{kind}"'}
-    if image.warnings:
-        headers["X-ITM-Warnings"] = "; ".join(image.warnings)[:1000]
+    if result.warnings:
+        headers["X-ITM-Warnings"] = "; ".join(result.warnings)[:1000]
     return Response(body, media_type=MEDIA[kind], headers=headers)
