@@ -1,18 +1,20 @@
-"""LiteRT runtime of the MQN model: the only module that imports ``ai_edge_litert``.
+"""LiteRT runtime of the learned operators: the only module that imports ``ai_edge_litert``.
 
 One :class:`MQNEngine` per process loads the artefact metadata; each *thread* that calls :meth:`MQNEngine.run`
 gets its own pair of interpreters (LiteRT interpreters are not thread-safe, and ``invoke()`` releases the
 GIL, so two worker threads really run in parallel). Interpreters are cached per input shape: resizing
 costs ~1.5 s at 1080p and dynamic shapes fall out of XNNPACK, so a shape is set up once and reused.
-TensorFlow is never imported here.
+TensorFlow is never imported here. :class:`LiteRTModel` is the same per-thread, per-shape runner for any one
+model file with named inputs; the learned operators other than MQN are built on it.
 """
 
 import json
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,3 +243,98 @@ class MQNEngine:
     def warm_up(self, batch: int, height: int, width: int) -> None:
         """Build this thread's interpreters for a shape and run them once (first invoke is slow)."""
         self.run(np.zeros((batch, height, width, 3), np.uint8))
+
+
+def _feed_name(tensor_name: str) -> str:
+    """The Keras input name inside a LiteRT tensor name: ``serving_default_frame:0`` -> ``frame``."""
+    return re.sub(r":\d+$", "", tensor_name).removeprefix("serving_default_")
+
+
+class _Shaped:
+    """One interpreter of one model, set up for one set of input shapes (one thread only)."""
+
+    def __init__(self, path: Path, shapes: dict[str, tuple[int, ...]], threads: int) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        with map_litert_errors():
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self.inputs = {_feed_name(d["name"]): d["index"] for d in self.interpreter.get_input_details()}
+            if set(self.inputs) != set(shapes):
+                given = sorted(shapes)
+                raise EngineError(f"{path.name} takes inputs {sorted(self.inputs)}, was given {given}")
+            for name, shape in shapes.items():
+                self.interpreter.resize_tensor_input(self.inputs[name], list(shape), strict=False)
+            self.interpreter.allocate_tensors()
+            self.outputs = [d["index"] for d in self.interpreter.get_output_details()]
+
+    def __call__(self, inputs: Mapping[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
+        with map_litert_errors():
+            for name, array in inputs.items():
+                self.interpreter.set_tensor(self.inputs[name], array)
+            self.interpreter.invoke()
+            # Copies: the interpreter reuses its output buffers on the next invoke.
+            return [np.array(self.interpreter.get_tensor(i), copy=True) for i in self.outputs]
+
+
+class LiteRTModel:
+    """Any one ``.tflite`` file on static shapes, for the learned operators other than MQN.
+
+    The same rules as :class:`MQNEngine`: each calling thread gets its own interpreters (not thread-safe;
+    ``invoke()`` releases the GIL), one per set of input shapes, least recently used first out (a resize
+    costs ~1.5 s at 1080p and dynamic shapes fall out of XNNPACK). Inputs are fed by their Keras names.
+
+    Parameters
+    ----------
+    path : Path
+        The model file.
+    num_threads : int
+        XNNPACK threads per interpreter (per worker thread).
+    max_shapes : int
+        Interpreters kept per thread.
+
+    Raises
+    ------
+    EngineError
+        If the file is missing.
+    """
+
+    def __init__(self, path: Path, num_threads: int = 2, max_shapes: int = 3) -> None:
+        if num_threads < 1 or max_shapes < 1:
+            raise ValueError(f"num_threads {num_threads} and max_shapes {max_shapes} must be >= 1")
+        if not path.exists():
+            raise EngineError(f"model file {path} is missing")
+        self.path = path
+        self.num_threads = num_threads
+        self.max_shapes = max_shapes
+        self._local = threading.local()
+
+    def _interpreters(self) -> "OrderedDict[tuple[tuple[str, tuple[int, ...]], ...], _Shaped]":
+        cache: OrderedDict[tuple[tuple[str, tuple[int, ...]], ...], _Shaped] | None = getattr(
+            self._local, "interpreters", None
+        )
+        if cache is None:
+            cache = OrderedDict()
+            self._local.interpreters = cache
+        return cache
+
+    def run(self, inputs: Mapping[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
+        """Run the model on named inputs (dtypes as the file declares them); its outputs, in its order.
+
+        Raises
+        ------
+        EngineError
+            If LiteRT fails or the names are not the model's inputs.
+        """
+        key = tuple(sorted((name, tuple(a.shape)) for name, a in inputs.items()))
+        cache = self._interpreters()
+        shaped = cache.get(key)
+        if shaped is None:
+            t0 = time.perf_counter()
+            shaped = _Shaped(self.path, dict(key), self.num_threads)
+            cache[key] = shaped
+            while len(cache) > self.max_shapes:
+                cache.popitem(last=False)
+            log.debug("%s interpreter for %s ready in %.2f s", self.path.name, key, time.perf_counter() - t0)
+        else:
+            cache.move_to_end(key)
+        return shaped({name: np.ascontiguousarray(a) for name, a in inputs.items()})
