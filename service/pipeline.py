@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 
 from service.colour.description import ColourDescription
-from service.colour.kernels import nits_to_yuv420p10
+from service.colour.kernels import Planes, nits_to_yuv420p10_light
 from service.errors import (
     EngineError,
     InputError,
@@ -48,7 +48,6 @@ from service.video.encode import (
     container_format,
     copy_stream_properties,
 )
-from service.video.frames import Planes
 from service.video.hdr10_metadata import ContentLightLevel, HDR10Metadata, MasteringDisplay
 from service.video.light import LightMeter, make_metadata_template, rewrite_content_light
 from service.video.mp4_boxes import add_hdr10_boxes
@@ -356,8 +355,8 @@ def _write_batch(
     """PQ Y'CbCr 4:2:0 10-bit of each frame to the encoder, and its light to the meter."""
     for i, frame_pts in enumerate(pts):
         t = time.perf_counter()
-        nits_to_yuv420p10(nits[i], out=planes)
-        meter.add(nits[i])
+        _, light = nits_to_yuv420p10_light(nits[i], out=planes)
+        meter.add(light)
         t2 = time.perf_counter()
         writer.write(planes, frame_pts)
         timings["colour"] += t2 - t

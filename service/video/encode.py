@@ -25,9 +25,10 @@ import av.stream
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 from av.video.stream import VideoStream
 
+from service.colour.kernels import Planes
 from service.errors import InputError, UnsupportedFormatError
 from service.video.errors import map_av_errors
-from service.video.frames import Planes, yuv420p10_frame
+from service.video.frames import yuv420p10_frame
 from service.video.hdr10_metadata import HDR10Metadata, join_params, svtav1_params, x265_params
 
 Codec = Literal["hevc", "av1"]

@@ -7,9 +7,8 @@ import numpy as np
 import numpy.typing as npt
 from av.video.reformatter import ColorRange, Colorspace
 
+from service.colour.kernels import Planes
 from service.colour.tags import Matrix, Range
-
-Planes = tuple[npt.NDArray[np.uint16], npt.NDArray[np.uint16], npt.NDArray[np.uint16]]
 
 _COLORSPACE: dict[Matrix, Colorspace] = {
     Matrix.BT709: Colorspace.ITU709,
