@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Never
 
 from service.colour.primaries import PRIMARIES_BT2020, PRIMARIES_DISPLAY_P3
 from service.colour.scaling import DEFAULT_PEAK_NITS
@@ -21,11 +22,21 @@ from service.errors import InputError, ItmError, OutputError
 from service.operators import available_operators, create_operator
 from service.operators.base import Operator, ParamSpec
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from service.config import ScaleoutSettings
+    from service.pipeline import ConversionResult, ConvertOptions, Progress
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+VIDEO_SUFFIXES = (
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".flv", ".y4m",
+)
+"""What ``convert DIR --out-dir`` takes from a folder (a file named on the command line is always tried)."""
 MASTERING_PRIMARIES = {"p3": PRIMARIES_DISPLAY_P3, "bt2020": PRIMARIES_BT2020}
 _NOT_OVERRIDES = {"UNSPECIFIED", "LINEAR", "SMPTE2084", "ARIB_STD_B67", "RGB"}  # not SDR Y'CbCr video
 INPUT_OVERRIDES: dict[str, list[Transfer] | list[Primaries] | list[Matrix] | list[Range]] = {
@@ -100,9 +111,27 @@ def _describe_operator(name: str, params: dict[str, float | str]) -> str:
 
 
 def _convert_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("convert", help="convert an SDR video to HDR10 (HEVC or AV1; .mp4, .mov, .mkv)")
-    p.add_argument("input", type=Path)
-    p.add_argument("output", type=Path)
+    from service.video.encode import Container
+
+    p = sub.add_parser(
+        "convert",
+        help="convert SDR videos to HDR10 (HEVC or AV1; .mp4, .mov, .mkv)",
+        description="Either `convert IN OUT.{mp4,mov,mkv}`, or `convert IN... DIR... --out-dir D`.",
+    )
+    p.add_argument(
+        "paths", nargs="+", type=Path, help="inputs (files or directories), then OUT without --out-dir"
+    )
+    p.add_argument("--out-dir", type=Path, default=None, help="convert every input into this folder")
+    p.add_argument(
+        "--container", choices=[c.value for c in Container], default="mp4", help="output with --out-dir"
+    )
+    p.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help="convert in segments on the Ray cluster at ADDRESS ('auto': this machine's, started if none "
+        "runs; default ITM_RAY_ADDRESS, else in-process)",
+    )
     _add_operator_args(p)
     p.add_argument("--codec", choices=("hevc", "av1"), default="hevc")
     p.add_argument("--crf", type=int, default=None, help="quality (default: hevc 20, av1 30)")
@@ -130,14 +159,32 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
 
 
+def convert_jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    """(input, output) pairs of ``convert``: ``IN OUT``, or inputs and folders with ``--out-dir``.
+
+    Raises
+    ------
+    InputError
+        For no inputs, an ``--out-dir`` that is a file, or two inputs that would write the same output file.
+    """
+    if args.out_dir is None:
+        return [(args.paths[0], args.paths[1])]
+    return _output_pairs(args.paths, VIDEO_SUFFIXES, args.out_dir, f".{args.container}", "videos")
+
+
 def _convert(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from service.pipeline import ConvertOptions, Progress, convert_video
+    from service.config import ScaleoutSettings
+    from service.pipeline import ConvertOptions, Progress
     from service.video.decode import DecodeOptions
     from service.video.encode import EncodeOptions
     from service.video.hdr10_metadata import MasteringDisplay
 
+    if args.out_dir is None and len(args.paths) != 2:
+        sys.stderr.write("itmstream: error: give `IN OUT`, or inputs with --out-dir DIR (see --help)\n")
+        return EXIT_USAGE
+    jobs = convert_jobs(args)
     operator = make_operator(args)
     decode = DecodeOptions(
         transfer=Transfer[args.input_transfer.upper()] if args.input_transfer else None,
@@ -156,38 +203,79 @@ def _convert(args: argparse.Namespace) -> int:
         copy_audio=not args.no_audio,
         copy_subtitles=not args.no_subtitles,
     )
+    try:
+        scaleout = ScaleoutSettings()
+    except ValueError as exc:  # pydantic's ValidationError
+        raise InputError(f"invalid ITM_* setting: {exc}") from exc
+    convert = _converter(operator, options, args.ray or scaleout.ray_address, scaleout)
+    if args.out_dir is not None:
+        _make_out_dir(args.out_dir, jobs)
     bar = tqdm(
         total=None,
         unit="frame",
-        desc=args.input.name,
+        desc=args.paths[0].name if args.out_dir is None else f"{len(jobs)} files",
         disable=args.quiet or None,  # None: only on a terminal
         file=sys.stderr,
         leave=False,
     )
+    done_before = 0  # frames of the files already converted (one bar over the whole batch)
 
     def progress(p: Progress) -> None:
-        if p.frames_total and bar.total != p.frames_total:
+        if args.out_dir is None and p.frames_total and bar.total != p.frames_total:
             bar.total = p.frames_total
-        bar.update(p.frames_done - bar.n)
+        bar.update(done_before + p.frames_done - bar.n)
         if p.stage == "finalize":
             bar.set_postfix_str("writing the HDR10 metadata")
 
-    started = time.perf_counter()
+    failed = 0
     try:
-        result = convert_video(args.input, args.output, operator, options, progress=progress)
+        for src, dst in jobs:
+            started = time.perf_counter()
+            try:
+                result = convert(src, dst, progress)
+            except ItmError as exc:
+                if args.out_dir is None:
+                    raise
+                failed += 1
+                bar.write(f"itmstream: error: {src}: {exc}", file=sys.stderr)
+                continue
+            done_before += result.frames
+            if not args.quiet:
+                _report(bar, result, time.perf_counter() - started)
     finally:
         bar.close()
-    elapsed = time.perf_counter() - started
-    if not args.quiet:
-        sys.stderr.write(
-            f"{result.path}: {result.frames} frames {result.width}x{result.height} {result.codec}/"
-            f"{result.container}, {_describe_operator(result.operator, result.operator_params)}, "
-            f"MaxCLL {result.max_cll} MaxFALL {result.max_fall} cd/m²\n"
-            f"done in {elapsed:.1f} s ({result.frames / max(elapsed, 1e-9):.1f} fps)\n"
-        )
-        for warning in result.warnings:
-            sys.stderr.write(f"itmstream: warning: {warning}\n")
-    return EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _converter(
+    operator: Operator, options: "ConvertOptions", address: str | None, settings: "ScaleoutSettings"
+) -> "Callable[[Path, Path, Callable[[Progress], None]], ConversionResult]":
+    """Convert one file: in-process, or in segments on Ray when an address is given."""
+    if address is None:
+        from service.pipeline import convert_video
+
+        return lambda src, dst, progress: convert_video(src, dst, operator, options, progress=progress)
+    from service.inference.types import OperatorSpec
+    from service.scaleout.cluster import ScaleoutConfig, convert_video_segmented
+
+    spec = OperatorSpec.of(operator.name, **operator.params)
+    config = ScaleoutConfig.from_settings(settings, address)
+    return lambda src, dst, progress: convert_video_segmented(
+        src, dst, spec, options, config=config, progress=progress
+    )
+
+
+def _report(bar: "tqdm[Never]", result: "ConversionResult", elapsed: float) -> None:
+    """The summary of one converted file, and its warnings, above the progress bar."""
+    bar.write(
+        f"{result.path}: {result.frames} frames {result.width}x{result.height} {result.codec}/"
+        f"{result.container}, {_describe_operator(result.operator, result.operator_params)}, "
+        f"MaxCLL {result.max_cll} MaxFALL {result.max_fall} cd/m²\n"
+        f"done in {elapsed:.1f} s ({result.frames / max(elapsed, 1e-9):.1f} fps)",
+        file=sys.stderr,
+    )
+    for warning in result.warnings:
+        bar.write(f"itmstream: warning: {warning}", file=sys.stderr)
 
 
 # --- image ----------------------------------------------------------------------------------------------
@@ -208,14 +296,53 @@ def _image_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--quiet", "-q", action="store_true")
 
 
-def _expand_inputs(paths: Sequence[Path]) -> list[Path]:
+def _expand_inputs(paths: Sequence[Path], suffixes: Sequence[str]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+            files.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes))
         else:
             files.append(path)
     return files
+
+
+def _output_pairs(
+    paths: Sequence[Path], suffixes: Sequence[str], out_dir: Path, out_suffix: str, kind: str
+) -> list[tuple[Path, Path]]:
+    """(input, ``out_dir/<stem><out_suffix>``) for the inputs and folders in ``paths``.
+
+    Raises
+    ------
+    InputError
+        For an ``out_dir`` that is a file, no inputs, or two inputs that would write the same output file.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out-dir '{out_dir}' exists and is not a directory")
+    inputs = _expand_inputs(paths, suffixes)
+    if not inputs:
+        raise InputError(f"no input {kind} ({', '.join(suffixes)}) found")
+    jobs = [(src, out_dir / f"{src.stem}{out_suffix}") for src in inputs]
+    seen: dict[Path, Path] = {}
+    for src, dst in jobs:
+        if dst in seen:
+            raise InputError(f"'{seen[dst]}' and '{src}' would both be written to '{dst}'")
+        seen[dst] = src
+    return jobs
+
+
+def _make_out_dir(out_dir: Path, jobs: Sequence[tuple[Path, Path]]) -> None:
+    """Create ``--out-dir`` once some input exists (no empty folder for nothing).
+
+    Raises
+    ------
+    OutputError
+        If it cannot be created.
+    """
+    if any(src.is_file() for src, _ in jobs):
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create --out-dir '{out_dir}': {exc.strerror or exc}") from exc
 
 
 def image_jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
@@ -233,18 +360,7 @@ def image_jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
         if len(args.paths) != 2 or args.paths[0].is_dir():
             raise InputError("give `IN OUT.exr|OUT.png`, or inputs with --out-dir DIR")
         return [(args.paths[0], args.paths[1])]
-    if args.out_dir.exists() and not args.out_dir.is_dir():
-        raise InputError(f"--out-dir '{args.out_dir}' exists and is not a directory")
-    inputs = _expand_inputs(args.paths)
-    if not inputs:
-        raise InputError("no input images (.png, .jpg, .jpeg) found")
-    jobs = [(src, args.out_dir / f"{src.stem}.{args.format}") for src in inputs]
-    seen: dict[Path, Path] = {}
-    for src, dst in jobs:
-        if dst in seen:
-            raise InputError(f"'{seen[dst]}' and '{src}' would both be written to '{dst}'")
-        seen[dst] = src
-    return jobs
+    return _output_pairs(args.paths, IMAGE_SUFFIXES, args.out_dir, f".{args.format}", "images")
 
 
 def _image(args: argparse.Namespace) -> int:
@@ -254,11 +370,8 @@ def _image(args: argparse.Namespace) -> int:
     for _, dst in jobs:
         image_format(dst)  # fail on a bad suffix before any work
     operator = make_operator(args)  # once, for every image
-    if args.out_dir is not None and any(src.is_file() for src, _ in jobs):  # no empty folder for nothing
-        try:
-            args.out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create --out-dir '{args.out_dir}': {exc.strerror or exc}") from exc
+    if args.out_dir is not None:
+        _make_out_dir(args.out_dir, jobs)
     failed = 0
     for src, dst in jobs:
         try:

@@ -21,7 +21,32 @@ def _default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-class Settings(BaseSettings):
+class ScaleoutSettings(BaseSettings):
+    """Where file conversions run: in-process (the default) or in segments on a Ray cluster.
+
+    Its own class so that ``itmstream convert`` reads exactly these (cheaply: no operator is checked) while
+    the service's :class:`Settings` has them too; the names and defaults are written once.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ITM_", frozen=True, extra="ignore")
+
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster for file conversions: 'host:port' of its GCS, 'ray://host:10001', or 'auto' "
+        "(the Ray instance on this machine, started if none runs). Unset: conversions run in-process.",
+    )
+    segment_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="Target length of a segment; cuts are at input keyframes."
+    )
+    segment_cpus: float = Field(
+        default=1.0, gt=0, le=64, description="CPUs each segment task declares (and its operator threads)."
+    )
+    segment_retries: int = Field(
+        default=2, ge=0, le=10, description="Times Ray re-runs a segment whose worker process or node died."
+    )
+
+
+class Settings(ScaleoutSettings):
     """Validated, immutable service configuration (env var = ``ITM_`` + upper-case field name)."""
 
     model_config = SettingsConfigDict(env_prefix="ITM_", frozen=True, extra="ignore")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from service.config import ScaleoutSettings
 from service.errors import EngineError, InputError, ItmError, JobCancelledError, OutputError
 from service.inference.types import OperatorSpec
 from service.operators.registry import plugin_paths
@@ -61,6 +62,16 @@ class ScaleoutConfig:
     """CPUs each segment task declares (and the threads its operator uses)."""
     max_retries: int = 2
     """Times Ray re-runs a segment whose worker process or node died."""
+
+    @classmethod
+    def from_settings(cls, settings: ScaleoutSettings, address: str | None = None) -> "ScaleoutConfig":
+        """The config of ``ITM_RAY_ADDRESS`` and ``ITM_SEGMENT_*`` (``address`` overrides the first)."""
+        return cls(
+            address=address or settings.ray_address or LOCAL,
+            segment_seconds=settings.segment_seconds,
+            num_cpus=settings.segment_cpus,
+            max_retries=settings.segment_retries,
+        )
 
     def __post_init__(self) -> None:
         if self.segment_seconds <= 0:

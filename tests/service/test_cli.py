@@ -226,3 +226,27 @@ def test_serve_is_wired_without_importing_the_server():
     args = build_parser().parse_args(["serve", "--port", "9000"])
     assert (args.command, args.port, args.host) == ("serve", 9000, None)
     assert COMMANDS["serve"][1].__name__ == "_serve"
+
+
+def test_convert_folder_one_bad_file_fails_alone(tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", frames=6)
+    make_clip(folder / "b.mkv", frames=4, audio=True)
+    (folder / "broken.mp4").write_bytes(b"not a video" * 50)
+    (folder / "notes.txt").write_text("not picked up")
+    out = tmp_path / "out"  # created on demand
+    assert main(["convert", str(folder), "--out-dir", str(out), "--container", "mkv", "-o", "bt2408"]) == 1
+    err = capsys.readouterr().err
+    assert f"itmstream: error: {folder / 'broken.mp4'}: input 'broken.mp4' is not a readable video" in err
+    assert sorted(p.name for p in out.iterdir()) == ["a.mkv", "b.mkv"]
+    assert "6 frames" in err and "4 frames" in err
+    assert [s["codec_type"] for s in ffprobe(out / "b.mkv", "-show_streams")["streams"]] == ["video", "audio"]
+
+
+def test_convert_many_inputs_need_out_dir(tmp_path, capsys):
+    a = make_clip(tmp_path / "a.mp4", frames=2)
+    assert main(["convert", str(a), str(a), str(tmp_path / "o.mp4")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["convert", str(a), str(a), "--out-dir", str(tmp_path / "o")]) == 1
+    assert "would both be written to" in capsys.readouterr().err

@@ -130,3 +130,20 @@ def test_cancel_cancels_the_outstanding_tasks(ray_cluster, tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == ["src.mp4"]
     finally:
         unregister_operator("slow")
+
+
+def test_cli_converts_a_folder_on_ray_and_fails_only_the_bad_file(ray_cluster, tmp_path, capsys):
+    from service.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    gop_clip(folder / "a.mp4", seconds=2.0)
+    gop_clip(folder / "b.mp4", seconds=3.0, audio=False)
+    (folder / "broken.mp4").write_bytes(gop_clip(tmp_path / "c.mp4").read_bytes()[:5000])
+    out = tmp_path / "out"
+    args = ["convert", str(folder), "--out-dir", str(out), "-o", "bt2408", "--ray", ray_cluster]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"itmstream: error: {folder / 'broken.mp4'}: input 'broken.mp4'" in err
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mp4"], err
+    assert len(decode(out / "a.mp4").pts_s) == 50 and len(decode(out / "b.mp4").pts_s) == 75
