@@ -1,4 +1,4 @@
-"""Inverse tone mapping operators: one interface for classical curves and the learned MQN."""
+"""Inverse tone mapping operators: one interface for classical curves and learned ones (MQN, ExpandNet)."""
 
 from service.operators.base import Mode, Operator, OperatorInfo, ParamSpec
 from service.operators.registry import available_operators, create_operator

@@ -1,4 +1,7 @@
-"""Name -> operator lookup. The learned ``mqn`` operator registers itself lazily (its runtime is heavier).
+"""Name -> operator lookup. The learned operators (``mqn``, ``expandnet``) are registered lazily.
+
+Their runtime is heavier: they are listed always, imported on first use, and fail with an ``EngineError``
+when their model is absent.
 
 Extra operators (``ITM_EXTRA_OPERATORS``, a comma-separated list of ``module:Class`` paths) are checked with
 :func:`check_operator_path` when the settings are validated, and registered with :func:`register_operator`
@@ -15,7 +18,10 @@ from service.operators.base import Operator, OperatorInfo
 from service.operators.classical import BT2408, BT2446A, InverseReinhard
 
 _CLASSICAL: dict[str, type[Operator]] = {cls.info.name: cls for cls in (BT2408, BT2446A, InverseReinhard)}
-_LAZY: dict[str, str] = {"mqn": "service.operators.mqn:MQN"}
+_LAZY: dict[str, str] = {
+    "mqn": "service.operators.mqn:MQN",
+    "expandnet": "service.operators.expandnet:ExpandNet",
+}
 _PLUGINS: dict[str, str] = {}
 """Registered extra operators: name -> ``module:Class``."""
 
