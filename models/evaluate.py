@@ -1,6 +1,6 @@
-"""``python -m models.evaluate``: the MQN model-card table (see :mod:`models.mqn.evaluate`)."""
+"""``python -m models.evaluate [--model NAME] ...``: a quality table (``models/<model>/evaluate.py``)."""
 
-from models.mqn.evaluate import main
+from models.harness.cli import dispatch
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(dispatch("evaluate"))

@@ -1,6 +1,6 @@
-"""``python -m models.export``: LiteRT export of MQN (see :mod:`models.mqn.export`)."""
+"""``python -m models.export [--model mqn|expandnet] ...``: LiteRT export (``models/<model>/export.py``)."""
 
-from models.mqn.export import main
+from models.harness.cli import dispatch
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(dispatch("export"))

@@ -1,6 +1,6 @@
-"""``python -m models.train``: the MQN trainer (see :mod:`models.mqn.train`)."""
+"""``python -m models.train [--model mqn|expandnet] ...``: a model's trainer (``models/<model>/train.py``)."""
 
-from models.mqn.train import main
+from models.harness.cli import dispatch
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(dispatch("train"))

@@ -1,0 +1,183 @@
+"""Export a trained ExpandNet to LiteRT: ``python -m models.export --model expandnet --run expandnet_v1``.
+
+* ``expandnet_features_int8.tflite``: the three branches and the first fusion layer, full-integer PTQ
+  (weights and activations) calibrated on synthesised views of the *training* scenes; two uint8 inputs
+  (the frame at any size and its 256 x 256 view, scale 1/255: raw pixels go straight in), float32 output.
+  SELU runs as ELU + LEAKY_RELU (:class:`models.expandnet.layers.SELU`); the converter keeps ELU in float
+  between a dequantize and a quantize, which XNNPACK runs in the same partition.
+* ``expandnet_head_dr.tflite``: the last 1x1 convolution (features -> three logit offsets) with float
+  activations (its few weights are too small for dynamic-range quantization and stay float32).
+* ``expandnet.json``: the output convention, the global view size, provenance.
+
+The split is MQN's: int8 everywhere except the last layer, which produces the HDR values.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.expandnet.artifacts import (
+    ARTIFACTS,
+    FEATURES_FILE,
+    FLOAT_MODEL_JSON,
+    FLOAT_WEIGHTS,
+    HEAD_FILE,
+    META_FILE,
+)
+from models.mqn.data import (
+    DEFAULT_DATA_DIR,
+    REPO_ROOT,
+    SceneBank,
+    SynthesisConfig,
+    fixed_samples,
+    read_manifest,
+)
+from models.mqn.data import split_scenes as split
+from service.operators.expandnet import FRAME_INPUT, GLOBAL_INPUT
+
+CALIBRATION_SEED = 777
+"""MQN's calibration seed: the same training views, drawn the same way."""
+
+
+def load_model(config: Path, weights: Path) -> tuple[Any, Any, Any, Any]:
+    """(config, training model, features, head) with ``weights`` loaded."""
+    from models.expandnet.model import ExpandNetConfig, build_expandnet
+
+    cfg = ExpandNetConfig.from_json(json.loads(config.read_text()))
+    model, features, head = build_expandnet(cfg)
+    model.load_weights(weights)
+    return cfg, model, features, head
+
+
+def load_float(artifacts: Path = ARTIFACTS) -> tuple[Any, Any, Any, Any]:
+    """The exported float twin (reference for parity tests and the float rows of evaluation)."""
+    return load_model(artifacts / FLOAT_MODEL_JSON, artifacts / FLOAT_WEIGHTS)
+
+
+def calibration_views(
+    data_dir: Path, val_scenes: tuple[str, ...], n_per_scene: int, size: int, global_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Representative (frame, global view) uint8 pairs from *training* scenes, synthesised as trained."""
+    from models.expandnet.train import inputs_of
+
+    train, _ = split(read_manifest(data_dir), val_scenes)
+    samples = fixed_samples(
+        SceneBank(data_dir, train), n_per_scene, (size, size), SynthesisConfig(), seed=CALIBRATION_SEED
+    )
+    frame, view = inputs_of(samples, global_size)
+    return frame, view
+
+
+def convert_features(features: Any, frames: np.ndarray, views: np.ndarray) -> bytes:
+    """Full int8 PTQ of the feature extractor (two uint8 inputs, float32 output)."""
+    import tensorflow as tf
+
+    def representative() -> Iterator[dict[str, np.ndarray]]:
+        # Exact 0 and 1 in one frame pin both inputs' range to [0, 1], so their uint8 scale is 1/255.
+        f, v = frames[:1].copy(), views[:1].copy()
+        f[0, 0, 0], f[0, 0, 1], v[0, 0, 0], v[0, 0, 1] = 0.0, 1.0, 0.0, 1.0
+        yield {FRAME_INPUT: f, GLOBAL_INPUT: v}
+        for i in range(len(frames)):
+            yield {FRAME_INPUT: frames[i : i + 1], GLOBAL_INPUT: views[i : i + 1]}
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(features)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.uint8
+    conv.inference_output_type = tf.float32
+    return bytes(conv.convert())
+
+
+def convert_head(head: Any) -> bytes:
+    """Dynamic-range quantization of the head: float activations, builtin ops only."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(head)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return bytes(conv.convert())
+
+
+def export(
+    run_dir: Path,
+    out_dir: Path,
+    data_dir: Path = DEFAULT_DATA_DIR,
+    n_per_scene: int = 2,
+    size: int = 320,
+    which: str = "best",
+) -> dict[str, Any]:
+    """Convert both parts, save the float twin and write the metadata JSON; returns the metadata."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    from models.expandnet.model import count_macs
+
+    with contextlib.suppress(RuntimeError):  # already initialised (e.g. inside a test session)
+        tf.config.threading.set_intra_op_parallelism_threads(2)
+    train_cfg = json.loads((run_dir / "config.json").read_text())
+    cfg, model, features, head = load_model(run_dir / "model.json", run_dir / f"{which}.weights.h5")
+    frames, views = calibration_views(
+        data_dir, tuple(train_cfg["val_scenes"]), n_per_scene, size, cfg.global_size
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / FEATURES_FILE).write_bytes(convert_features(features, frames, views))
+    (out_dir / HEAD_FILE).write_bytes(convert_head(head))
+    model.save_weights(out_dir / FLOAT_WEIGHTS)
+    (out_dir / FLOAT_MODEL_JSON).write_text(json.dumps(cfg.to_json(), indent=2))
+    summary_path = REPO_ROOT / train_cfg["log_root"] / train_cfg["run"] / "summary.json"  # absolute roots win
+    meta = {
+        "model": "expandnet",
+        "features": FEATURES_FILE,
+        "head": HEAD_FILE,
+        "version": 1,
+        "output": "per pixel and channel, a logit offset z: PQ (SMPTE ST 2084) of BT.709 light = "
+        "PQ(peak_nits) "
+        "* sigmoid(logit(PQ(BT.2408 placement) / PQ(peak_nits)) + z)",
+        "sdr_white_nits": 203.0,
+        "peak_nits": cfg.peak_nits,
+        "global_size": cfg.global_size,
+        "split": "int8 features (frame + global view -> first fusion layer, full resolution); float head "
+        "(1x1 convolution -> logit offsets)",
+        "inputs": "uint8 non-linear SDR code values, RGB, NHWC: the frame, and the frame resized to "
+        f"{cfg.global_size}² (Pillow bilinear)",
+        "architecture": cfg.to_json(),
+        "params": int(model.count_params()),
+        "gmacs_1080p": count_macs(cfg, 1080, 1920) / 1e9,
+        "calibration": {
+            "frames": len(frames),
+            "size": size,
+            "source": "training scenes, synthesised SDR views",
+        },
+        "weights": which,
+        "training": json.loads(summary_path.read_text()) if summary_path.exists() else None,
+    }
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    p = argparse.ArgumentParser(prog="python -m models.export --model expandnet", description=__doc__)
+    p.add_argument("--run", default="expandnet_v1")
+    p.add_argument("--checkpoints", type=Path, default=REPO_ROOT / "models" / "checkpoints")
+    p.add_argument("--out", type=Path, default=ARTIFACTS)
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    p.add_argument("--weights", choices=("best", "last"), default="best")
+    p.add_argument("--calibration-per-scene", type=int, default=2)
+    args = p.parse_args(argv)
+    meta = export(
+        args.checkpoints / args.run, args.out, args.data_dir, args.calibration_per_scene, which=args.weights
+    )
+    print(json.dumps({k: meta[k] for k in ("features", "head", "params", "gmacs_1080p")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
