@@ -3,9 +3,9 @@
 For each codec (hevc, av1) and size (720p, 1080p) it measures, in the same run:
 
 * ``floor``: decode H.264 -> swscale to yuv420p10le -> the same HDR10 encoder and settings, no operator;
-* ``bt2408`` and ``bt2446a``: the full :func:`service.pipeline.convert_video` with the defaults of
-  ``itmstream convert`` (decode, operator, PQ/Y'CbCr kernel with the MaxCLL/MaxFALL meter, encode, remux
-  with the measured light level),
+* each of ``--operators`` (default ``bt2408``, ``bt2446a``, ``mqn``): the full
+  :func:`service.pipeline.convert_video` with the defaults of ``itmstream convert`` (decode, operator,
+  PQ/Y'CbCr kernel measuring MaxCLL/MaxFALL in the same pass, encode, remux with the measured light level),
 
 and prints one line per case with its peak RSS, plus the ratio to the floor. Every timed run happens in a
 fresh child process (imports, JIT cache load, one untimed 4-frame warm-up, then the timed run), so its peak
@@ -14,6 +14,7 @@ The input is fixed and synthetic (libx264 yuv420p, moving gradients plus noise, 
 machine is shared, so treat the times as noisy (the JSON records the load average).
 
     .venv/bin/python -m bench.transcode [--frames N] [--repeat R] [--codecs hevc,av1] [--sizes 720p,1080p]
+                                        [--operators bt2408,bt2446a,mqn]
 """
 
 import argparse
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--codecs", default="hevc,av1")
     parser.add_argument("--sizes", default="720p,1080p")
+    parser.add_argument("--operators", default="bt2408,bt2446a,mqn")
     parser.add_argument("--repeat", type=int, default=2, help="timed runs per case; the fastest counts")
     args = parser.parse_args()
     os.environ.setdefault("SVT_LOG", "1")
@@ -144,7 +146,7 @@ def main() -> None:
                 name = f"floor decode+encode {codec} {size}"
                 print(line(name, int(base["frames"]), base_s) + f"  peak RSS {base['peak_rss_mb']:.0f} MB")
                 cases.append({"case": name, **base, "ms_per_frame": 1e3 * base_s / int(base["frames"])})
-                for op_name in ("bt2408", "bt2446a"):
+                for op_name in args.operators.split(","):
                     run = measure(op_name, src, dst, codec, args.repeat)
                     frames, seconds = int(run["frames"]), float(run["seconds"])
                     name = f"convert {op_name} {codec} {size}"

@@ -311,6 +311,7 @@ def _encode(
                 first_pts = batch.pts[0] if first_pts is None else first_pts
                 if progress is not None:
                     progress(_progress(reader.frames_decoded, total, started, timings, before))
+                del batch, nits  # freed before the next frame is decoded and converted, not after (31 MB)
                 t = time.perf_counter()
             reader.check_complete()
             if lazy.writer is None:  # pragma: no cover - check_complete raises first

@@ -350,7 +350,8 @@ class VideoReader:
             raise InputError(f"batch size {size} is invalid; expected >= 1")
         info = self.info
         stream = self.video_stream
-        pending: list[npt.NDArray[np.uint8]] = []
+        # Frames are decoded straight into the batch (one array per batch, never one per frame and a copy).
+        rgb = np.empty((size, info.height, info.width, 3), np.uint8)
         pts: list[int] = []
         rotation = 0
         self._max_frames = max_frames
@@ -378,18 +379,20 @@ class VideoReader:
                             "input is interlaced; frames are converted as progressive (no deinterlacing)"
                         )
                     frame_pts = self._pts(frame)
-                    pending.append(to_rgb24(frame, info.matrix, info.range))
+                    to_rgb24(frame, info.matrix, info.range, out=rgb[len(pts)])
+                    del frame  # FFmpeg's buffers go back to its pool before the batch is converted
                     pts.append(frame_pts)
                     self.frames_decoded += 1
-                    if len(pending) == size:
-                        yield Batch(np.stack(pending), tuple(pts), info.time_base, rotation)
-                        pending, pts = [], []
+                    if len(pts) == size:
+                        yield Batch(rgb, tuple(pts), info.time_base, rotation)
+                        rgb = np.empty_like(rgb)  # the caller may still hold the last batch
+                        pts = []
                     if max_frames is not None and self.frames_decoded >= max_frames:
                         break
                 if max_frames is not None and self.frames_decoded >= max_frames:
                     break
-        if pending:
-            yield Batch(np.stack(pending), tuple(pts), info.time_base, rotation)
+        if pts:
+            yield Batch(rgb[: len(pts)], tuple(pts), info.time_base, rotation)
 
     @contextmanager
     def _locate_damage(self) -> Iterator[None]:

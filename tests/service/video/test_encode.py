@@ -47,6 +47,18 @@ def test_one_and_two_frame_hevc_mp4_mux_cleanly(tmp_path, frames):
         assert sum(1 for _ in container.decode(video=0)) == frames
 
 
+def test_x265_lookahead_is_bounded_for_the_fast_presets_only():
+    def x265(**kwargs):  # type: ignore[no-untyped-def]
+        joined = encoder_params(EncodeOptions(**kwargs), HDR10Metadata(), keyint=50)["x265-params"]
+        return dict(item.split("=", 1) for item in joined.split(":") if "=" in item)
+
+    assert {k: x265()[k] for k in ("rc-lookahead", "bframes")} == {"rc-lookahead": "8", "bframes": "3"}
+    assert x265(preset="fast")["rc-lookahead"] == "8"
+    assert "rc-lookahead" not in x265(preset="slow") and "bframes" not in x265(preset="ultrafast")
+    mine = x265(params={"bframes": "6"})  # a caller's own B-frames take the lookahead with them
+    assert mine["bframes"] == "6" and "rc-lookahead" not in mine
+
+
 def test_options_and_params():
     params = encoder_params(EncodeOptions(params={"aq-mode": "3"}), HDR10Metadata(), keyint=50)
     assert params["preset"] == "veryfast" and params["crf"] == "20"
