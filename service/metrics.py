@@ -24,6 +24,13 @@ DROP_REASONS = ("stale", "overloaded", "deadline", "shutdown")
 """Why a stream frame got a drop report instead of a result (docs/PROTOCOL.md §4)."""
 DROP_ENDPOINTS = ("stream",)
 """Endpoints that drop frames: only the live stream does (jobs and stills wait or fail, never drop)."""
+SEGMENT_STATES = ("queued", "running")
+"""Current states of a scale-out segment (``itm_segments_in_flight``); ``running`` is estimated from the
+cluster's task slots, since Ray does not tell a driver when a task starts."""
+SEGMENT_OUTCOMES = ("done", "failed", "cancelled")
+"""How a segment ends (``itm_segments_total``)."""
+SEGMENT_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+"""Seconds one segment takes on a worker: ~10 s of video at a few to a few hundred frames per second."""
 
 
 def batch_buckets(max_batch_size: int) -> tuple[float, ...]:
@@ -54,6 +61,23 @@ class Metrics:
     jobs: Gauge
     queue_depth: Gauge
     model_info: Gauge
+    segments: Gauge
+    segments_total: Counter
+    segment_seconds: Histogram
+
+    def segment_moved(self, previous: str, state: str, seconds: float = 0.0) -> None:
+        """Count a scale-out segment moving from ``previous`` (empty when new) to ``state``.
+
+        ``seconds`` is the worker time of a ``done`` segment.
+        """
+        if previous in SEGMENT_STATES:
+            self.segments.labels(state=previous).dec()
+        if state in SEGMENT_STATES:
+            self.segments.labels(state=state).inc()
+        elif state in SEGMENT_OUTCOMES:
+            self.segments_total.labels(outcome=state).inc()
+        if state == "done":
+            self.segment_seconds.observe(seconds)
 
     def observe_stage(self, stage: str, seconds: float, frames: int = 1) -> None:
         """Record ``seconds`` of ``stage`` spent on ``frames`` frames as one observation per frame.
@@ -95,6 +119,16 @@ def build_metrics(
         stage.labels(stage=name)
     for state in job_states:
         jobs.labels(state=state).set(0)
+    segments = Gauge(
+        "itm_segments_in_flight",
+        "Scale-out segments not ended, by state (running: estimated from the cluster's task slots)",
+        ["state"], registry=registry,
+    )
+    segments_total = Counter("itm_segments_total", "Scale-out segments ended", ["outcome"], registry=registry)
+    for state in SEGMENT_STATES:
+        segments.labels(state=state).set(0)
+    for outcome in SEGMENT_OUTCOMES:
+        segments_total.labels(outcome=outcome)
     return Metrics(
         registry=registry,
         stage_seconds=stage,
@@ -132,5 +166,11 @@ def build_metrics(
             "Loaded operators (value 1); version names the trained model run, empty for classical ones",
             ["name", "mode", "quant", "version"],
             registry=registry,
+        ),
+        segments=segments,
+        segments_total=segments_total,
+        segment_seconds=Histogram(
+            "itm_segment_seconds", "Worker wall time of one scale-out segment",
+            buckets=SEGMENT_BUCKETS, registry=registry,
         ),
     )

@@ -7,6 +7,7 @@ from service.config import Settings
 from service.inference.types import OperatorSpec, resolve_spec
 from service.jobs.models import JobOptions
 from service.operators import Mode
+from service.scaleout.cluster import ScaleoutConfig
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class JobConfig:
     max_height: int
     isolate: bool
     """Convert each job in a child process instead of on the shared batcher."""
+    scaleout: ScaleoutConfig | None
+    """Convert each job in segments on this Ray cluster (``ITM_RAY_ADDRESS``); None converts in-process."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "JobConfig":
@@ -36,6 +39,7 @@ class JobConfig:
             default_operator=settings.default_operator, default_mode=settings.default_mode,
             default_peak=settings.default_peak_nits, max_width=settings.max_width,
             max_height=settings.max_height, isolate=settings.job_isolation,
+            scaleout=ScaleoutConfig.from_settings(settings) if settings.ray_address else None,
         )
 
     @property

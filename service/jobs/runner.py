@@ -3,7 +3,9 @@
 Frames of every job go through the shared :class:`~service.inference.batcher.DynamicBatcher` (via
 :class:`~service.inference.batched.BatchedOperator`), so jobs and live streams share the worker pool;
 decoding and encoding run in a thread per job, never on the event loop. With ``isolate`` each job converts
-in a child process instead (:mod:`service.jobs.isolated`).
+in a child process instead (:mod:`service.jobs.isolated`). With a Ray cluster configured (``scaleout``), each
+job is cut into segments that Ray tasks convert (:mod:`service.scaleout.cluster`): progress and ETA then
+count frames over all segments, and cancelling the job cancels its outstanding tasks.
 
 Cancellation is a :class:`threading.Event` per running job, which the pipeline polls between batches. A
 graceful shutdown cancels running conversions and puts them back to ``queued``, so they resume on the next
@@ -18,7 +20,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.errors import ItmError, JobCancelledError
 from service.inference.batched import BatchedOperator
@@ -30,6 +34,9 @@ from service.jobs.store import JobRecord, JobStore
 from service.memory import release_free_memory
 from service.metrics import Metrics
 from service.operators.registry import plugin_paths
+
+if TYPE_CHECKING:
+    from service.scaleout.cluster import SegmentEvent
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +188,8 @@ class Runner:
         else:
             size = record.result_path.stat().st_size
             frames = int(getattr(outcome, "frames", 0))
-            if isinstance(outcome, Outcome):  # in-process runs count their frames in BatchedOperator
+            # In-process runs count their frames in BatchedOperator; child processes and Ray tasks do not.
+            if self._converter is None and (isinstance(outcome, Outcome) or self.config.scaleout):
                 operator = record.options.operator or self.config.default_operator
                 self.metrics.frames_total.labels(endpoint="jobs", operator=operator).inc(frames)
             _remove(record.upload_path)
@@ -198,6 +206,9 @@ class Runner:
                 _remove(record.upload_path)
                 _remove(record.result_path)
             self.on_change()
+
+    def _segment_moved(self, event: "SegmentEvent") -> None:
+        self.metrics.segment_moved(event.previous, event.state, event.seconds)
 
     def _convert(self, record: JobRecord, cancel: threading.Event, loop: asyncio.AbstractEventLoop) -> object:
         from service.pipeline import ConvertOptions, convert_video
@@ -222,6 +233,15 @@ class Runner:
                  "threads": max(1, (os.cpu_count() or 1) // 2)},
                 {"max_width": config.max_width, "max_height": config.max_height},
                 progress=self._progress(record.id), cancel=cancel, plugins=plugin_paths(),
+            )
+        if self._converter is None and config.scaleout is not None:
+            from service.scaleout.cluster import convert_video_segmented
+
+            return convert_video_segmented(
+                record.upload_path, record.result_path, spec,
+                replace(options, encode=replace(options.encode, threads=0), batch_size=1),  # workers' CPUs
+                config=config.scaleout, progress=self._progress(record.id), cancel=cancel,
+                on_segment=self._segment_moved, name=record.filename,
             )
         converter = self._converter or convert_video
         return converter(

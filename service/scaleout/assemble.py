@@ -59,7 +59,7 @@ def _unlink(path: Path) -> None:
 
 def assemble(
     src: Path, dst: Path, fmt: str, split: SplitVideo, outputs: Iterable[SegmentOutput],
-    mastering: MasteringDisplay, cancel: threading.Event | None = None,
+    mastering: MasteringDisplay, cancel: threading.Event | None = None, *, name: str | None = None,
 ) -> Assembled:
     """Write the segments of ``outputs`` (in segment order, as they arrive) into ``dst``, atomically.
 
@@ -85,8 +85,8 @@ def assemble(
             segment = split.segments[output.index]
             if output.index != len(seen) or output.frames != segment.frames:
                 raise EngineError(
-                    f"{segment.describe(src.name)} came back as segment {output.index} with {output.frames} "
-                    f"frames; expected segment {len(seen)} with {segment.frames}"
+                    f"{segment.describe(name or src.name)} came back as segment {output.index} with "
+                    f"{output.frames} frames; expected segment {len(seen)} with {segment.frames}"
                 )
             if concat is None:
                 concat = SegmentConcat(
@@ -95,7 +95,9 @@ def assemble(
             concat.write(output.data, segment.end_s)
             seen.append(replace(output, data=b""))  # written: the bytes need not stay in memory
         if concat is None or len(seen) != len(split.segments):
-            raise EngineError(f"{len(seen)} of {len(split.segments)} segments of '{src.name}' were assembled")
+            raise EngineError(
+                f"{len(seen)} of {len(split.segments)} segments of '{name or src.name}' were assembled"
+            )
         copied = concat.warnings
         done, concat = concat, None
         done.close()

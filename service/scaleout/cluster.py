@@ -82,12 +82,21 @@ class ScaleoutConfig:
             raise InputError(f"max_retries {self.max_retries} is invalid; expected >= 0")
 
 
+SEGMENT_STATES = ("queued", "running", "done", "failed", "cancelled")
+"""What a segment goes through: the first two are current states, the last three outcomes."""
+
+
 @dataclass(frozen=True)
 class SegmentEvent:
-    """A segment changed state (``queued``, ``done`` or ``failed``), for metrics and logs."""
+    """A segment moved from ``previous`` (empty when new) to ``state``, one of :data:`SEGMENT_STATES`.
+
+    Ray does not tell a driver when a task starts, so ``running`` is the driver's estimate: the cluster has
+    ``CPU / num_cpus`` task slots, a segment is running once one is free for it, in submission order.
+    """
 
     index: int
     state: str
+    previous: str
     task_name: str
     seconds: float = 0.0
     """Worker seconds of a finished segment."""
@@ -165,6 +174,9 @@ class _Segments:
         self.task_names = [f"{TASK_NAME}-{run}-{s.index}" for s in split.segments]
         self.pending: dict[ObjectRef[Any], int] = {}
         self._inputs: dict[int, ObjectRef[Any]] = {}
+        self._states: dict[int, str] = {}
+        cpus = float(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+        self._slots = max(1, int(cpus // config.num_cpus))
         for segment in split.segments:
             data_ref = ray.put(segment.data)
             ref = remote.options(
@@ -173,7 +185,8 @@ class _Segments:
             ).remote(segment.index, job_ref, data_ref)
             self.pending[ref] = segment.index
             self._inputs[segment.index] = data_ref
-            self._on_segment(SegmentEvent(segment.index, "queued", self.task_names[segment.index]))
+            self._move(segment.index, "queued")
+        self._fill_slots()
         # The bytes are in the object store now; the driver keeps only where each segment is.
         self.split = replace(split, segments=tuple(replace(s, data=b"") for s in split.segments))
 
@@ -203,21 +216,35 @@ class _Segments:
                     try:
                         done[i] = ray.get(ref)
                     except Exception as exc:
-                        self._on_segment(SegmentEvent(i, "failed", self.task_names[i]))
+                        self._move(i, "failed")
                         raise self._error(self.split.segments[i], exc) from exc
-                    output = done[i]
-                    name = self.task_names[i]
-                    self._on_segment(SegmentEvent(i, "done", name, output.seconds, output.node_id))
+                    self._move(i, "done", done[i].seconds, done[i].node_id)
+                    self._fill_slots()
             yield done.pop(index)
 
     def cancel(self) -> None:
         """Cancel every task not finished yet (force: a running segment's worker is stopped)."""
         import ray
 
-        for ref in list(self.pending):
+        for ref, index in list(self.pending.items()):
             ray.cancel(ref, force=True, recursive=False)
+            self._move(index, "cancelled")
         self.pending.clear()
         self._inputs.clear()
+
+    def _move(self, index: int, state: str, seconds: float = 0.0, node_id: str = "") -> None:
+        previous = self._states.get(index, "")
+        self._states[index] = state
+        self._on_segment(SegmentEvent(index, state, previous, self.task_names[index], seconds, node_id))
+
+    def _fill_slots(self) -> None:
+        """Count queued segments as running while the cluster has free task slots (see SegmentEvent)."""
+        running = sum(state == "running" for state in self._states.values())
+        for index in sorted(i for i, state in self._states.items() if state == "queued"):
+            if running >= self._slots:
+                return
+            self._move(index, "running")
+            running += 1
 
     def _error(self, segment: SegmentInput, exc: Exception) -> ItmError:
         """The failure as our error, naming the segment (and the retries, when its worker died)."""
@@ -254,6 +281,7 @@ def convert_video_segmented(
     progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
     on_segment: Callable[[SegmentEvent], None] | None = None,
+    name: str | None = None,
 ) -> ConversionResult:
     """Convert ``src`` to HDR10 at ``dst`` with its segments converted in parallel on Ray.
 
@@ -273,6 +301,8 @@ def convert_video_segmented(
         Set it from another thread: outstanding tasks are cancelled and nothing is written.
     on_segment : callable, optional
         Called with every segment's state change (metrics).
+    name : str, optional
+        What messages call the input (an upload's own name rather than its stored file's).
 
     Returns
     -------
@@ -299,14 +329,15 @@ def convert_video_segmented(
     if not dst.parent.is_dir():
         raise OutputError(f"output directory '{dst.parent}' does not exist")
     started = time.perf_counter()
-    split = split_video(src, config.segment_seconds, options)
+    name = name or src.name
+    split = split_video(src, config.segment_seconds, options, name=name)
     peak = float(dict(operator.params).get("peak_nits", 1000.0))
     threads = max(1, int(config.num_cpus))
     resolved = resolved_options(options, split, peak, threads)
     mastering = resolved.mastering or MasteringDisplay(max_nits=peak)
     job = SegmentJob(operator, resolved, tuple(plugin_paths().values()), threads)
     connect(config.address)
-    segments = _Segments(split, job, config, src.name, on_segment)
+    segments = _Segments(split, job, config, name, on_segment)
     del split  # the segments' bytes are in the object store now
     done_frames = 0
     total = segments.split.frames
@@ -324,14 +355,14 @@ def convert_video_segmented(
 
     try:
         outputs = reported(segments.results(cancel))
-        assembled = assemble(src, dst, fmt, segments.split, outputs, mastering, cancel)
+        assembled = assemble(src, dst, fmt, segments.split, outputs, mastering, cancel, name=name)
     finally:
         segments.cancel()
     encode: EncodeOptions = options.encode
     info = segments.split.info
     log.info(
         "%s: %d segments, %d frames in %.1f s",
-        src.name, len(segments.split.segments), assembled.frames, time.perf_counter() - started,
+        name, len(segments.split.segments), assembled.frames, time.perf_counter() - started,
     )
     params = dict(operator.params)
     return ConversionResult(

@@ -18,6 +18,9 @@ NAMES = [
     "itm_jobs",
     "itm_queue_depth",
     "itm_model_info",
+    "itm_segments_in_flight",
+    "itm_segments_total",
+    "itm_segment_seconds",
 ]
 
 
@@ -87,3 +90,25 @@ def test_dropped_frames_are_labelled_by_endpoint_operator_and_reason() -> None:
     assert registry.get_sample_value("itm_frames_dropped_total", labels) == 1
     with pytest.raises(ValueError):
         metrics.frames_dropped_total.labels(reason="stale")  # the old, unlabelled form is gone
+
+
+def test_segments_move_between_states_and_end_with_an_outcome() -> None:
+    registry = CollectorRegistry()
+    metrics = build_metrics(registry)
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("itm_segments_in_flight", state="queued") == 0
+    assert value("itm_segments_total", outcome="failed") == 0
+    for _ in range(3):
+        metrics.segment_moved("", "queued")
+    metrics.segment_moved("queued", "running")
+    metrics.segment_moved("queued", "running")
+    metrics.segment_moved("running", "done", 4.0)
+    metrics.segment_moved("queued", "cancelled")
+    metrics.segment_moved("running", "failed")
+    assert value("itm_segments_in_flight", state="queued") == 0
+    assert value("itm_segments_in_flight", state="running") == 0
+    assert [value("itm_segments_total", outcome=o) for o in ("done", "failed", "cancelled")] == [1, 1, 1]
+    assert value("itm_segment_seconds_count") == 1 and value("itm_segment_seconds_sum") == 4.0

@@ -147,3 +147,50 @@ def test_cli_converts_a_folder_on_ray_and_fails_only_the_bad_file(ray_cluster, t
     assert f"itmstream: error: {folder / 'broken.mp4'}: input 'broken.mp4'" in err
     assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mp4"], err
     assert len(decode(out / "a.mp4").pts_s) == 50 and len(decode(out / "b.mp4").pts_s) == 75
+
+
+def _wait_final(client, location: str, timeout: float = 120.0) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    deadline = time.monotonic() + timeout
+    while (job := client.get(location).json())["state"] not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    return job  # type: ignore[no-any-return]
+
+
+def test_a_service_job_runs_in_segments_with_metrics(ray_cluster, live_factory, tmp_path):
+    import httpx
+
+    live = live_factory(ray_address=ray_cluster, segment_seconds=1.0)
+    clip = gop_clip(tmp_path / "in.mp4", seconds=4.0)
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        location = client.post("/v1/jobs", params={"operator": "bt2408"}, content=clip.read_bytes())
+        job = _wait_final(client, location.headers["location"])
+        progress = job["progress"]
+        assert job["state"] == "succeeded", job
+        assert (progress["frames_done"], progress["frames_total"]) == (100, 100)
+        result = tmp_path / "result.mp4"
+        result.write_bytes(client.get(f"{location.headers['location']}/result").content)
+    assert len(decode(result).pts_s) == 100
+    assert live.sample("itm_segments_total", {"outcome": "done"}) == 4
+    assert live.sample("itm_segment_seconds_count") == 4
+    assert live.sample("itm_segments_in_flight", {"state": "running"}) == 0
+    assert live.sample("itm_frames_total", {"endpoint": "jobs", "operator": "bt2408"}) == 100
+
+
+def test_delete_cancels_a_segmented_job_and_its_tasks(ray_cluster, live_factory, tmp_path):
+    import httpx
+
+    live = live_factory(ray_address=ray_cluster, segment_seconds=1.0, extra_operators=(SLOW_PATH,))
+    clip = gop_clip(tmp_path / "in.mp4", seconds=4.0, audio=False)
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        location = client.post("/v1/jobs", params={"operator": "slow"}, content=clip.read_bytes())
+        location = location.headers["location"]
+        deadline = time.monotonic() + 60
+        while live.sample("itm_segments_in_flight", {"state": "running"}) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert client.delete(location).status_code == 204
+        assert client.get(location).json()["state"] == "cancelled"
+    assert live.sample("itm_segments_total", {"outcome": "cancelled"}) == 4
+    assert live.sample("itm_segments_in_flight", {"state": "queued"}) == 0
+    assert live.sample("itm_segments_in_flight", {"state": "running"}) == 0
