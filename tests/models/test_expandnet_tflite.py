@@ -1,0 +1,81 @@
+"""The exported ExpandNet (a smoke-trained model: none is shipped yet): int8 features with the SELU and
+dilation rewrites in XNNPACK-friendly ops, a float-activation head, and parity with the float twin."""
+
+import collections
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.models.expandnet_smoke import expandnet_dir, needs_smoke_model
+
+pytestmark = [pytest.mark.litert, pytest.mark.train, needs_smoke_model]
+__all__ = ["expandnet_dir"]  # the fixture, imported for this module
+
+PARITY_MIN_PQ_PSNR_DB = 40.0
+"""Quantized vs float operator output on validation views, PSNR of the PQ code (peak 1.0): MQN's bar."""
+
+
+def _interpreter(path: Path):  # type: ignore[no-untyped-def]
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=1)
+    it.allocate_tensors()
+    return it
+
+
+def _ops(it) -> set[str]:  # type: ignore[no-untyped-def]
+    return {op["op_name"] for op in it._get_ops_details()}
+
+
+def test_features_are_full_integer_with_delegable_ops(expandnet_dir: Path) -> None:
+    from models.expandnet.artifacts import FEATURES_FILE
+
+    it = _interpreter(expandnet_dir / FEATURES_FILE)
+    inputs = {d["name"]: d for d in it.get_input_details()}
+    assert len(inputs) == 2
+    for d in inputs.values():
+        assert d["dtype"] == np.uint8
+        scale, zero = d["quantization"]
+        assert scale == pytest.approx(1 / 255, rel=1e-3) and zero == 0
+    ops = _ops(it)
+    assert {"CONV_2D", "ELU", "LEAKY_RELU"} <= ops
+    # Keras' dilation and SELU lowerings, which XNNPACK does not run, are gone.
+    assert not ops & {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "SELECT_V2", "EXP", "SHAPE"}
+    assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops)
+    convs = [o for o in it._get_ops_details() if o["op_name"] == "CONV_2D"]
+    weights = [it.get_tensor_details()[o["inputs"][1]] for o in convs]
+    assert all(t["dtype"] == np.int8 for t in weights)
+    dtypes = collections.Counter(t["dtype"] for t in it.get_tensor_details())
+    assert dtypes[np.int8] > dtypes[np.float32]  # float only around ELU and at the output
+
+
+def test_head_has_float_activations_and_builtin_ops(expandnet_dir: Path) -> None:
+    from models.expandnet.artifacts import HEAD_FILE
+
+    it = _interpreter(expandnet_dir / HEAD_FILE)
+    assert [d["dtype"] for d in it.get_input_details()] == [np.float32]
+    assert [d["dtype"] for d in it.get_output_details()] == [np.float32]
+    assert not any(op.startswith("Flex") or op == "CUSTOM" for op in _ops(it))
+
+
+def test_quantized_operator_matches_float_on_validation_views(expandnet_dir: Path) -> None:
+    """int8 features + float head against the float Keras twin, through the output stage, held-out scenes."""
+    from models.expandnet.evaluate import float_operator
+    from models.mqn.data import DEFAULT_DATA_DIR, SceneBank, SynthesisConfig, read_manifest, split_scenes
+    from service.colour.description import ColourDescription
+    from service.colour.pq import eotf_inverse_st2084
+    from service.operators import create_operator
+
+    _, val = split_scenes(read_manifest(DEFAULT_DATA_DIR))
+    bank = SceneBank(DEFAULT_DATA_DIR, val)
+    rng = np.random.default_rng(99)
+    sdr = np.stack([bank.sample(rng, (144, 256), SynthesisConfig(), index=i).sdr for i in range(len(val))])
+    colour = ColourDescription.still()
+    int8 = create_operator("expandnet", peak_nits=1000.0)(sdr, colour)
+    ref = float_operator(expandnet_dir)(sdr, colour)
+    bt2408 = create_operator("bt2408", peak_nits=1000.0)(sdr, colour)
+    pq = lambda x: np.asarray(eotf_inverse_st2084(x), np.float64)  # noqa: E731
+    assert np.abs(pq(ref) - pq(bt2408)).mean() > 0.01, "the test model should not be bt2408"
+    psnr = 10 * np.log10(1.0 / np.mean((pq(int8) - pq(ref)) ** 2))
+    assert psnr >= PARITY_MIN_PQ_PSNR_DB
