@@ -8,24 +8,13 @@ import numpy as np
 import pytest
 
 from tests.models.expandnet_smoke import expandnet_dir, needs_smoke_model
+from tests.models.test_mqn_tflite import _interpreter, _ops
 
 pytestmark = [pytest.mark.litert, pytest.mark.train, needs_smoke_model]
 __all__ = ["expandnet_dir"]  # the fixture, imported for this module
 
 PARITY_MIN_PQ_PSNR_DB = 40.0
 """Quantized vs float operator output on validation views, PSNR of the PQ code (peak 1.0): MQN's bar."""
-
-
-def _interpreter(path: Path):  # type: ignore[no-untyped-def]
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=1)
-    it.allocate_tensors()
-    return it
-
-
-def _ops(it) -> set[str]:  # type: ignore[no-untyped-def]
-    return {op["op_name"] for op in it._get_ops_details()}
 
 
 def test_features_are_full_integer_with_delegable_ops(expandnet_dir: Path) -> None:

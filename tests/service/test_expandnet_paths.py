@@ -122,3 +122,20 @@ def test_stream_frame(expandnet_dir: Path, live: Any) -> None:
         got_codes = (packed >> shift) & 0x3FF
         want_codes = (expected >> shift) & 0x3FF
         assert np.abs(got_codes.astype(np.int64) - want_codes).max() <= STREAM_MAX_CODES
+
+
+def test_rest_without_a_model_names_the_missing_file(
+    live: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ITM_EXPANDNET_DIR", str(tmp_path / "empty"))
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((24, 32, 3), 200, np.uint8)).save(buffer, format="PNG")
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        response = client.post(
+            "/v1/images",
+            params={"operator": "expandnet"},
+            content=buffer.getvalue(),
+            headers={"Content-Type": "image/png"},
+        )
+    assert response.status_code == 500
+    assert "expandnet is not available" in response.json()["detail"]
