@@ -2,6 +2,8 @@
 #
 # Two stages: `build` installs the package and its runtime dependencies (LiteRT, never TensorFlow) into a
 # virtualenv; the final stage copies only that virtualenv onto a clean base and runs as an unprivileged user.
+# Ray (the 'ray' extra) is in the image too: the chart's optional RayCluster runs its head and segment
+# workers from this same image, so driver and workers always have the same Ray, Python and operators.
 # Works with the legacy builder (no heredocs, RUN --mount or COPY --chmod), as CI here has no BuildKit.
 #
 #   docker build -t itmstream .
@@ -32,14 +34,14 @@ COPY clients/__init__.py clients/__init__.py
 # An empty PIP_CERT must not reach pip (it would mean "no CA at all"), hence the unset.
 RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
     && /opt/venv/bin/pip install --upgrade "pip>=24" \
-    && /opt/venv/bin/pip install .
+    && /opt/venv/bin/pip install ".[ray]"
 COPY service/ service/
 COPY models/ models/
 COPY clients/ clients/
 # Reinstall the project itself (dependencies are already satisfied), bundling models/artifacts/*.tflite|json.
 RUN if [ -z "$PIP_CERT" ]; then unset PIP_CERT; fi \
     && /opt/venv/bin/pip install --no-deps --force-reinstall . \
-    && /opt/venv/bin/python -c "import service.app, av, numba, ai_edge_litert" \
+    && /opt/venv/bin/python -c "import service.app, av, numba, ai_edge_litert, ray" \
     && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
 
 

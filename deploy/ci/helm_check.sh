@@ -8,7 +8,10 @@
 #     the check too.
 #  3. The ServiceMonitor (a CRD that kubernetes-validate has no schema for) is checked structurally, and
 #     cross-references are checked: selectors match pod labels, the HPA targets the Deployment, probes,
-#     resources, non-root and read-only root filesystem are set.
+#     resources, non-root and read-only root filesystem are set. The optional KubeRay RayCluster (value set
+#     "ray") is checked against the fields KubeRay's ray.io/v1 API reference documents
+#     (kuberay_v1_fields.json; its CRD schema cannot be fetched here), its pod templates go to
+#     kubernetes-validate as Pods, and ITM_RAY_ADDRESS, the image and the Ray version must agree with it.
 #  4. Forbidden values fail to render (values.schema.json types; a PVC shared by autoscaled replicas;
 #     neither apiKeys.existingSecret nor allowAnonymous, by the schema and, without it, by the template).
 #
@@ -32,7 +35,10 @@ if "$TOOLS/kubernetes-validate" --strict -k "$KUBE_VERSION" --quiet "$WORK/bad.y
     die "kubernetes-validate accepted an invalid Service; the check would prove nothing"
 fi
 
-timeout 120 "$TOOLS/python" - "$CHART" "$WORK" "$KUBE_VERSION" <<'PY' || die "helm lint/render"
+timeout 120 "$TOOLS/python" - "$CHART" "$WORK" "$KUBE_VERSION" "$DEPLOY_DIR/ci/kuberay_v1_fields.json" \
+    "$DEPLOY_DIR/../pyproject.toml" <<'PY' || die "helm lint/render"
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -40,6 +46,8 @@ import helm_python as helm
 import yaml
 
 chart_dir, work, kube = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+KUBERAY = json.loads(Path(sys.argv[4]).read_text())
+RAY_PIN = re.search(r'"ray\[default\]==([0-9.]+)"', Path(sys.argv[5]).read_text()).group(1)
 SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
 
 VALUE_SETS = {
@@ -52,6 +60,10 @@ VALUE_SETS = {
     "fixed-replicas": {
         "replicaCount": 3, "autoscaling": {"enabled": False}, "serviceMonitor": {"enabled": False},
         "service": {"sessionAffinity": "None"}, "allowAnonymous": True,
+    },
+    "ray": {
+        "apiKeys": {"existingSecret": "itm-keys"},
+        "ray": {"enabled": True, "workers": {"replicas": 2, "minReplicas": 1, "maxReplicas": 16}},
     },
 }
 
@@ -131,14 +143,64 @@ def check(name: str, docs: list[dict]) -> None:
         assert ref.get("name") == "itm-keys" and ref.get("optional") is False, f"{name}: ITM_API_KEYS {keys}"
         assert anonymous is None, f"{name}: anonymous access without asking for it"
     assert config["data"]["ITM_HOST"] == "0.0.0.0"  # why auth is required at all
-    # Everything but the CRD goes to kubernetes-validate.
-    builtin = [d for d in docs if d["kind"] != "ServiceMonitor"]
+    # Everything but the CRDs goes to kubernetes-validate; RayCluster pod templates go as Pods.
+    builtin = [d for d in docs if d["kind"] not in ("ServiceMonitor", "RayCluster")]
+    clusters = by_kind.get("RayCluster", [])
+    assert len(clusters) == int(bool(VALUE_SETS[name].get("ray", {}).get("enabled"))), f"{name}: RayCluster"
+    for cluster in clusters:
+        builtin += check_raycluster(name, cluster, container, config)
+    if not clusters:
+        assert "ITM_RAY_ADDRESS" not in config["data"], f"{name}: ITM_RAY_ADDRESS without a RayCluster"
     (work / f"{name}.yaml").write_text(yaml.safe_dump_all(builtin, sort_keys=False))
     print(f"{name}: {', '.join(sorted(f'{k} x{len(v)}' for k, v in by_kind.items()))}", file=sys.stderr)
 
 
+def documented(name: str, kind: str, obj: dict, where: str) -> None:
+    unknown = sorted(set(obj) - set(KUBERAY[kind]))
+    assert not unknown, f"{name}: {where} has fields KubeRay's {kind} does not document: {unknown}"
+
+
+def check_raycluster(name: str, cluster: dict, service: dict, config: dict) -> list[dict]:
+    """The RayCluster against KubeRay's documented fields; returns its pod templates as Pods to validate."""
+    documented(name, "RayCluster", cluster, "RayCluster")
+    assert (cluster["apiVersion"], cluster["kind"]) == ("ray.io/v1", "RayCluster"), name
+    spec = cluster["spec"]
+    documented(name, "RayClusterSpec", spec, "spec")
+    documented(name, "AutoscalerOptions", spec.get("autoscalerOptions", {}), "spec.autoscalerOptions")
+    mode = spec.get("autoscalerOptions", {}).get("upscalingMode", "Default")
+    assert mode in KUBERAY["UpscalingMode"], f"{name}: upscalingMode {mode}"
+    assert spec["rayVersion"] == RAY_PIN, f"{name}: rayVersion {spec['rayVersion']} is not the image's Ray {RAY_PIN}"
+    groups = [("spec.headGroupSpec", "HeadGroupSpec", spec["headGroupSpec"])]
+    groups += [(f"spec.workerGroupSpecs[{i}]", "WorkerGroupSpec", g) for i, g in enumerate(spec["workerGroupSpecs"])]
+    pods = []
+    for where, kind, group in groups:
+        documented(name, kind, group, where)
+        params = group.get("rayStartParams", {})
+        assert all(isinstance(v, str) for v in params.values()), f"{name}: {where}.rayStartParams must be strings"
+        if kind == "WorkerGroupSpec":
+            assert group["groupName"], f"{name}: {where} has no groupName"
+            assert 0 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"], f"{name}: {where}"
+        template = group["template"]
+        for ray_container in template["spec"]["containers"]:
+            assert ray_container["image"] == service["image"], f"{name}: {where} runs another image"
+            assert ray_container["resources"]["limits"], f"{name}: {where} has no resource limits"
+        pod_name = f"{cluster['metadata']['name']}-{where.split('.')[-1].replace('[', '-').rstrip(']')}".lower()
+        metadata = {**template.get("metadata", {}), "name": pod_name}
+        pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]})
+    address = f"ray://{cluster['metadata']['name']}-head-svc:10001"
+    assert config["data"].get("ITM_RAY_ADDRESS") == address, f"{name}: ITM_RAY_ADDRESS is not {address}"
+    return pods
+
+
 for name, values in VALUE_SETS.items():
     check(name, docs_of(values))
+
+try:
+    docs_of({"apiKeys": {"existingSecret": "k"}, "ray": {"enabled": True, "autoscaler": {"upscalingMode": "Fast"}}})
+except helm.HelmError as exc:
+    assert "/ray/autoscaler/upscalingMode" in str(exc), exc
+else:
+    sys.exit("values.schema.json accepted ray.autoscaler.upscalingMode='Fast'")
 
 try:
     docs_of({"service": {"port": "eighty"}})

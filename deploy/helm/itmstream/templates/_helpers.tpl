@@ -50,3 +50,8 @@ both ways out, rather than ship pods that crash-loop.
 {{- fail "itmstream listens on 0.0.0.0 and would serve uploads and streams to anyone: set apiKeys.existingSecret to a Secret holding ITM_API_KEYS, or set allowAnonymous=true to serve without keys on purpose" }}
 {{- end }}
 {{- end }}
+
+{{/* The RayCluster's name; KubeRay names the head Service "<name>-head-svc" (ITM_RAY_ADDRESS points there). */}}
+{{- define "itmstream.rayClusterName" -}}
+{{- printf "%s-ray" (include "itmstream.fullname" .) | trunc 50 | trimSuffix "-" }}
+{{- end }}
