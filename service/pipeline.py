@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 
 from service.colour.description import ColourDescription
-from service.colour.kernels import Planes, nits_to_yuv420p10_light
+from service.colour.kernels import nits_to_yuv420p10_light
 from service.errors import (
     EngineError,
     InputError,
@@ -288,11 +288,6 @@ def _encode(
         total = options.max_frames or info.frames
         if options.max_frames and info.frames:
             total = min(options.max_frames, info.frames)
-        planes = (
-            np.empty((info.height, info.width), np.uint16),
-            np.empty((info.height // 2, info.width // 2), np.uint16),
-            np.empty((info.height // 2, info.width // 2), np.uint16),
-        )
         first_pts: int | None = None
         meter = LightMeter()
         batches = reader.batches(
@@ -307,7 +302,7 @@ def _encode(
                     raise JobCancelledError("conversion cancelled")
                 writer = lazy.open(batch)
                 nits = _run_operator(operator, batch, info.colour, timings)
-                _write_batch(writer, meter, nits, batch.pts, planes, timings)
+                _write_batch(writer, meter, nits, batch.pts, timings)
                 first_pts = batch.pts[0] if first_pts is None else first_pts
                 if progress is not None:
                     progress(_progress(reader.frames_decoded, total, started, timings, before))
@@ -350,16 +345,16 @@ def _passthrough(reader: VideoReader, options: ConvertOptions) -> tuple[list[Str
 
 
 def _write_batch(
-    writer: HDR10Writer, meter: LightMeter, nits: Nits, pts: Sequence[int], planes: Planes,
-    timings: dict[str, float],
+    writer: HDR10Writer, meter: LightMeter, nits: Nits, pts: Sequence[int], timings: dict[str, float]
 ) -> None:
-    """PQ Y'CbCr 4:2:0 10-bit of each frame to the encoder, and its light to the meter."""
+    """PQ Y'CbCr 4:2:0 10-bit of each frame into an encoder frame, and its light to the meter."""
     for i, frame_pts in enumerate(pts):
         t = time.perf_counter()
+        frame, planes = writer.blank_frame()
         _, light = nits_to_yuv420p10_light(nits[i], out=planes)
         meter.add(light)
         t2 = time.perf_counter()
-        writer.write(planes, frame_pts)
+        writer.write_frame(frame, frame_pts)
         timings["colour"] += t2 - t
         timings["encode"] += time.perf_counter() - t2
 
