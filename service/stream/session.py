@@ -25,7 +25,7 @@ import numpy.typing as npt
 from pydantic import ValidationError
 
 from service.config import Settings
-from service.errors import DeadlineExceededError, InputError, ItmError, OverloadedError
+from service.errors import DeadlineExceededError, EngineError, InputError, ItmError, OverloadedError
 from service.inference.batcher import DynamicBatcher
 from service.inference.types import BatchKey, FrameResult, OperatorSpec, resolve_spec
 from service.metrics import Metrics
@@ -123,7 +123,11 @@ class StreamSession:
     """
 
     def __init__(
-        self, transport: Transport, settings: Settings, metrics: Metrics, batcher: DynamicBatcher,
+        self,
+        transport: Transport,
+        settings: Settings,
+        metrics: Metrics,
+        batcher: DynamicBatcher,
         shutting_down: asyncio.Event,
     ) -> None:
         self.transport = transport
@@ -232,7 +236,8 @@ class StreamSession:
         Raises
         ------
         ProtocolError
-            For a malformed or unacceptable hello.
+            For a malformed or unacceptable hello (1003/1008), or an operator whose model the server
+            cannot load (1011).
         """
         text = await self._receive()
         if not isinstance(text, str):
@@ -267,6 +272,18 @@ class StreamSession:
             )
         except InputError as exc:
             raise ProtocolError(CLOSE_POLICY, clip_reason(f"hello.operator: {exc}")) from None
+        except EngineError as exc:
+            # A valid hello the server cannot serve (a learned operator whose model is not installed or
+            # does not load): the server's failure, not the client's, so 1011. The full cause names server
+            # paths and how to build the model: it goes to the log; the reason must fit in 123 bytes.
+            name = hello.operator or settings.default_operator
+            log.error("stream %s: operator %r cannot be loaded: %s", self.id, name, exc)
+            raise ProtocolError(
+                CLOSE_INTERNAL,
+                clip_reason(
+                    f"hello.operator: '{name}' is not available on this server (its model is not loaded)"
+                ),
+            ) from exc
         self.hello = hello
         self.credits = self.peak_credits = hello.credits
         self.max_pending = settings.stream_max_credits if hello.mode == "lossless" else 1
@@ -446,8 +463,13 @@ class StreamSession:
             self.inflight.popleft()
             sent = time.perf_counter()
             header = RESULT_HEADER.pack(
-                item.frame.seq, 0, item.frame.client_ts, self._us(item.frame.received),
-                self._us(result.infer_start), self._us(result.infer_end), self._us(sent),
+                item.frame.seq,
+                0,
+                item.frame.client_ts,
+                self._us(item.frame.received),
+                self._us(result.infer_start),
+                self._us(result.infer_end),
+                self._us(sent),
             )
             await self.transport.send_bytes(header + result.data.tobytes())
             self.last_answered = time.perf_counter()

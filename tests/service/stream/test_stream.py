@@ -185,6 +185,22 @@ def test_too_many_streams_closes_1013(live_factory: Any) -> None:
     live.wait_for(lambda: live.sample("itm_active_streams") == 0)
 
 
+def test_operator_whose_model_is_missing_closes_1011(
+    live: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A valid hello naming a learned operator that is not installed: the server's failure (1011, one code
+    # per error, PROTOCOL.md §7), said so the person reading it knows what is wrong; not a dropped socket.
+    monkeypatch.setenv("ITM_EXPANDNET_DIR", str(tmp_path / "no-model"))
+    with connect(f"{live.ws_url}/v1/stream", open_timeout=30) as ws:
+        ws.send(hello(operator="expandnet"))
+        code, reason = closed_with(ws)
+    assert code == 1011
+    assert reason == "hello.operator: 'expandnet' is not available on this server (its model is not loaded)"
+    live.wait_for(lambda: live.sample("itm_active_streams") == 0)
+    with open_stream(live, operator="bt2446a") as (_, ready):  # the server itself is fine
+        assert ready["type"] == "ready"
+
+
 def test_idle_timeout_closes(live_factory: Any) -> None:
     live = live_factory(stream_idle_timeout_s=0.3)
     with open_stream(live) as (ws, _):
