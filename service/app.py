@@ -2,10 +2,12 @@
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
@@ -34,17 +36,58 @@ log = logging.getLogger(__name__)
 STREAM_DRAIN_TIMEOUT_S = 10.0
 """How long a stopping server waits for open streams to answer the frames they accepted."""
 
-QUANT = {"mqn": "int8+float"}
-"""``itm_model_info`` quant label per learned operator (int8 backbone, float head); classical ones: none."""
+
+@dataclass(frozen=True)
+class LearnedModel:
+    """What ``itm_model_info`` says of a learned operator: how it is quantized and where its metadata is.
+
+    The metadata is the JSON its export writes beside the model files (``mqn.json``, ``expandnet.json``),
+    read from where the operator itself reads its model, so the label names the model actually served.
+    """
+
+    quant: str
+    meta: Callable[[], dict[str, Any]]
+
+
+def _expandnet_meta() -> dict[str, Any]:
+    # Imported here: learned operators' modules load only when one is used (operators/registry.py).
+    from service.operators.expandnet import META_FILE, artifacts_dir
+
+    meta: dict[str, Any] = json.loads((artifacts_dir() / META_FILE).read_text())
+    return meta
+
+
+LEARNED_MODELS: dict[str, LearnedModel] = {
+    # Both: an int8 network (backbone / features) and a float head.
+    "mqn": LearnedModel("int8+float", lambda: ModelFiles.load().meta),
+    "expandnet": LearnedModel("int8+float", _expandnet_meta),
+}
+"""Learned operators by name; any other operator is classical (quant ``none``, no version)."""
+
+
+def model_quant(name: str) -> str:
+    """``itm_model_info`` quant label: the learned operator's quantization, ``none`` for classical ones."""
+    model = LEARNED_MODELS.get(name)
+    return model.quant if model else "none"
 
 
 def model_version(name: str) -> str:
-    """``itm_model_info`` version label: the shipped model's training run (e.g. ``mqn_v2``), or empty."""
-    if name != "mqn":
+    """``itm_model_info`` version label: the served model's training run and format, or empty.
+
+    For example ``mqn_v2 (format 2)``; classical operators have no version.
+
+    Raises
+    ------
+    EngineError, OSError
+        If a learned operator's metadata cannot be read (called after its warm-up, which read it already).
+    """
+    model = LEARNED_MODELS.get(name)
+    if model is None:
         return ""
-    meta = ModelFiles.load().meta
+    meta = model.meta()
     training = meta.get("training") or {}
     return f"{training.get('run', 'unknown')} (format {meta.get('version', 1)})"
+
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -124,7 +167,7 @@ async def _warm_up(state: ServiceState) -> None:
         height, width = settings.warmup_size
         started = time.perf_counter()
         await asyncio.to_thread(state.pool.warm_up, [spec], height, width)
-        quant = QUANT.get(spec.name, "none")
+        quant = model_quant(spec.name)
         version = model_version(spec.name)
         state.metrics.model_info.labels(name=spec.name, mode=spec.mode, quant=quant, version=version).set(1)
         state.ready = True

@@ -1,9 +1,11 @@
 """App factory: health, readiness, problem details, OpenAPI, auth, metrics, operators, images."""
 
 import io
+import json
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,8 +94,16 @@ def test_problem_details(client: Any) -> None:
 def test_openapi_is_complete(client: Any) -> None:
     schema = client.get("/openapi.json").json()
     paths = schema["paths"]
-    for path in ("/healthz", "/readyz", "/metrics", "/v1/operators", "/v1/jobs", "/v1/jobs/{job_id}",
-                 "/v1/jobs/{job_id}/result", "/v1/images"):
+    for path in (
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/operators",
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/result",
+        "/v1/images",
+    ):
         assert path in paths, path
     assert {"post", "get"} <= set(paths["/v1/jobs"])
     assert "delete" in paths["/v1/jobs/{job_id}"]
@@ -140,6 +150,36 @@ def test_image_errors(client_factory: Callable[..., Any]) -> None:
     assert client.post("/v1/images?operator=nope", content=b"x").status_code == 422
     leftovers = list((client.app.state.itm.settings.data_dir / "tmp").iterdir())
     assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    ("name", "quant", "version"),
+    [
+        ("expandnet", "int8+float", "expandnet_v1 (format 1)"),
+        ("bt2446a", "none", ""),
+        ("inverse_reinhard", "none", ""),
+    ],
+)
+def test_model_info_labels_of_every_operator(
+    name: str, quant: str, version: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.app import model_quant, model_version
+
+    # expandnet's labels come from the expandnet.json where the operator reads its model (ITM_EXPANDNET_DIR).
+    meta = {"model": "expandnet", "version": 1, "training": {"run": "expandnet_v1", "steps": 4000}}
+    (tmp_path / "expandnet.json").write_text(json.dumps(meta))
+    monkeypatch.setenv("ITM_EXPANDNET_DIR", str(tmp_path))
+    assert (model_quant(name), model_version(name)) == (quant, version)
+
+
+def test_model_version_of_an_untrained_export_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.app import model_version
+
+    (tmp_path / "expandnet.json").write_text(json.dumps({"model": "expandnet", "training": None}))
+    monkeypatch.setenv("ITM_EXPANDNET_DIR", str(tmp_path))
+    assert model_version("expandnet") == "unknown (format 1)"
 
 
 def test_default_operator_is_the_bundled_model(client_factory: Callable[..., Any]) -> None:
