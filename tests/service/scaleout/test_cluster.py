@@ -194,3 +194,30 @@ def test_delete_cancels_a_segmented_job_and_its_tasks(ray_cluster, live_factory,
     assert live.sample("itm_segments_total", {"outcome": "cancelled"}) == 4
     assert live.sample("itm_segments_in_flight", {"state": "queued"}) == 0
     assert live.sample("itm_segments_in_flight", {"state": "running"}) == 0
+
+
+def test_cli_in_its_own_process_reads_the_ray_settings(ray_cluster, tmp_path):
+    """``itmstream convert`` with no flag: ITM_RAY_ADDRESS and ITM_SEGMENT_SECONDS from the environment."""
+    import os
+    import subprocess
+    import sys
+
+    import ray
+    from ray.util.state import list_tasks
+
+    src = gop_clip(tmp_path / "in.mp4", seconds=3.0)
+    ours = ray.get_runtime_context().get_job_id()  # the CLI is another driver, so another Ray job
+    env = {**os.environ, "ITM_SEGMENT_SECONDS": "1", "ITM_RAY_ADDRESS": ray_cluster}
+    out = tmp_path / "out.mkv"
+    cli = [sys.executable, "-m", "service.cli", "convert", str(src), str(out), "-o", "bt2408"]
+    run = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "75 frames" in run.stderr
+    assert len(decode(tmp_path / "out.mkv").pts_s) == 75
+    new: list[str] = []
+    deadline = time.monotonic() + 30
+    while len(new) != 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        tasks = list_tasks(filters=[("job_id", "!=", ours)], limit=10_000)
+        new = [t.name for t in tasks if t.name.startswith("itm-segment")]
+    assert len(new) == 3, new  # three 1 s segments, as ITM_SEGMENT_SECONDS says
