@@ -73,6 +73,14 @@ def _add_operator_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_paths_args(parser: argparse.ArgumentParser) -> None:
+    """``IN OUT``, or inputs and folders with ``--out-dir`` (``convert`` and ``image`` alike)."""
+    parser.add_argument(
+        "paths", nargs="+", type=Path, help="inputs (files or directories), then OUT without --out-dir"
+    )
+    parser.add_argument("--out-dir", type=Path, default=None, help="convert every input into this folder")
+
+
 def _coerce(spec: ParamSpec, value: str) -> float | str:
     if isinstance(spec.default, str):
         return value
@@ -118,10 +126,7 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="convert SDR videos to HDR10 (HEVC or AV1; .mp4, .mov, .mkv)",
         description="Either `convert IN OUT.{mp4,mov,mkv}`, or `convert IN... DIR... --out-dir D`.",
     )
-    p.add_argument(
-        "paths", nargs="+", type=Path, help="inputs (files or directories), then OUT without --out-dir"
-    )
-    p.add_argument("--out-dir", type=Path, default=None, help="convert every input into this folder")
+    _add_paths_args(p)
     p.add_argument(
         "--container", choices=[c.value for c in Container], default="mp4", help="output with --out-dir"
     )
@@ -287,10 +292,7 @@ def _image_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         help="convert SDR PNG/JPEG stills to HDR (OpenEXR or 16-bit PQ PNG)",
         description="Either `image IN OUT.{exr,png}`, or `image IN... DIR... --out-dir D --format exr|png`.",
     )
-    p.add_argument(
-        "paths", nargs="+", type=Path, help="inputs (files or directories), then OUT without --out-dir"
-    )
-    p.add_argument("--out-dir", type=Path, default=None)
+    _add_paths_args(p)
     p.add_argument("--format", choices=("exr", "png"), default="exr")
     _add_operator_args(p)
     p.add_argument("--quiet", "-q", action="store_true")

@@ -26,8 +26,6 @@ import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 import av
 import av.container
@@ -353,14 +351,3 @@ class SegmentConcat:
         self._source.close()
         with contextlib.suppress(av.error.FFmpegError, OSError):
             self.container.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
