@@ -6,7 +6,6 @@ square at full resolution (every layer but the global branch runs there); the gl
 resized to 256 x 256 with Pillow's bilinear filter, bit for bit what the operator feeds it.
 """
 
-import argparse
 import json
 import logging
 from collections.abc import Iterator
@@ -16,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from models.harness.cli import parse_overrides
+from models.harness.cli import train_main
+from models.harness.config import TrainConfig
 from models.harness.loop import Batch, Validation, fit, load_data, start_run
 from models.mqn.data import Sample, SceneBank, SynthesisConfig, downscale
-from models.mqn.train import TrainConfig
 
 log = logging.getLogger("models.expandnet.train")
 
@@ -98,20 +97,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    parser = argparse.ArgumentParser(prog="python -m models.train --model expandnet", description=__doc__)
-    parser.add_argument("--config", type=Path, default=CONFIGS / "default.json")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=JSON",
-        help="override a config key, e.g. --set max_minutes=5 --set run='\"x\"'",
+    return train_main(
+        argv,
+        prog="python -m models.train --model expandnet",
+        description=__doc__,
+        default_config=CONFIGS / "default.json",
+        load=ExpandNetTrainConfig.load,
+        train=train,
     )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    summary = train(ExpandNetTrainConfig.load(args.config, parse_overrides(args.set)))
-    print(json.dumps(summary, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

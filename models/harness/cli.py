@@ -2,13 +2,20 @@
 
 Each model package has its own ``train``/``export``/``evaluate`` module with a ``main(argv)``; the entry point
 takes ``--model`` off the command line and hands the rest to that ``main``, so every model keeps its own
-options and ``--help``. Without ``--model`` it is ``mqn``, as it always was.
+options and ``--help``. Without ``--model`` it is ``mqn``, as it always was. The options every model's
+``main`` shares are declared once, so a verb takes the same flags whichever model it runs: training's here
+(:func:`train_main`), evaluation's in :mod:`models.harness.evaluation`.
 """
 
 import argparse
 import json
+import logging
+from collections.abc import Callable
 from importlib import import_module
+from pathlib import Path
 from typing import Any
+
+from models.harness.config import TrainConfig
 
 MODELS = ("mqn", "expandnet")
 DEFAULT_MODEL = "mqn"
@@ -33,3 +40,37 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             overrides[key] = value
     return overrides
+
+
+def train_main(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    description: str | None,
+    default_config: Path,
+    load: Callable[[Path, dict[str, Any]], TrainConfig],
+    train: Callable[[TrainConfig], dict[str, Any]],
+) -> int:
+    """``--config PATH [--set KEY=JSON ...]``: load the run's config, train, print the summary as JSON.
+
+    Parameters
+    ----------
+    load : callable
+        The model's ``TrainConfig.load`` (its subclass carries the model's defaults).
+    train : callable
+        The model's ``train(cfg)``.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", type=Path, default=default_config)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="override a config key, e.g. --set max_minutes=5 --set run='\"x\"'",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    summary = train(load(args.config, parse_overrides(args.set)))
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -2,19 +2,18 @@
 
 A model brings its Keras model, a loss over one batch, a prediction function (PQ out) and an endless batch
 stream; the loop brings everything that makes runs comparable and safe to stop: the same validation views of
-the held-out scenes (:func:`validation_samples`), the same PQ metrics as MQN, cosine learning-rate decay with
+the held-out scenes (:func:`load_data`), the same PQ metrics as MQN, cosine learning-rate decay with
 warm-up, a ``tf.train.CheckpointManager`` under ``models/checkpoints/<run>/`` (rerunning the same command
 resumes), ``best``/``last`` weights, JSON-lines logs under ``models/logs/<run>/``, and a stop at ``steps`` or
-``max_minutes``, whichever comes first, always saving.
-
-``TrainConfig``, the prefetch thread and the checkpoint step are still MQN's (:mod:`models.mqn.train`, which
-another run is using as it is); they are generic and should move here, and MQN's own loop onto :func:`fit`.
+``max_minutes``, whichever comes first, always saving. MQN and ExpandNet both train through :func:`fit`.
 """
 
 import json
 import logging
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -24,8 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from models.harness.config import TrainConfig
 from models.mqn.data import Sample, SceneBank, SynthesisConfig, fixed_samples, read_manifest, split_scenes
-from models.mqn.train import TrainConfig, _checkpoint, _prefetch, pq_psnr
 
 VAL_SEED = 12345
 """Seed of the validation views: MQN's, so every model is validated on the very same pixels."""
@@ -37,6 +36,48 @@ LossFn = Callable[[Any, Batch], tuple[Any, dict[str, Any]]]
 """(model, batch) -> (total loss, named terms), TensorFlow tensors, traced into the training step."""
 PredictFn = Callable[[Batch], npt.NDArray[np.float32]]
 """Model inputs of a few validation views -> predicted PQ (N x H x W x 3)."""
+
+
+def pq_psnr(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> float:
+    """PSNR of two PQ-coded images (peak 1.0), the training-time health metric."""
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return 10.0 * float(np.log10(1.0 / max(mse, 1e-12)))
+
+
+def prefetch(gen: Iterator[Any], depth: int) -> "queue.Queue[Any]":
+    """Run the NumPy synthesis in a daemon thread; it mostly releases the GIL inside NumPy/Pillow."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+
+    def work() -> None:
+        for item in gen:
+            q.put(item)
+
+    threading.Thread(target=work, daemon=True, name="train-data").start()
+    return q
+
+
+def checkpoint(
+    step: int,
+    metrics: dict[str, float],
+    model: Any,
+    manager: Any,
+    best_var: Any,
+    ckpt_dir: Path,
+    jsonl: Any,
+    log: logging.Logger,
+) -> None:
+    """Save the resumable checkpoint, ``last.weights.h5`` and (if validation improved) ``best.weights.h5``."""
+    improved = bool(metrics["val_pq_psnr"] > float(best_var.numpy()))
+    if improved:
+        best_var.assign(metrics["val_pq_psnr"])
+        model.save_weights(ckpt_dir / "best.weights.h5")
+    model.save_weights(ckpt_dir / "last.weights.h5")
+    manager.save(checkpoint_number=step)
+    jsonl.write(json.dumps({"step": step, **metrics, "best": improved}) + "\n")
+    jsonl.flush()
+    log.info(
+        "step %d val %s%s", step, {k: round(v, 4) for k, v in metrics.items()}, " (best)" if improved else ""
+    )
 
 
 @dataclass(frozen=True)
@@ -79,25 +120,26 @@ class Validation:
     base: npt.NDArray[np.float32]
     target: npt.NDArray[np.float32]
     highlight: npt.NDArray[np.bool_]
+    chunk: int = PREDICT_CHUNK
+    """Views per forward pass. A model keeps the chunk it was validated with: a different batch can round
+    differently, and ``best.weights.h5`` is chosen by these figures."""
 
     @classmethod
-    def of(cls, samples: list[Sample], inputs: Batch) -> "Validation":
+    def of(cls, samples: list[Sample], inputs: Batch, chunk: int = PREDICT_CHUNK) -> "Validation":
         """Targets from the samples; highlights are the pixels the SDR has (nearly) clipped."""
         return cls(
             inputs,
             np.stack([s.base for s in samples]),
             np.stack([s.target for s in samples]),
             np.stack([s.sdr.max(axis=-1) >= 250 for s in samples]),
+            chunk,
         )
 
     def metrics(self, predict: PredictFn) -> dict[str, float]:
         """PQ-PSNR / L1 overall and on highlights, with the ``bt2408`` baseline beside them (MQN's keys)."""
         n = len(self.target)
         preds = np.concatenate(
-            [
-                predict(tuple(x[i : i + PREDICT_CHUNK] for x in self.inputs))
-                for i in range(0, n, PREDICT_CHUNK)
-            ]
+            [predict(tuple(x[i : i + self.chunk] for x in self.inputs)) for i in range(0, n, self.chunk)]
         )
         hl = self.highlight
         return {
@@ -148,6 +190,7 @@ def fit(
     stream: Callable[[int], Iterator[Batch]],
     val: Validation,
     log: logging.Logger,
+    init: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) ``model`` to ``cfg.steps``; returns the summary also written to ``summary.json``.
 
@@ -156,6 +199,10 @@ def fit(
     stream : callable
         seed -> endless batches. A resumed run continues with a fresh but deterministic stream (the seed
         depends on the step it resumes from), as MQN's does.
+    init : callable, optional
+        Called once when the run starts fresh (no checkpoint to resume), after the optimizer and the
+        checkpoint exist and before the first step: MQN's warm start (``init_from``). A resumed run has
+        its weights from the checkpoint, so a warm start then would overwrite what it learned.
     """
     import keras
     import tensorflow as tf
@@ -180,6 +227,8 @@ def fit(
         ckpt.restore(manager.latest_checkpoint).expect_partial()
         log.info("resumed from %s at step %d", manager.latest_checkpoint, int(step_var.numpy()))
     start = int(step_var.numpy())
+    if start == 0 and init is not None:
+        init()
 
     @tf.function(reduce_retracing=True, autograph=False)
     def train_step(*batch: Any) -> Any:
@@ -189,7 +238,7 @@ def fit(
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return total, terms
 
-    q = _prefetch(stream(cfg.seed + 1_000_003 * start), cfg.prefetch)
+    q = prefetch(stream(cfg.seed + 1_000_003 * start), cfg.prefetch)
     jsonl = (log_dir / "train.jsonl").open("a")
     t_start = time.perf_counter()
     deadline = t_start + cfg.max_minutes * 60.0
@@ -224,17 +273,18 @@ def fit(
             jsonl.write(json.dumps(rec) + "\n")
             jsonl.flush()
             log.info(
-                "step %d %s (data wait %.1f s)",
+                "step %d %s %.2f steps/s (data wait %.1f s)",
                 step,
                 " ".join(f"{k} {v:.5f}" for k, v in rec.items() if k in acc),
+                rec["steps_per_s"],
                 wait,
             )
             acc, n_acc, t_last, wait = {}, 0, now, 0.0
         if step % cfg.val_every == 0:
-            _checkpoint(step, val.metrics(predict), model, manager, best_var, ckpt_dir, jsonl)
+            checkpoint(step, val.metrics(predict), model, manager, best_var, ckpt_dir, jsonl, log)
     bar.close()
     metrics = val.metrics(predict)
-    _checkpoint(step, metrics, model, manager, best_var, ckpt_dir, jsonl)
+    checkpoint(step, metrics, model, manager, best_var, ckpt_dir, jsonl, log)
     summary = {
         "run": cfg.run,
         "steps": step,
