@@ -1,14 +1,13 @@
 """ExpandNet's rows of the model-card table: ``python -m models.evaluate --model expandnet``.
 
-The same cases, metrics and views as MQN's table (:mod:`models.mqn.evaluate`: fixed views of the held-out
-scenes, absolute and shape views, mid-tone ratio, highlights), with the classical baselines beside it, the
-exported (int8 + float) model and, if its float twin is there, the float model and how far apart they are.
+The same cases, metrics and views as MQN's table (:mod:`models.harness.evaluation`: fixed views of the
+held-out scenes, absolute and shape views, mid-tone ratio, highlights), with the classical baselines beside
+it, the exported (int8 + float) model and, if its float twin is there, the float model and how far apart they
+are.
 """
 
-import argparse
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from models.expandnet.artifacts import ARTIFACTS, FLOAT_WEIGHTS, META_FILE
-from models.harness.results import write_table
-from models.mqn.data import DEFAULT_DATA_DIR, REPO_ROOT
-from models.mqn.evaluate import BASELINES, PEAK, aggregate, make_cases, score_case
+from models.harness.evaluation import BASELINES, PEAK, evaluation_parser, run_evaluation, score_methods
+from models.mqn.data import REPO_ROOT
 from models.mqn.metrics import pu21_psnr
 from service.operators import Operator, create_operator
 from service.operators.expandnet import ExpandNet, ExpandNetEngine
@@ -69,18 +67,7 @@ def methods(artifacts: Path) -> dict[str, Operator]:
 
 def evaluate(cases: list[dict[str, Any]], ops: dict[str, Operator]) -> dict[str, dict[str, float]]:
     """Run every method on every case; per-method aggregates, seconds per case, quantized vs float."""
-    table, kept = {}, {}
-    for name, op in ops.items():
-        rows, outs, t = [], [], 0.0
-        for case in cases:
-            t0 = time.perf_counter()
-            out = op(case["sdr"][None], case["colour"])[0]
-            t += time.perf_counter() - t0
-            rows.append(score_case(out, case))
-            outs.append(out)
-        kept[name] = outs
-        table[name] = aggregate(rows) | {"s_per_case": t / len(cases)}
-        print(f"{name}: {json.dumps({k: round(v, 4) for k, v in table[name].items()})}", flush=True)
+    table, kept = score_methods(cases, ops, keep=lambda name: name in (QUANTIZED, FLOAT))
     if FLOAT in kept:
         pairs = zip(kept[QUANTIZED], kept[FLOAT], strict=True)
         table[QUANTIZED]["pu21_psnr_vs_float"] = float(np.mean([pu21_psnr(a, b, PEAK) for a, b in pairs]))
@@ -89,21 +76,14 @@ def evaluate(cases: list[dict[str, Any]], ops: dict[str, Operator]) -> dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    p = argparse.ArgumentParser(prog="python -m models.evaluate --model expandnet", description=__doc__)
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    p.add_argument("--artifacts", type=Path, default=ARTIFACTS)
-    p.add_argument("--per-scene", type=int, default=3)
-    p.add_argument("--size", default="640x360", help="WxH of each validation view")
-    p.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "results" / "eval_expandnet.json")
+    p = evaluation_parser(
+        "python -m models.evaluate --model expandnet",
+        __doc__,
+        artifacts=ARTIFACTS,
+        out=REPO_ROOT / "models" / "results" / "eval_expandnet.json",
+    )
     args = p.parse_args(argv)
-    w, h = (int(v) for v in args.size.split("x"))
-    if not (args.data_dir / "MANIFEST.csv").exists():
-        print(f"skipped: no scenes at {args.data_dir}")
-        return 0
-    cases = make_cases(args.data_dir, args.per_scene, (h, w))
-    table = evaluate(cases, methods(args.artifacts))
-    print(write_table(args.out, table, len(cases), (w, h)))
-    return 0
+    return run_evaluation(args, lambda cases: evaluate(cases, methods(args.artifacts)))
 
 
 if __name__ == "__main__":
