@@ -1,8 +1,9 @@
 """SDR file in, HDR10 file out: decode -> operator -> PQ/Y'CbCr kernel (+ light meter) -> encode -> finalize.
 
 The output appears atomically. The encoder writes into a hidden temporary file next to the destination with
-a placeholder content light level, while :class:`~service.video.light.LightMeter` measures MaxCLL/MaxFALL on
-the very frames it is given (10-bit PQ, full resolution, before chroma subsampling); finalizing remuxes that
+a placeholder content light level, while the kernel that quantises each frame for it also measures the
+frame's light (10-bit PQ, full resolution, before chroma subsampling) and
+:class:`~service.video.light.LightMeter` keeps MaxCLL/MaxFALL over the frames; finalizing remuxes that
 file with the measured values patched into the bitstream (and copied into the container: ``mdcv``/``clli``
 boxes in MP4/MOV, MasteringMetadata/MaxCLL/MaxFALL in Matroska), and ``os.replace``-s the result onto the
 destination. Temporaries are removed on success, failure and

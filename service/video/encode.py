@@ -153,11 +153,12 @@ def check_encode_options(options: EncodeOptions, format: str) -> None:
 X265_LOOKAHEAD: dict[str, str] = {"rc-lookahead": "8", "bframes": "3"}
 """Lookahead of the x265 presets that default to 15 frames and 4 B-frames (``veryfast``, our default, and
 ``faster``, ``fast``). x265 holds ~14.5 MB per 1080p frame in its lookahead (the 10-bit picture with borders
-and its half-resolution planes), so this takes ~145 MB off a 1080p conversion (CLI ``bt2408`` 900 -> 760 MB).
+and its half-resolution planes), so this takes ~145 MB off a 1080p conversion (docs/ARCHITECTURE.md).
 On two real clips at 1080p PQ (the shared ferris clip and Big Buck Bunny, ``bt2446a``, CRF 20) it is
 rate-distortion neutral: luma PSNR against the encoder's input at equal size within 0.03 dB of the default's
-curve (fitted through CRF 19-21), and at the same CRF the files differ by -0.1 % and -3 % with -0.03 and
--0.07 dB, about a tenth of a CRF step. Shorter (5 frames) loses ~0.15 dB at equal size, so it stops here.
+curve (fitted through CRF 19-21), and at the same CRF the files differ by -0.1 % and -3 % with +0.03 and
+-0.07 dB, about a tenth of a CRF step; chroma PSNR (49-56 dB) drops 0.4-0.5 dB. Shorter costs more chroma
+(6 frames: -0.8 dB) or luma (5 frames: -0.15 dB at equal size), so it stops here.
 Slower presets keep x265's deeper lookahead (their users chose quality over memory); ``ultrafast`` and
 ``superfast`` are lighter already. A ``bframes`` or ``rc-lookahead`` in :attr:`EncodeOptions.params` replaces
 both."""
