@@ -33,7 +33,6 @@ _SEGMENT_BITS = 13  # mantissa bits interpolated inside a segment (23 - 10 kept)
 _LOW_BITS = (127 - 60) << 23  # float32 bit pattern of 2^-60 cd/m²
 _HIGH_BITS = (127 + 14) << 23  # float32 bit pattern of 2^14 cd/m² (above the 10000 PQ peak)
 _NAN_BITS = 0x7F800000  # +inf; larger patterns are NaN
-_PQ_DECODE_STEPS = 1 << 14  # table resolution for PQ signal -> nits (statistics only)
 CODE_BLACK = 64
 """10-bit narrow-range code of PQ signal 0 (BT.2100 table 9: 64 + 876 E')."""
 CODE_STEPS = 876
@@ -53,14 +52,6 @@ def pq_encode_table() -> npt.NDArray[np.float32]:
     n = ((_HIGH_BITS - _LOW_BITS) >> _SEGMENT_BITS) + 2
     bits = (_LOW_BITS + (np.arange(n, dtype=np.int64) << _SEGMENT_BITS)).astype(np.uint32)
     table = eotf_inverse_st2084(bits.view(np.float32).astype(np.float64)).astype(np.float32)
-    table.setflags(write=False)
-    return table
-
-
-@cache
-def pq_decode_table() -> npt.NDArray[np.float32]:
-    """Nits at evenly spaced PQ signal values in [0, 1] (one spare entry for interpolation)."""
-    table = eotf_st2084(np.arange(_PQ_DECODE_STEPS + 2) / _PQ_DECODE_STEPS).astype(np.float32)
     table.setflags(write=False)
     return table
 
@@ -275,52 +266,6 @@ def nits_to_yuv420p10(nits: npt.NDArray[np.float32], out: Planes | None = None) 
         If the frame is not H x W x 3 float32 with even H and W.
     """
     return nits_to_yuv420p10_light(nits, out)[0]
-
-
-@numba.njit(parallel=True, cache=True)
-def _light_stats(y_plane, u_plane, v_plane, table, row_max, row_sum):  # type: ignore[no-untyped-def]
-    h, w = y_plane.shape
-    steps = table.shape[0] - 2
-    for row in numba.prange(h):
-        m = 0.0
-        s = 0.0
-        for col in range(w):
-            yv = (y_plane[row, col] - 64.0) / 876.0
-            cb = (u_plane[row // 2, col // 2] - 512.0) / 896.0
-            cr = (v_plane[row // 2, col // 2] - 512.0) / 896.0
-            r = yv + _CR_DIV * cr
-            b = yv + _CB_DIV * cb
-            g = (yv - KR * r - KB * b) / KG
-            e = max(r, g, b)
-            e = min(max(e, 0.0), 1.0) * steps
-            i = int(e)
-            f = e - i
-            nits = table[i] + f * (table[i + 1] - table[i])
-            m = max(m, nits)
-            s += nits
-        row_max[row] = m
-        row_sum[row] = s
-
-
-def light_levels_yuv420p10(
-    y: npt.NDArray[np.uint16], u: npt.NDArray[np.uint16], v: npt.NDArray[np.uint16]
-) -> tuple[float, float]:
-    """Brightest pixel and frame-average light of one HDR10 frame, as CTA-861.3 annex P defines them.
-
-    Each pixel's light is max(R, G, B) in cd/m² after PQ decoding; chroma is reconstructed by replication
-    (:func:`service.colour.ycbcr.upsample_420_nearest`). MaxCLL and MaxFALL are the maxima of these two
-    numbers over all frames of a stream.
-
-    Returns
-    -------
-    tuple of float
-        (max light, average light) of the frame in cd/m².
-    """
-    h = y.shape[0]
-    row_max = np.empty(h, np.float64)
-    row_sum = np.empty(h, np.float64)
-    _light_stats(y, u, v, pq_decode_table(), row_max, row_sum)
-    return float(row_max.max()), float(row_sum.sum() / y.size)
 
 
 PIXEL_CHUNK = 4096

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 
 from service.colour.kernels import (
-    light_levels_yuv420p10,
     nits_to_yuv420p10,
     nits_to_yuv420p10_light,
     sdr_to_linear,
@@ -11,12 +10,9 @@ from service.colour.pq import eotf_inverse_st2084, eotf_st2084
 from service.colour.tags import Range
 from service.colour.ycbcr import (
     LUMA_BT2020,
-    dequantize,
     quantize,
     rgb_to_ycbcr,
     subsample_420_left,
-    upsample_420_nearest,
-    ycbcr_to_rgb,
 )
 
 
@@ -75,23 +71,6 @@ def test_writes_into_preallocated_planes():
     planes = (np.zeros((4, 4), np.uint16), np.zeros((2, 2), np.uint16), np.zeros((2, 2), np.uint16))
     out = nits_to_yuv420p10(np.full((4, 4, 3), 203.0, np.float32), planes)
     assert out[0] is planes[0] and planes[0][0, 0] == 573
-
-
-def test_light_levels_match_a_numpy_recomputation():
-    y, u, v = nits_to_yuv420p10(natural_frame(seed=3))
-    ycc = np.stack([y, upsample_420_nearest(u), upsample_420_nearest(v)], axis=-1)
-    rgb = ycbcr_to_rgb(dequantize(ycc, 10, Range.MPEG), LUMA_BT2020)
-    light = eotf_st2084(np.clip(rgb.max(axis=-1), 0, 1))
-    max_light, mean_light = light_levels_yuv420p10(y, u, v)
-    assert max_light == pytest.approx(light.max(), rel=1e-3)
-    assert mean_light == pytest.approx(light.mean(), rel=1e-3)
-
-
-def test_light_levels_of_flat_white():
-    y, u, v = nits_to_yuv420p10(np.full((8, 8, 3), 1000.0, np.float32))
-    max_light, mean_light = light_levels_yuv420p10(y, u, v)
-    # Code 723 decodes to 1000 cd/m² within its quantisation step (~0.4 %).
-    assert max_light == pytest.approx(1000.0, rel=5e-3) and mean_light == pytest.approx(max_light)
 
 
 def test_sdr_to_linear_applies_table_then_matrix():
