@@ -12,7 +12,6 @@
 The split is MQN's: int8 everywhere except the last layer, which produces the HDR values.
 """
 
-import argparse
 import contextlib
 import json
 import os
@@ -31,6 +30,7 @@ from models.expandnet.artifacts import (
     HEAD_FILE,
     META_FILE,
 )
+from models.harness.cli import export_main
 from models.mqn.data import (
     DEFAULT_DATA_DIR,
     REPO_ROOT,
@@ -171,19 +171,16 @@ def export(
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    p = argparse.ArgumentParser(prog="python -m models.export --model expandnet", description=__doc__)
-    p.add_argument("--run", default="expandnet_v1")
-    p.add_argument("--checkpoints", type=Path, default=REPO_ROOT / "models" / "checkpoints")
-    p.add_argument("--out", type=Path, default=ARTIFACTS)
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    p.add_argument("--weights", choices=("best", "last"), default="best")
-    p.add_argument("--calibration-per-scene", type=int, default=2)
-    args = p.parse_args(argv)
-    meta = export(
-        args.checkpoints / args.run, args.out, args.data_dir, args.calibration_per_scene, which=args.weights
+    return export_main(
+        argv,
+        prog="python -m models.export --model expandnet",
+        description=__doc__,
+        export=export,
+        run="expandnet_v1",
+        out=ARTIFACTS,
+        calibration_per_scene=2,
+        shown=("features", "head", "params", "gmacs_1080p"),
     )
-    print(json.dumps({k: meta[k] for k in ("features", "head", "params", "gmacs_1080p")}, indent=2))
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Each model package has its own ``train``/``export``/``evaluate`` module with a `
 takes ``--model`` off the command line and hands the rest to that ``main``, so every model keeps its own
 options and ``--help``. Without ``--model`` it is ``mqn``, as it always was. The options every model's
 ``main`` shares are declared once, so a verb takes the same flags whichever model it runs: training's here
-(:func:`train_main`), evaluation's in :mod:`models.harness.evaluation`.
+(:func:`train_main`) and export's (:func:`export_main`), evaluation's in :mod:`models.harness.evaluation`.
 """
 
 import argparse
@@ -73,4 +73,41 @@ def train_main(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     summary = train(load(args.config, parse_overrides(args.set)))
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def export_main(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    description: str | None,
+    export: Callable[..., dict[str, Any]],
+    run: str,
+    out: Path,
+    calibration_per_scene: int,
+    shown: tuple[str, ...],
+) -> int:
+    """``--run NAME [--checkpoints DIR] [--out DIR] [--weights best|last] ...``: export one run.
+
+    Parameters
+    ----------
+    export : callable
+        The model's ``export(run_dir, out_dir, data_dir, n_per_scene, which=...)``, returning its metadata.
+    shown : tuple of str
+        The metadata keys printed as JSON (the files written and the model's size).
+    """
+    from models.mqn.data import DEFAULT_DATA_DIR, REPO_ROOT
+
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--run", default=run)
+    p.add_argument("--checkpoints", type=Path, default=REPO_ROOT / "models" / "checkpoints")
+    p.add_argument("--out", type=Path, default=out)
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    p.add_argument("--weights", choices=("best", "last"), default="best")
+    p.add_argument("--calibration-per-scene", type=int, default=calibration_per_scene)
+    args = p.parse_args(argv)
+    meta = export(
+        args.checkpoints / args.run, args.out, args.data_dir, args.calibration_per_scene, which=args.weights
+    )
+    print(json.dumps({k: meta[k] for k in shown}, indent=2))
     return 0
