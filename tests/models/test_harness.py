@@ -1,0 +1,71 @@
+"""The shared harness (models/harness/): what MQN and ExpandNet both rely on, without training anything."""
+
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+
+from models.harness.config import TrainConfig
+from models.mqn.data import REPO_ROOT
+
+
+@pytest.mark.parametrize("config", sorted((REPO_ROOT / "models" / "mqn" / "configs").glob("*.json")))
+def test_every_mqn_config_loads_with_its_keys(config: Path) -> None:
+    from models.mqn.train import TrainConfig as MQNTrainConfig
+
+    assert MQNTrainConfig is TrainConfig  # one definition, still importable where it was
+    cfg = TrainConfig.load(config)
+    assert set(json.loads(config.read_text())) <= set(vars(cfg))
+
+
+def test_mqn_evaluation_keeps_its_names_and_signatures() -> None:
+    from models.mqn import evaluate
+
+    assert list(inspect.signature(evaluate.make_cases).parameters) == [
+        "data_dir",
+        "per_scene",
+        "size",
+        "seed",
+    ]
+    assert list(inspect.signature(evaluate.score_case).parameters) == ["out", "case"]
+    assert list(inspect.signature(evaluate.methods).parameters) == ["artifacts", "run_dir"]
+    assert list(inspect.signature(evaluate.evaluate).parameters) == ["cases", "ops"]
+    assert list(inspect.signature(evaluate.keras_sequence).parameters) == ["backbone", "head"]
+    assert list(inspect.signature(evaluate.FloatPredictor).parameters) == ["model", "meta"]
+
+
+@pytest.mark.parametrize("model", ["mqn", "expandnet"])
+def test_evaluation_without_scenes_says_skipped(
+    model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from models.harness.cli import dispatch
+
+    assert (
+        dispatch(
+            "evaluate", ["--model", model, "--data-dir", str(tmp_path), "--out", str(tmp_path / "t.json")]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out == f"skipped: no scenes at {tmp_path}\n"
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_write_table_writes_json_and_markdown(tmp_path: Path) -> None:
+    from models.harness.results import write_table
+
+    row = {
+        "abs_pu21_psnr": 30.0,
+        "abs_pq_ssim": 0.9,
+        "abs_de_itp": 20.0,
+        "shape_pu21_psnr": 31.0,
+        "shape_pq_ssim": 0.91,
+        "shape_de_itp": 19.0,
+        "midtone_ratio": 1.0,
+    }
+    md = write_table(tmp_path / "sub" / "eval.json", {"bt2408": row}, cases=3, size=(64, 36))
+    meta = json.loads((tmp_path / "sub" / "eval.json").read_text())
+    assert list(meta) == ["table", "cases", "size", "scenes", "peak_nits", "python", "machine"]
+    assert meta["table"] == {"bt2408": row} and meta["size"] == [64, 36] and meta["peak_nits"] == 1000.0
+    assert (tmp_path / "sub" / "eval.md").read_text() == md
+    assert md.splitlines()[-1] == "| bt2408 | 30.00 | 0.9000 | 20.00 | 31.00 | 0.9100 | 19.00 | 1.000 | nan |"
