@@ -79,6 +79,9 @@ def only_loopback() -> bool:
     return [name for _, name in socket.if_nameindex()] == ["lo"]  # asks the kernel: /sys may be the host's
 
 
+NODE_ARGS = ("--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats")
+
+
 def _ray(*args: str) -> None:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
     subprocess.run(
@@ -99,18 +102,44 @@ def ray_cluster() -> Iterator[str]:
     if not only_loopback():
         pytest.skip("Ray tests run only in a private network namespace with loopback alone (see `make test`)")
     address = f"127.0.0.1:{RAY_PORT}"
-    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    common = NODE_ARGS
     try:
         dashboard = ["--include-dashboard", "true", "--dashboard-port", str(DASHBOARD_PORT)]
         _ray("start", "--head", "--port", str(RAY_PORT), *dashboard, "--dashboard-host", "127.0.0.1", *common)
         _ray("start", "--address", address, *common)
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
-        deadline = time.monotonic() + 60
-        while sum(node["Alive"] for node in ray.nodes()) < 2:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the second Ray node did not join")
-            time.sleep(0.2)
+        _wait_for_nodes(2)
         yield address
     finally:
         ray.shutdown()
         _ray("stop", "--grace-period", "2")  # SIGTERM, then SIGKILL: --force alone waits ~25 s here
+
+
+def _alive_nodes() -> set[str]:
+    import ray
+
+    return {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+
+
+def _wait_for_nodes(count: int) -> None:
+    deadline = time.monotonic() + 60
+    while len(_alive_nodes()) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"fewer than {count} Ray nodes are alive")
+        time.sleep(0.2)
+
+
+def add_node(address: str) -> tuple[str, int]:
+    """Start one more one-CPU node in the cluster; returns its node id and its raylet's pid (to kill it)."""
+    before = _alive_nodes()
+    _ray("start", "--address", address, *NODE_ARGS)
+    _wait_for_nodes(len(before) + 1)
+    (node_id,) = _alive_nodes() - before
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"raylet") and f"--node_id={node_id}".encode() in argv:
+            return node_id, int(proc.name)
+    raise RuntimeError(f"no raylet process found for node {node_id}")

@@ -9,12 +9,13 @@ import pytest
 from service.errors import EngineError, JobCancelledError
 from service.inference.types import OperatorSpec
 from service.operators.registry import register_operator, unregister_operator
+from service.pipeline import ConvertOptions
 from service.scaleout.cluster import ScaleoutConfig, SegmentEvent, convert_video_segmented
 from tests.faults.faulty_operator import SLOW_PATH
 from tests.service.test_pipeline import _check_hdr10
 
 from . import faults
-from .conftest import SPEC, decode, gop_clip, luma_psnr
+from .conftest import SPEC, add_node, decode, gop_clip, luma_psnr
 
 pytestmark = pytest.mark.ray
 
@@ -221,3 +222,50 @@ def test_cli_in_its_own_process_reads_the_ray_settings(ray_cluster, tmp_path):
         tasks = list_tasks(filters=[("job_id", "!=", ours)], limit=10_000)
         new = [t.name for t in tasks if t.name.startswith("itm-segment")]
     assert len(new) == 3, new  # three 1 s segments, as ITM_SEGMENT_SECONDS says
+
+
+def test_losing_a_node_mid_job_retries_its_segments(ray_cluster, tmp_path):
+    """Kill a worker node's raylet while it runs a segment: the segment is retried on another node.
+
+    Last in this file: the cluster keeps the dead node's record, and the two original nodes.
+    """
+    import os
+    import signal
+
+    from ray.util.state import list_tasks
+
+    victim, raylet = add_node(ray_cluster)
+    register_operator(SLOW_PATH)  # 2 s per batch; one batch per 5-frame segment
+    events: list[SegmentEvent] = []
+    killed = threading.Event()
+
+    def kill_when_busy() -> None:  # the state API shows what runs where, about a second late
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed.is_set():
+            running = list_tasks(filters=[("node_id", "=", victim), ("state", "=", "RUNNING")])
+            if any(t.name.startswith("itm-segment") for t in running):
+                os.kill(raylet, signal.SIGKILL)
+                killed.set()
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_when_busy)
+    killer.start()
+    try:
+        src = gop_clip(tmp_path / "src.mp4", seconds=2.4, gop=5, audio=False)  # keyframes every 0.2 s
+        result = convert_video_segmented(
+            src, tmp_path / "hdr.mp4", OperatorSpec.of("slow", peak_nits=1000.0),
+            ConvertOptions(batch_size=5), config=ScaleoutConfig(ray_cluster, 0.2, max_retries=2),
+            on_segment=events.append,
+        )
+    finally:
+        killed.set()
+        killer.join()
+        unregister_operator("slow")
+    assert result.frames == 60 and len(decode(tmp_path / "hdr.mp4").pts_s) == 60
+    names = {e.task_name for e in events}
+    retried: list[str] = []
+    deadline = time.monotonic() + 20  # task events reach the state API with a delay
+    while not retried and time.monotonic() < deadline:
+        retried = [t.name for t in list_tasks(limit=10_000) if t.name in names and t.attempt_number > 0]
+        time.sleep(0.5)
+    assert retried, "no segment was re-run after its node died"
