@@ -40,6 +40,7 @@ from models.mqn.data import (
     read_manifest,
 )
 from models.mqn.data import split_scenes as split
+from models.mqn.export import convert_head  # MQN's head conversion as it is: the same split, the same ops
 from service.operators.expandnet import FRAME_INPUT, GLOBAL_INPUT
 
 CALIBRATION_SEED = 777
@@ -100,16 +101,6 @@ def convert_features(features: Any, frames: np.ndarray, views: np.ndarray) -> by
         warnings.filterwarnings("ignore", "Statistics for quantized inputs", UserWarning)
         warnings.filterwarnings("ignore", ".*tf.lite.Interpreter is deprecated", UserWarning)
         return bytes(conv.convert())
-
-
-def convert_head(head: Any) -> bytes:
-    """Dynamic-range quantization of the head: float activations, builtin ops only."""
-    import tensorflow as tf
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(head)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    return bytes(conv.convert())
 
 
 def export(
