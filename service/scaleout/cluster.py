@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from service.colour.scaling import DEFAULT_PEAK_NITS
 from service.config import ScaleoutSettings
 from service.errors import EngineError, InputError, ItmError, JobCancelledError, OutputError
 from service.inference.types import OperatorSpec
@@ -331,7 +332,7 @@ def convert_video_segmented(
     started = time.perf_counter()
     name = name or src.name
     split = split_video(src, config.segment_seconds, options, name=name)
-    peak = float(dict(operator.params).get("peak_nits", 1000.0))
+    peak = float(dict(operator.params).get("peak_nits", DEFAULT_PEAK_NITS))
     threads = max(1, int(config.num_cpus))
     resolved = resolved_options(options, split, peak, threads)
     mastering = resolved.mastering or MasteringDisplay(max_nits=peak)
@@ -352,6 +353,9 @@ def convert_video_segmented(
                 eta = (total - done_frames) / fps if fps > 0 else None
                 progress(Progress(done_frames, total, fps, eta))
             yield output
+        if progress is not None:  # every segment is written; the light level is patched in next
+            fps = done_frames / max(time.perf_counter() - started, 1e-9)
+            progress(Progress(done_frames, total, fps, 0.0, "finalize"))
 
     try:
         outputs = reported(segments.results(cancel))

@@ -85,3 +85,20 @@ def test_the_embedded_default_never_imports_ray():
         "sys.exit('ray' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0
+
+
+def test_an_open_gop_cut_is_undone(tmp_path):
+    """x264's open GOPs: keyframes whose leading B-frames reference the GOP before cannot start a segment."""
+    from tests.adversarial.media import ffmpeg
+
+    src = tmp_path / "open.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc2=size=128x72:rate=25:duration=4", "-c:v", "libx264", "-bf", "3",
+        "-x264-params", "open-gop=1:keyint=25:min-keyint=25:scenecut=0", "-pix_fmt", "yuv420p", str(src),
+    )
+    split = split_video(src, 1.0, ConvertOptions())
+    # The keyframe at 3 s opens a GOP whose leading B-frames come after it: no cut there.
+    assert [s.frames for s in split.segments] == [25, 25, 50]
+    job = SegmentJob(SPEC, resolved_options(ConvertOptions(), split, 1000.0, 1))
+    for segment in split.segments:  # each one decodes completely on its own
+        assert convert_segment(segment.index, job, segment.data).frames == segment.frames
