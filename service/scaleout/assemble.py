@@ -102,7 +102,9 @@ def assemble(
         done, concat = concat, None
         done.close()
         meter = combined_meter(seen)
-        encoded = _Encoded(split.info, meter.frames, 0.0, started, meter, ())
+        encoded = _Encoded(
+            info=split.info, frames=meter.frames, duration_s=0.0, started=started, meter=meter, warnings=()
+        )
         light, notes = _finalize(pass1, pass2, template, dst, fmt, mastering, encoded, cancel)
     except OSError as exc:
         if concat is not None:
