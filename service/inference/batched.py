@@ -28,8 +28,12 @@ class BatchedOperator(Operator):
     info: ClassVar[OperatorInfo] = OperatorInfo("batched", "frames run on the shared worker pool")
 
     def __init__(
-        self, spec: OperatorSpec, peak_nits: float, batcher: DynamicBatcher,
-        loop: asyncio.AbstractEventLoop, metrics: Metrics,
+        self,
+        spec: OperatorSpec,
+        peak_nits: float,
+        batcher: DynamicBatcher,
+        loop: asyncio.AbstractEventLoop,
+        metrics: Metrics,
     ) -> None:
         super().__init__(peak_nits)
         self.spec = spec
