@@ -19,6 +19,7 @@ from service.colour.primaries import PRIMARIES_BT2020, PRIMARIES_DISPLAY_P3
 from service.colour.scaling import DEFAULT_PEAK_NITS
 from service.colour.tags import Matrix, Primaries, Range, Transfer
 from service.errors import InputError, ItmError, OutputError
+from service.memory import map_large_blocks
 from service.operators import available_operators, create_operator
 from service.operators.base import Operator, ParamSpec
 
@@ -189,6 +190,7 @@ def _convert(args: argparse.Namespace) -> int:
     if args.out_dir is None and len(args.paths) != 2:
         sys.stderr.write("itmstream: error: give `IN OUT`, or inputs with --out-dir DIR (see --help)\n")
         return EXIT_USAGE
+    map_large_blocks()  # before the first frame buffer: the 1080p peak without heap fragments
     jobs = convert_jobs(args)
     operator = make_operator(args)
     decode = DecodeOptions(
