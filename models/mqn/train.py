@@ -72,8 +72,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     return fit(cfg, model, loss, predict, stream, val, log, init=init)
 
 
-def warm_start(model: Any, run_dir: Path) -> None:
-    """Copy an earlier run's best weights into the layers of ``model`` that match by name and shapes.
+def warm_start(model: Any, source: Path) -> None:
+    """Copy an earlier run's weights into the layers of ``model`` that match by name and shapes.
+
+    ``source`` is a run's checkpoint folder (its ``best.weights.h5``) or one ``*.weights.h5`` file in it
+    (e.g. ``last.weights.h5``, the end of its schedule); the architecture comes from the folder's
+    ``model.json``.
 
     Raises
     ------
@@ -82,9 +86,10 @@ def warm_start(model: Any, run_dir: Path) -> None:
     """
     from models.mqn.model import MQNConfig, build_mqn
 
+    run_dir, weights = (source.parent, source) if source.is_file() else (source, source / "best.weights.h5")
     old_cfg = MQNConfig.from_json(json.loads((run_dir / "model.json").read_text()))
     old, _, _ = build_mqn(old_cfg)
-    old.load_weights(run_dir / "best.weights.h5")
+    old.load_weights(weights)
 
     def layers(m: Any) -> dict[str, Any]:
         found = {}
@@ -94,11 +99,11 @@ def warm_start(model: Any, run_dir: Path) -> None:
                 found |= layers(layer)
         return found
 
-    source = layers(old)
+    old_layers = layers(old)
     copied, kept = 0, []
     for name, layer in layers(model).items():
         w_new = layer.get_weights()
-        w_old = source[name].get_weights() if name in source else None
+        w_old = old_layers[name].get_weights() if name in old_layers else None
         if not w_new or hasattr(layer, "layers"):
             continue
         if w_old is not None and [a.shape for a in w_old] == [a.shape for a in w_new]:
@@ -107,8 +112,8 @@ def warm_start(model: Any, run_dir: Path) -> None:
         else:
             kept.append(name)
     if not copied:
-        raise ValueError(f"no layer of {run_dir} matches this model; refusing to warm start from it")
-    log.info("warm start from %s: %d layers copied, new: %s", run_dir, copied, kept)
+        raise ValueError(f"no layer of {weights} matches this model; refusing to warm start from it")
+    log.info("warm start from %s: %d layers copied, new: %s", weights, copied, kept)
 
 
 def main(argv: list[str] | None = None) -> int:
