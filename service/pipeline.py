@@ -248,7 +248,12 @@ class _LazyWriter:
     """
 
     def __init__(
-        self, path: Path, fmt: str, reader: VideoReader, options: ConvertOptions, metadata: HDR10Metadata,
+        self,
+        path: Path,
+        fmt: str,
+        reader: VideoReader,
+        options: ConvertOptions,
+        metadata: HDR10Metadata,
         streams: list[Stream],
     ) -> None:
         self._args = (path, fmt, reader, options, metadata, streams)
@@ -275,8 +280,14 @@ class _LazyWriter:
 
 
 def _encode(
-    src: Path, pass1: Path, fmt: str, operator: Operator, options: ConvertOptions,
-    mastering: MasteringDisplay, timings: dict[str, float], progress: Callable[[Progress], None] | None,
+    src: Path,
+    pass1: Path,
+    fmt: str,
+    operator: Operator,
+    options: ConvertOptions,
+    mastering: MasteringDisplay,
+    timings: dict[str, float],
+    progress: Callable[[Progress], None] | None,
     cancel: threading.Event | None,
 ) -> _Encoded:
     """Decode, convert, measure and encode every frame into ``pass1`` (placeholder content light level)."""
@@ -371,8 +382,14 @@ def _progress(
 
 
 def _finalize(
-    pass1: Path, pass2: Path, template_path: Path, dst: Path, fmt: str, mastering: MasteringDisplay,
-    encoded: _Encoded, cancel: threading.Event | None,
+    pass1: Path,
+    pass2: Path,
+    template_path: Path,
+    dst: Path,
+    fmt: str,
+    mastering: MasteringDisplay,
+    encoded: _Encoded,
+    cancel: threading.Event | None,
 ) -> tuple[ContentLightLevel, list[str]]:
     """Patch the measured content light level into a remux of ``pass1``, then move it onto ``dst``.
 

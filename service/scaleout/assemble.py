@@ -58,8 +58,15 @@ def _unlink(path: Path) -> None:
 
 
 def assemble(
-    src: Path, dst: Path, fmt: str, split: SplitVideo, outputs: Iterable[SegmentOutput],
-    mastering: MasteringDisplay, cancel: threading.Event | None = None, *, name: str | None = None,
+    src: Path,
+    dst: Path,
+    fmt: str,
+    split: SplitVideo,
+    outputs: Iterable[SegmentOutput],
+    mastering: MasteringDisplay,
+    cancel: threading.Event | None = None,
+    *,
+    name: str | None = None,
 ) -> Assembled:
     """Write the segments of ``outputs`` (in segment order, as they arrive) into ``dst``, atomically.
 

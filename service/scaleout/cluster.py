@@ -147,14 +147,22 @@ def resolved_options(
     """
     info = split.info
     decode = DecodeOptions(
-        max_width=options.decode.max_width, max_height=options.decode.max_height,
-        transfer=info.colour.transfer, primaries=info.colour.primaries, matrix=info.matrix, range=info.range,
+        max_width=options.decode.max_width,
+        max_height=options.decode.max_height,
+        transfer=info.colour.transfer,
+        primaries=info.colour.primaries,
+        matrix=info.matrix,
+        range=info.range,
         threads=threads,
     )
     encode = replace(options.encode, threads=threads) if options.encode.threads == 0 else options.encode
     return ConvertOptions(
-        encode=encode, decode=decode, mastering=options.mastering or MasteringDisplay(max_nits=peak_nits),
-        batch_size=options.batch_size, copy_audio=False, copy_subtitles=False,
+        encode=encode,
+        decode=decode,
+        mastering=options.mastering or MasteringDisplay(max_nits=peak_nits),
+        batch_size=options.batch_size,
+        copy_audio=False,
+        copy_subtitles=False,
     )
 
 
@@ -162,7 +170,11 @@ class _Segments:
     """The tasks of one conversion: submitted, awaited in any order, handed out in segment order."""
 
     def __init__(
-        self, split: SplitVideo, job: SegmentJob, config: ScaleoutConfig, name: str,
+        self,
+        split: SplitVideo,
+        job: SegmentJob,
+        config: ScaleoutConfig,
+        name: str,
         on_segment: Callable[[SegmentEvent], None] | None,
     ) -> None:
         import ray
@@ -181,8 +193,10 @@ class _Segments:
         for segment in split.segments:
             data_ref = ray.put(segment.data)
             ref = remote.options(
-                name=self.task_names[segment.index], num_cpus=config.num_cpus,
-                max_retries=config.max_retries, retry_exceptions=False,
+                name=self.task_names[segment.index],
+                num_cpus=config.num_cpus,
+                max_retries=config.max_retries,
+                retry_exceptions=False,
             ).remote(segment.index, job_ref, data_ref)
             self.pending[ref] = segment.index
             self._inputs[segment.index] = data_ref
@@ -366,7 +380,10 @@ def convert_video_segmented(
     info = segments.split.info
     log.info(
         "%s: %d segments, %d frames in %.1f s",
-        name, len(segments.split.segments), assembled.frames, time.perf_counter() - started,
+        name,
+        len(segments.split.segments),
+        assembled.frames,
+        time.perf_counter() - started,
     )
     params = dict(operator.params)
     return ConversionResult(

@@ -61,7 +61,9 @@ class Container(StrEnum):
 
 _MUXERS = {Container.MP4: "mp4", Container.MKV: "matroska", Container.MOV: "mov"}
 _MEDIA_TYPES = {
-    Container.MP4: "video/mp4", Container.MKV: "video/x-matroska", Container.MOV: "video/quicktime"
+    Container.MP4: "video/mp4",
+    Container.MKV: "video/x-matroska",
+    Container.MOV: "video/quicktime",
 }
 _BY_SUFFIX = {container.suffix: container for container in Container}
 
@@ -69,8 +71,16 @@ DEFAULT_CRF: dict[str, int] = {"hevc": 20, "av1": 30}
 DEFAULT_PRESET: dict[str, str] = {"hevc": "veryfast", "av1": "10"}
 PRESETS: dict[str, tuple[str, ...]] = {
     "hevc": (
-        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium",
-        "slow", "slower", "veryslow", "placebo",
+        "ultrafast",
+        "superfast",
+        "veryfast",
+        "faster",
+        "fast",
+        "medium",
+        "slow",
+        "slower",
+        "veryslow",
+        "placebo",
     ),
     "av1": tuple(str(p) for p in range(-1, 14)),
 }
@@ -342,8 +352,10 @@ class HDR10Writer:
         for packet in packets:
             # libx265 emits garbage DTS on 1-2 frame encodes (dts > pts, or ~-1e14); MP4 rejects both.
             # Real reordering delay never exceeds x265's 16 B-frames, so anything further off is garbage.
-            if packet.pts is not None and packet.dts is not None and (
-                packet.dts > packet.pts or packet.dts < packet.pts - self._max_reorder
+            if (
+                packet.pts is not None
+                and packet.dts is not None
+                and (packet.dts > packet.pts or packet.dts < packet.pts - self._max_reorder)
             ):
                 packet.dts = packet.pts
             if self._last_dts is not None and packet.dts is not None and packet.dts <= self._last_dts:

@@ -86,7 +86,10 @@ def _ray(*args: str) -> None:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
     subprocess.run(
         [str(Path(sys.executable).parent / "ray"), *args],
-        check=True, env=env, capture_output=True, timeout=120,
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=120,
     )
 
 

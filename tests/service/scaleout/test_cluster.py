@@ -122,8 +122,12 @@ def test_cancel_cancels_the_outstanding_tasks(ray_cluster, tmp_path):
         timer.start()
         with pytest.raises(JobCancelledError):
             convert_video_segmented(
-                src, tmp_path / "hdr.mp4", OperatorSpec.of("slow", peak_nits=1000.0),
-                config=ScaleoutConfig(ray_cluster, 1.0), cancel=cancel, on_segment=events.append,
+                src,
+                tmp_path / "hdr.mp4",
+                OperatorSpec.of("slow", peak_nits=1000.0),
+                config=ScaleoutConfig(ray_cluster, 1.0),
+                cancel=cancel,
+                on_segment=events.append,
             )
         names = [e.task_name for e in events if e.state == "queued"]
         records = _tasks(names)
@@ -253,8 +257,11 @@ def test_losing_a_node_mid_job_retries_its_segments(ray_cluster, tmp_path):
     try:
         src = gop_clip(tmp_path / "src.mp4", seconds=2.4, gop=5, audio=False)  # keyframes every 0.2 s
         result = convert_video_segmented(
-            src, tmp_path / "hdr.mp4", OperatorSpec.of("slow", peak_nits=1000.0),
-            ConvertOptions(batch_size=5), config=ScaleoutConfig(ray_cluster, 0.2, max_retries=2),
+            src,
+            tmp_path / "hdr.mp4",
+            OperatorSpec.of("slow", peak_nits=1000.0),
+            ConvertOptions(batch_size=5),
+            config=ScaleoutConfig(ray_cluster, 0.2, max_retries=2),
             on_segment=events.append,
         )
     finally:

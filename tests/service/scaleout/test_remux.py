@@ -93,8 +93,19 @@ def test_an_open_gop_cut_is_undone(tmp_path):
 
     src = tmp_path / "open.mp4"
     ffmpeg(
-        "-f", "lavfi", "-i", "testsrc2=size=128x72:rate=25:duration=4", "-c:v", "libx264", "-bf", "3",
-        "-x264-params", "open-gop=1:keyint=25:min-keyint=25:scenecut=0", "-pix_fmt", "yuv420p", str(src),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=128x72:rate=25:duration=4",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "3",
+        "-x264-params",
+        "open-gop=1:keyint=25:min-keyint=25:scenecut=0",
+        "-pix_fmt",
+        "yuv420p",
+        str(src),
     )
     split = split_video(src, 1.0, ConvertOptions())
     # The keyframe at 3 s opens a GOP whose leading B-frames come after it: no cut there.
