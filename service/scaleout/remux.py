@@ -35,7 +35,7 @@ from service.pipeline import ConvertOptions, _passthrough  # TODO: a public pass
 from service.video.decode import Packet, PacketScan, Stream, VideoInfo, VideoReader
 from service.video.encode import copy_stream_properties
 from service.video.errors import map_av_errors
-from service.video.mp4_boxes import _VISUAL_SAMPLE_ENTRY_SIZE, _children, _find_video_entry  # TODO: public
+from service.video.mp4_boxes import without_hdr10_boxes
 
 SEGMENT_FORMAT = "mp4"
 """Container of segments in flight, both ways: keeps the source's time base and holds HEVC and AV1."""
@@ -138,34 +138,6 @@ def _remux(stream: Stream, packets: Sequence[Packet], name: str) -> bytes:
                 packet.stream = target
                 out.mux(packet)
     return buffer.getvalue()
-
-
-def without_hdr10_boxes(mp4: bytes) -> bytes:
-    """``mp4`` with the ``mdcv``/``clli`` boxes of its video sample entry turned into ``free`` boxes.
-
-    A stream created from a demuxed MP4 stream as template inherits those boxes as side data, and the muxer
-    writes them out again: the output would declare the first segment's MaxCLL/MaxFALL, and the finalizing
-    step, finding boxes already there, would not write the whole video's. Files that are not laid out as
-    expected are returned unchanged.
-    """
-    try:
-        top = _children(mp4, 0, len(mp4))
-    except ValueError:
-        return mp4
-    for at, size, kind in top:
-        if kind != b"moov":
-            continue
-        moov = bytearray(mp4[at : at + size])
-        chain = _find_video_entry(moov)
-        if chain is None:
-            return mp4
-        entry = chain[-1]
-        entry_end = entry + int.from_bytes(moov[entry : entry + 4], "big")
-        for box, _, name in _children(moov, entry + _VISUAL_SAMPLE_ENTRY_SIZE, entry_end):
-            if name in (b"mdcv", b"clli"):
-                moov[box + 4 : box + 8] = b"free"
-        return mp4[:at] + bytes(moov) + mp4[at + size :]
-    return mp4
 
 
 def split_video(

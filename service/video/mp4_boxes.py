@@ -4,6 +4,7 @@ Players that read HDR metadata from the container (Apple's, browsers, Android's 
 these boxes; PyAV cannot attach the stream side data from which FFmpeg's muxer would write them, so they are
 added here after muxing. FFmpeg writes the ``moov`` box after ``mdat`` unless asked for faststart, so growing
 ``moov`` moves no sample data and no chunk offset needs rewriting; a file laid out otherwise is left alone.
+:func:`without_hdr10_boxes` hides them again (as ``free`` boxes) in a file that stream copy starts from.
 
 References
 ----------
@@ -19,6 +20,7 @@ from service.video.hdr10_metadata import ContentLightLevel, MasteringDisplay
 _CONTAINERS = (b"moov", b"trak", b"mdia", b"minf", b"stbl")
 _VIDEO_ENTRIES = (b"hvc1", b"hev1", b"av01")
 _VISUAL_SAMPLE_ENTRY_SIZE = 86  # box header + the fixed VisualSampleEntry fields before child boxes
+_HDR10_BOXES = (b"mdcv", b"clli")
 
 
 def _box(kind: bytes, payload: bytes) -> bytes:
@@ -79,6 +81,39 @@ def _find_video_entry(moov: bytearray) -> list[int] | None:
     return None
 
 
+def _hdr10_boxes(moov: bytearray, entry: int) -> list[int]:
+    """Offsets of the ``mdcv`` and ``clli`` boxes among the children of the sample entry at ``entry``."""
+    entry_size = struct.unpack(">I", moov[entry : entry + 4])[0]
+    children = _children(moov, entry + _VISUAL_SAMPLE_ENTRY_SIZE, entry + entry_size)
+    return [offset for offset, _, kind in children if kind in _HDR10_BOXES]
+
+
+def without_hdr10_boxes(mp4: bytes) -> bytes:
+    """``mp4`` with the ``mdcv``/``clli`` boxes of its video sample entry turned into ``free`` boxes.
+
+    Renaming rather than removing keeps every box size and chunk offset valid, so nothing else in the file
+    has to change, and a reader skips ``free`` boxes. Stream copy needs it: FFmpeg turns those boxes into
+    stream side data when demuxing and writes them out again when a stream is created from the demuxed one
+    as a template, so a file made that way would declare the source's content light level, and
+    :func:`add_hdr10_boxes`, finding boxes already there, would not write the new one. Bytes that are not an
+    MP4 laid out as expected (no ``moov``, no HEVC/AV1 track, 64-bit box sizes) are returned unchanged.
+    """
+    try:
+        moovs = [(at, size) for at, size, kind in _children(mp4, 0, len(mp4)) if kind == b"moov"]
+        if not moovs:
+            return mp4
+        at, size = moovs[0]
+        moov = bytearray(mp4[at : at + size])
+        chain = _find_video_entry(moov)
+        if chain is None:
+            return mp4
+        for box in _hdr10_boxes(moov, chain[-1]):
+            moov[box + 4 : box + 8] = b"free"
+    except ValueError:
+        return mp4
+    return mp4[:at] + bytes(moov) + mp4[at + size :]
+
+
 def add_hdr10_boxes(path: Path, mastering: MasteringDisplay, light: ContentLightLevel) -> bool:
     """Append ``mdcv`` and ``clli`` to the video sample entry of an MP4/MOV file, in place.
 
@@ -117,10 +152,9 @@ def add_hdr10_boxes(path: Path, mastering: MasteringDisplay, light: ContentLight
         if chain is None:
             return False
         entry = chain[-1]
-        entry_size = struct.unpack(">I", moov[entry : entry + 4])[0]
-        existing = _children(moov, entry + _VISUAL_SAMPLE_ENTRY_SIZE, entry + entry_size)
-        if any(k in (b"mdcv", b"clli") for _, _, k in existing):
+        if _hdr10_boxes(moov, entry):
             return False
+        entry_size = struct.unpack(">I", moov[entry : entry + 4])[0]
         extra = mdcv_box(mastering) + clli_box(light)
         for offset in chain:  # every ancestor grows by the inserted bytes
             size = struct.unpack(">I", moov[offset : offset + 4])[0]

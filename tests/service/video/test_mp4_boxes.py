@@ -2,7 +2,7 @@ import shutil
 import struct
 
 from service.video.hdr10_metadata import ContentLightLevel, MasteringDisplay
-from service.video.mp4_boxes import add_hdr10_boxes, clli_box, mdcv_box
+from service.video.mp4_boxes import add_hdr10_boxes, clli_box, mdcv_box, without_hdr10_boxes
 
 from ..conftest import make_clip
 
@@ -40,3 +40,26 @@ def test_only_the_expected_layout_is_touched(tmp_path):
         before = fast.read_bytes()
         assert add_hdr10_boxes(fast, MasteringDisplay(), ContentLightLevel(1, 1)) is False
         assert fast.read_bytes() == before
+
+
+def test_without_hdr10_boxes_turns_them_into_free_boxes_in_place(tmp_path):
+    hevc = make_clip(tmp_path / "hevc.mp4", codec="libx265")
+    plain = hevc.read_bytes()
+    assert without_hdr10_boxes(plain) == plain  # nothing to hide
+    assert add_hdr10_boxes(hevc, MasteringDisplay(), ContentLightLevel(1000, 400)) is True
+    boxed = hevc.read_bytes()
+    hidden = without_hdr10_boxes(boxed)
+    assert len(hidden) == len(boxed) and b"mdcv" not in hidden and b"clli" not in hidden
+    mdcv, clli = boxed.index(b"mdcv"), boxed.index(b"clli")
+    assert hidden[mdcv : mdcv + 4] == hidden[clli : clli + 4] == b"free"
+    assert hidden[:mdcv] + hidden[mdcv + 4 : clli] + hidden[clli + 4 :] == (
+        boxed[:mdcv] + boxed[mdcv + 4 : clli] + boxed[clli + 4 :]
+    )
+    hevc.write_bytes(hidden)
+    assert add_hdr10_boxes(hevc, MasteringDisplay(), ContentLightLevel(1, 1)) is True  # room for new ones
+
+
+def test_without_hdr10_boxes_leaves_other_bytes_alone(tmp_path):
+    assert without_hdr10_boxes(b"not an mp4 at all") == b"not an mp4 at all"
+    h264 = make_clip(tmp_path / "a.mp4").read_bytes()
+    assert without_hdr10_boxes(h264) == h264
