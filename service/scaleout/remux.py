@@ -33,7 +33,7 @@ import av.container
 from service.errors import InputError, UnsupportedFormatError
 from service.pipeline import ConvertOptions, _passthrough  # TODO: a public passthrough(reader, options)
 from service.video.decode import Packet, PacketScan, Stream, VideoInfo, VideoReader
-from service.video.encode import copy_stream_properties
+from service.video.encode import add_copied_streams, copy_stream_properties
 from service.video.errors import map_av_errors
 from service.video.mp4_boxes import without_hdr10_boxes
 
@@ -211,7 +211,6 @@ class SegmentConcat:
     ) -> None:
         self.path = path
         self.frames = 0
-        self.warnings: list[str] = []
         self._last_dts: int | None = None
         with map_av_errors("output", path.name):
             self.container: av.container.OutputContainer = av.open(str(path), "w", format=format)
@@ -226,28 +225,14 @@ class SegmentConcat:
                     self.video.codec_context.codec_tag = "hvc1"
             with map_av_errors("input", source.name):
                 self._source = av.open(str(source))
-            self._copied: dict[int, Stream] = {}
-            self._add_copied_streams(copy_streams)
+            sources = [self._source.streams[index] for index in copy_streams]
+            # Set up as HDR10Writer sets up its copies: the same streams skipped with the same warnings.
+            self._copied, self.warnings = add_copied_streams(self.container, sources, path)
             self._pending = self._source_packets()
             self._held: Packet | None = None
         except BaseException:
             self.container.close()
             raise
-
-    def _add_copied_streams(self, indices: Sequence[int]) -> None:
-        supported = self.container.supported_codecs
-        for index in indices:
-            src = self._source.streams[index]
-            name = src.codec_context.name
-            if name not in supported:
-                self.warnings.append(
-                    f"{src.type} stream #{src.index} ({name}) cannot be stored in {self.path.suffix}; skipped"
-                )
-                continue
-            with map_av_errors("output", self.path.name):
-                out = self.container.add_stream_from_template(src)
-            copy_stream_properties(src, out)
-            self._copied[index] = out
 
     def _source_packets(self) -> Iterator[Packet]:
         streams = [self._source.streams[i] for i in self._copied]

@@ -202,6 +202,43 @@ def copy_stream_properties(src: av.stream.Stream, dst: av.stream.Stream) -> None
     dst.disposition = src.disposition
 
 
+def add_copied_streams(
+    container: av.container.OutputContainer, sources: Iterable[av.stream.Stream], path: Path
+) -> tuple[dict[int, av.stream.Stream], list[str]]:
+    """Add a stream-copy twin of each of ``sources`` (audio, subtitles) to ``container``.
+
+    Every writer that copies input streams next to its video (:class:`HDR10Writer`, and the segment
+    concatenation of :mod:`service.video.remux`) sets them up here, so they skip the same codecs with the
+    same warning and keep the same tags and disposition (which templates leave behind).
+
+    Returns
+    -------
+    tuple of dict and list
+        The output stream of every copied source, by the source's index, and a warning for every source
+        whose codec the container cannot hold (skipped).
+
+    Raises
+    ------
+    OutputError
+        From the muxer (``path`` names the output in the message).
+    """
+    supported = container.supported_codecs
+    copied: dict[int, av.stream.Stream] = {}
+    warnings: list[str] = []
+    for src in sources:
+        name = src.codec_context.name
+        if name not in supported:
+            warnings.append(
+                f"{src.type} stream #{src.index} ({name}) cannot be stored in {path.suffix}; skipped"
+            )
+            continue
+        with map_av_errors("output", path.name):
+            out = container.add_stream_from_template(src)
+        copy_stream_properties(src, out)
+        copied[src.index] = out
+    return copied, warnings
+
+
 class HDR10Writer:
     """One output file: an HDR10 video stream plus copies of selected input streams.
 
@@ -306,18 +343,8 @@ class HDR10Writer:
         if rotation:
             stream.set_display_rotation(rotation)
         self.video = stream
-        self.copied: dict[int, av.stream.Stream] = {}
-        for src in copy_streams:
-            name = src.codec_context.name
-            if name not in supported:
-                self.warnings.append(
-                    f"{src.type} stream #{src.index} ({name}) cannot be stored in {self.path.suffix}; skipped"
-                )
-                continue
-            with map_av_errors("output", self.path.name):
-                out = self.container.add_stream_from_template(src)
-            copy_stream_properties(src, out)
-            self.copied[src.index] = out
+        self.copied, skipped = add_copied_streams(self.container, copy_streams, self.path)
+        self.warnings += skipped
 
     def blank_frame(self) -> tuple[av.VideoFrame, Planes]:
         """A new frame for :meth:`write_frame` and writable (Y, U, V) views of it, for the kernel to fill.
