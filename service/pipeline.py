@@ -11,6 +11,9 @@ cancellation, so a reader of the destination directory never sees a partial or u
 
 :func:`convert_video` is what the CLI and the REST workers call. It keeps no global state, checks ``cancel``
 between batches, and reports :class:`Progress` after every batch, so it can run in any worker thread.
+Segment-parallel conversion (:mod:`service.scaleout`) writes its output with the same public steps, so both
+name their temporaries (:func:`temp_path`), choose the streams they copy (:func:`passthrough`) and finish
+the file (:class:`Encoded`, :func:`finalize`) identically.
 """
 
 import contextlib
@@ -122,8 +125,13 @@ TEMP_ROLES = ("encode", "final", "template", "image")
 _TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.(?:" + "|".join(TEMP_ROLES) + r")\.[A-Za-z0-9]+")
 
 
-def _temp_path(dst: Path, role: str) -> Path:
-    """Hidden sibling of ``dst`` (same filesystem, so ``os.replace`` is atomic; same suffix for the muxer)."""
+def temp_path(dst: Path, role: str) -> Path:
+    """Hidden sibling of ``dst`` for one of :data:`TEMP_ROLES`: how every writer of ``dst`` stays atomic.
+
+    Same filesystem, so ``os.replace`` onto ``dst`` is atomic; same suffix, so the muxer picks the same
+    container; a name :func:`is_temp_file` recognises, so what a killed process left is found and removed.
+    Public for writers outside this module (scale-out assembles segments into one before :func:`finalize`).
+    """
     return dst.with_name(f".{dst.stem}.{secrets.token_hex(4)}.{role}{dst.suffix}")
 
 
@@ -189,15 +197,14 @@ def convert_video(
         raise OutputError(f"output directory '{dst.parent}' does not exist")
     mastering = options.mastering or MasteringDisplay(max_nits=operator.peak_nits)
     timings = dict.fromkeys(STAGES, 0.0)
-    pass1, pass2 = _temp_path(dst, "encode"), _temp_path(dst, "final")
-    template_path = _temp_path(dst, "template").with_suffix(".mp4")
+    pass1 = temp_path(dst, "encode")
     try:
         encoded = _encode(src, pass1, fmt, operator, options, mastering, timings, progress, cancel)
         if progress is not None:
             fps = encoded.frames / max(time.perf_counter() - encoded.started, 1e-9)
             progress(Progress(encoded.frames, encoded.frames, fps, 0.0, "finalize"))
         t = time.perf_counter()
-        light, notes = _finalize(pass1, pass2, template_path, dst, fmt, mastering, encoded, cancel)
+        light, notes = finalize(encoded, dst, fmt, mastering, cancel)
         timings["finalize"] = time.perf_counter() - t
     except OSError as exc:
         if is_disk_full(exc):
@@ -207,8 +214,6 @@ def convert_video(
         raise
     finally:
         _unlink(pass1)
-        _unlink(pass2)
-        _unlink(template_path)
     return ConversionResult(
         path=dst,
         frames=encoded.frames,
@@ -228,15 +233,30 @@ def convert_video(
 
 
 @dataclass(frozen=True)
-class _Encoded:
-    """What the encode pass leaves for finalizing and the result."""
+class Encoded:
+    """An encoded file waiting for :func:`finalize`: HDR10 video with a placeholder content light level.
+
+    Encoding and finalizing are separate steps with this between them because the encoder need not run in
+    this process: scale-out concatenates segments encoded elsewhere into one such file, with a meter holding
+    the maxima of the segments' light, and finalizes it exactly as :func:`convert_video` finalizes its own.
+    """
+
+    path: Path
+    """The file: a temporary of the destination (:func:`temp_path`, role ``encode``), owned by the caller."""
+    frames: int
+    """Video frames it must hold; :func:`finalize` fails on any other count."""
+    meter: LightMeter
+    """The light of those frames, measured on what was handed to the encoder."""
+
+
+@dataclass(frozen=True)
+class _EncodePass(Encoded):
+    """What the in-process encode pass leaves: the encoded file, and what the result reports about it."""
 
     info: VideoInfo
-    frames: int
     duration_s: float
     started: float
     """``time.perf_counter()`` when the first batch was requested (for the frame rate)."""
-    meter: LightMeter
     warnings: tuple[str, ...]
     """Input, decode, dropped-stream and encoder warnings, in that order."""
 
@@ -289,12 +309,12 @@ def _encode(
     timings: dict[str, float],
     progress: Callable[[Progress], None] | None,
     cancel: threading.Event | None,
-) -> _Encoded:
+) -> _EncodePass:
     """Decode, convert, measure and encode every frame into ``pass1`` (placeholder content light level)."""
     placeholder = HDR10Metadata(mastering, ContentLightLevel(round(mastering.max_nits), 1))
     with VideoReader(src, options.decode) as reader:
         info = reader.info
-        streams, dropped = _passthrough(reader, options)
+        streams, dropped = passthrough(reader, options)
         lazy = _LazyWriter(pass1, fmt, reader, options, placeholder, streams)
         started = time.perf_counter()
         total = options.max_frames or info.frames
@@ -331,7 +351,8 @@ def _encode(
                 lazy.writer.abort()
             raise
         end_s = reader.end_s or 0.0
-        return _Encoded(
+        return _EncodePass(
+            path=pass1,
             info=info,
             frames=reader.frames_decoded,
             duration_s=end_s - float((first_pts or 0) * info.time_base),
@@ -341,8 +362,12 @@ def _encode(
         )
 
 
-def _passthrough(reader: VideoReader, options: ConvertOptions) -> tuple[list[Stream], list[str]]:
-    """The audio and subtitle streams to copy, and a warning for every other stream (it is dropped)."""
+def passthrough(reader: VideoReader, options: ConvertOptions) -> tuple[list[Stream], list[str]]:
+    """The audio and subtitle streams to copy, and a warning for every other stream (it is dropped).
+
+    One policy for every path that writes a converted file: scale-out picks the streams it copies into the
+    assembled output here too, so both report the same streams copied and dropped with the same warnings.
+    """
     streams = [
         s
         for s in reader.other_streams()
@@ -381,46 +406,69 @@ def _progress(
     return Progress(done, max(total, done), fps, eta, batch_seconds=spent)
 
 
-def _finalize(
-    pass1: Path,
-    pass2: Path,
-    template_path: Path,
+def finalize(
+    encoded: Encoded,
     dst: Path,
     fmt: str,
     mastering: MasteringDisplay,
-    encoded: _Encoded,
-    cancel: threading.Event | None,
+    cancel: threading.Event | None = None,
 ) -> tuple[ContentLightLevel, list[str]]:
-    """Patch the measured content light level into a remux of ``pass1``, then move it onto ``dst``.
+    """Patch the measured content light level into a remux of ``encoded.path``, then move it onto ``dst``.
 
-    Returns the light level written and notes for the result's warnings.
+    The one step that makes an encoded file a finished HDR10 one, for every path that writes one (here and
+    scale-out): MaxCLL/MaxFALL from ``encoded.meter`` go into every packet's SEI/OBU and into the container
+    (``mdcv``/``clli`` boxes in MP4/MOV, the track's metadata in Matroska), the packet count is checked, and
+    the result replaces ``dst`` atomically. Its own temporaries are removed on every path; ``encoded.path``
+    stays the caller's to remove.
+
+    Returns
+    -------
+    tuple of ContentLightLevel and list of str
+        The light level written, and notes for the result's warnings.
+
+    Raises
+    ------
+    EngineError
+        The file holds another number of frames than ``encoded.frames``.
+    OutputError
+        The result cannot be written or moved onto ``dst``.
+    JobCancelledError
+        ``cancel`` was set before the move; ``dst`` is untouched.
+    OSError
+        From the remux (a full disk among them: callers map it, as they do for their own writes).
     """
-    meter = encoded.meter
-    light = meter.content_light(mastering.max_nits)
-    notes = [note] if (note := meter.over_peak(mastering.max_nits)) else []
-    template = None
-    if fmt == "matroska":  # container-level copy of the metadata, via a stream template
-        if make_metadata_template(pass1, template_path, mastering, light):
-            template = template_path
-        else:
-            notes.append("MasteringMetadata/MaxCLL not added to the track; metadata is in-band only")
-    written = rewrite_content_light(pass1, pass2, format=fmt, light=light, video_template=template)
-    if written != encoded.frames:
-        raise EngineError(f"encoder wrote {written} frames for {encoded.frames} input frames")
-    if fmt in ("mp4", "mov"):
-        try:
-            boxed = add_hdr10_boxes(pass2, mastering, light)
-        except OSError as exc:
-            raise OutputError(f"cannot write '{pass2.name}': {exc.strerror or exc}") from exc
-        if not boxed:
-            notes.append("mdcv/clli boxes not added (unexpected MP4 layout); metadata is in-band only")
-    if cancel is not None and cancel.is_set():
-        raise JobCancelledError("conversion cancelled")
+    pass2 = temp_path(dst, "final")
+    template_path = temp_path(dst, "template").with_suffix(".mp4")
     try:
-        os.replace(pass2, dst)
-    except OSError as exc:
-        raise OutputError(f"cannot move the result onto '{dst}': {exc.strerror}") from exc
-    return light, notes
+        meter = encoded.meter
+        light = meter.content_light(mastering.max_nits)
+        notes = [note] if (note := meter.over_peak(mastering.max_nits)) else []
+        template = None
+        if fmt == "matroska":  # container-level copy of the metadata, via a stream template
+            if make_metadata_template(encoded.path, template_path, mastering, light):
+                template = template_path
+            else:
+                notes.append("MasteringMetadata/MaxCLL not added to the track; metadata is in-band only")
+        written = rewrite_content_light(encoded.path, pass2, format=fmt, light=light, video_template=template)
+        if written != encoded.frames:
+            raise EngineError(f"encoder wrote {written} frames for {encoded.frames} input frames")
+        if fmt in ("mp4", "mov"):
+            try:
+                boxed = add_hdr10_boxes(pass2, mastering, light)
+            except OSError as exc:
+                raise OutputError(f"cannot write '{pass2.name}': {exc.strerror or exc}") from exc
+            if not boxed:
+                notes.append("mdcv/clli boxes not added (unexpected MP4 layout); metadata is in-band only")
+        if cancel is not None and cancel.is_set():
+            raise JobCancelledError("conversion cancelled")
+        try:
+            os.replace(pass2, dst)
+        except OSError as exc:
+            raise OutputError(f"cannot move the result onto '{dst}': {exc.strerror}") from exc
+        return light, notes
+    finally:
+        _unlink(pass2)
+        _unlink(template_path)
 
 
 def _codec_name(stream: Stream) -> str:
@@ -568,7 +616,7 @@ def convert_image(
         raise EngineError(f"operator '{operator.name}' failed: {exc}") from exc
     timings["operator"] = time.perf_counter() - t
     t = time.perf_counter()
-    temp = _temp_path(dst, "image")
+    temp = temp_path(dst, "image")
     try:
         _write_image(temp, nits, fmt, peak_nits=operator.peak_nits)
         os.replace(temp, dst)

@@ -1,23 +1,20 @@
 """Reassembly on the driver: the encoded segments, in order, into one HDR10 file with the video's light level.
 
-The segments are concatenated (video packets unchanged, audio and subtitles copied once from the input) into
-a hidden temporary next to the destination; then the single-process path's own finalizing step patches the
-content light level into every packet and the container boxes, checks the packet count and renames the
-result into place. So a segmented conversion is written, measured and signalled exactly like an in-process
-one, and nothing partial is ever at the destination.
+The segments are concatenated (:class:`~service.scaleout.remux.SegmentConcat`: video packets unchanged, audio
+and subtitles copied once from the input) into a hidden temporary next to the destination
+(:func:`service.pipeline.temp_path`); then the single-process path's own finalizing step
+(:func:`service.pipeline.finalize`, given a :class:`~service.video.light.LightMeter` holding the combined
+values) patches the content light level into every packet and the container boxes, checks the packet count
+and renames the result into place. So a segmented conversion is written, measured and signalled exactly like
+an in-process one, and nothing partial is ever at the destination.
 
 MaxCLL is the brightest pixel of any frame and MaxFALL the highest frame-average light of any frame: both are
 maxima, so the whole video's values are the maxima of the segments' values. Each segment measures the frames
 it hands its encoder (the master, before the encoder sees them), so the different GOP structure of a
 segmented encode does not enter them: they equal the in-process values exactly. A segment reports them
 rounded and clamped to the mastering peak, and rounding and clamping commute with taking the maximum.
-
-``service.pipeline`` has no public step that finalizes with known light levels, so this module calls its
-private ``_finalize`` with a :class:`~service.video.light.LightMeter` holding the combined values; see the
-module's ``TODO`` for the public function that should replace it.
 """
 
-import contextlib
 import threading
 import time
 from collections.abc import Iterable
@@ -25,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from service.errors import EngineError, InsufficientStorageError, is_disk_full
-from service.pipeline import _Encoded, _finalize, _temp_path  # TODO: pipeline.finalize(light=...) (see above)
+from service.pipeline import Encoded, finalize, temp_path
 from service.scaleout.remux import SegmentConcat, SplitVideo
 from service.scaleout.task import SegmentOutput
 from service.video.hdr10_metadata import ContentLightLevel, MasteringDisplay
@@ -52,11 +49,6 @@ def combined_meter(outputs: Iterable[SegmentOutput]) -> LightMeter:
     return meter
 
 
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
 def assemble(
     src: Path,
     dst: Path,
@@ -81,8 +73,7 @@ def assemble(
     JobCancelledError
         ``cancel`` was set before the rename.
     """
-    pass1, pass2 = _temp_path(dst, "encode"), _temp_path(dst, "final")
-    template = _temp_path(dst, "template").with_suffix(".mp4")
+    pass1 = temp_path(dst, "encode")
     started = time.perf_counter()
     concat: SegmentConcat | None = None
     seen: list[SegmentOutput] = []
@@ -109,10 +100,7 @@ def assemble(
         done, concat = concat, None
         done.close()
         meter = combined_meter(seen)
-        encoded = _Encoded(
-            info=split.info, frames=meter.frames, duration_s=0.0, started=started, meter=meter, warnings=()
-        )
-        light, notes = _finalize(pass1, pass2, template, dst, fmt, mastering, encoded, cancel)
+        light, notes = finalize(Encoded(pass1, meter.frames, meter), dst, fmt, mastering, cancel)
     except OSError as exc:
         if concat is not None:
             concat.abort()
@@ -126,7 +114,6 @@ def assemble(
             concat.abort()
         raise
     finally:
-        for path in (pass1, pass2, template):
-            _unlink(path)
+        pass1.unlink(missing_ok=True)
     warnings = [*split.warnings, *dict.fromkeys(w for o in seen for w in o.warnings), *copied, *notes]
     return Assembled(meter.frames, light, tuple(warnings), time.perf_counter() - started)

@@ -31,7 +31,7 @@ import av
 import av.container
 
 from service.errors import InputError, UnsupportedFormatError
-from service.pipeline import ConvertOptions, _passthrough  # TODO: a public passthrough(reader, options)
+from service.pipeline import ConvertOptions, passthrough
 from service.video.decode import Packet, PacketScan, Stream, VideoInfo, VideoReader
 from service.video.encode import add_copied_streams, copy_stream_properties
 from service.video.errors import map_av_errors
@@ -161,7 +161,7 @@ def split_video(
         raise InputError(f"segment_seconds {segment_seconds} is invalid; expected > 0")
     with VideoReader(src, options.decode, name=name) as reader:
         stream = reader.video_stream
-        copied, dropped = _passthrough(reader, options)
+        copied, dropped = passthrough(reader, options)
         cutter = _Cutter(segment_seconds)
         corrupt = 0
         with map_av_errors("input", reader.name):
