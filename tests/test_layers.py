@@ -17,8 +17,17 @@ SERVICE = ROOT / "service"
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # lowest first
-    ("foundation", ("service", "service.errors", "service.logging", "service.memory", "service.metrics",
-                    "service.timing")),
+    (
+        "foundation",
+        (
+            "service",
+            "service.errors",
+            "service.logging",
+            "service.memory",
+            "service.metrics",
+            "service.timing",
+        ),
+    ),
     ("colour", ("service.colour",)),
     ("model runtime", ("service.inference.engine",)),
     ("media and operators", ("service.video", "service.images", "service.operators")),
@@ -141,3 +150,15 @@ def test_the_check_sees_upward_sideways_and_outside_imports(
     sibling.write_text("import service.images.png\n")
     monkeypatch.setitem(MODULES, "service.video.sibling", sibling)
     assert "a sibling in its own layer" in violations("service.video.sibling")[0]
+
+
+def test_only_video_imports_pyav() -> None:
+    """PyAV stays behind ``service/video`` (house style): its errors are mapped there, once."""
+    found = [
+        f"{module}:{line} imports {name}"
+        for module in sorted(MODULES)
+        if not module.startswith("service.video.")
+        for line, name in imports_of(module)
+        if name == "av" or name.startswith("av.")
+    ]
+    assert found == []

@@ -1,6 +1,6 @@
 """Reassembly on the driver: the encoded segments, in order, into one HDR10 file with the video's light level.
 
-The segments are concatenated (:class:`~service.scaleout.remux.SegmentConcat`: video packets unchanged, audio
+The segments are concatenated (:class:`~service.video.remux.SegmentConcat`: video packets unchanged, audio
 and subtitles copied once from the input) into a hidden temporary next to the destination
 (:func:`service.pipeline.temp_path`); then the single-process path's own finalizing step
 (:func:`service.pipeline.finalize`, given a :class:`~service.video.light.LightMeter` holding the combined
@@ -23,10 +23,11 @@ from pathlib import Path
 
 from service.errors import EngineError, InsufficientStorageError, is_disk_full
 from service.pipeline import Encoded, finalize, temp_path
-from service.scaleout.remux import SegmentConcat, SplitVideo
+from service.scaleout.split import SplitVideo
 from service.scaleout.task import SegmentOutput
 from service.video.hdr10_metadata import ContentLightLevel, MasteringDisplay
 from service.video.light import LightMeter
+from service.video.remux import SegmentConcat
 
 
 @dataclass(frozen=True)

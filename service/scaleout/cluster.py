@@ -5,7 +5,7 @@ arguments (an :class:`~service.inference.types.OperatorSpec` instead of an opera
 worker builds its own), the same :class:`~service.pipeline.ConversionResult`, the same atomic output, the
 same ``progress`` and ``cancel`` contract. In order:
 
-1. The input is probed and cut at keyframes (:func:`~service.scaleout.remux.split_video`). Bad input fails
+1. The input is probed and cut at keyframes (:func:`~service.scaleout.split.split_video`). Bad input fails
    here, before any task exists.
 2. Each segment's bytes go into the object store, and one task per segment is submitted, declaring
    ``num_cpus`` so Ray packs tasks onto cores. Ray retries a task whose worker or node dies
@@ -33,11 +33,12 @@ from service.inference.types import OperatorSpec
 from service.operators.registry import plugin_paths
 from service.pipeline import ConversionResult, ConvertOptions, Progress
 from service.scaleout.assemble import assemble
-from service.scaleout.remux import SegmentInput, SplitVideo, split_video
+from service.scaleout.split import SplitVideo, split_video
 from service.scaleout.task import SegmentJob, SegmentOutput, convert_segment
 from service.video.decode import DecodeOptions
 from service.video.encode import EncodeOptions, check_codec_container, container_format
 from service.video.hdr10_metadata import MasteringDisplay
+from service.video.remux import SegmentInput
 
 if TYPE_CHECKING:
     from ray import ObjectRef

@@ -1,7 +1,7 @@
 """What a worker does with one segment: the single-process conversion, unchanged, on a segment-sized file.
 
 :func:`convert_segment` writes the segment it was handed (a small container, see
-:mod:`service.scaleout.remux`) into a private scratch directory on the worker, runs
+:mod:`service.video.remux`) into a private scratch directory on the worker, runs
 :func:`service.pipeline.convert_video` on it, and returns the encoded file's bytes with the segment's light
 statistics. ``convert_video`` takes paths, so the scratch files are the only copy that touches a disk, and
 they are on the worker (``/dev/shm`` when it exists); nothing is shared with the driver but bytes in the
@@ -27,7 +27,7 @@ from service.inference.types import OperatorSpec
 from service.operators import Operator
 from service.operators.registry import register_operator
 from service.pipeline import ConvertOptions, convert_video
-from service.scaleout.remux import SEGMENT_SUFFIX
+from service.video.remux import SEGMENT_SUFFIX
 
 _SCRATCH = Path("/dev/shm")
 

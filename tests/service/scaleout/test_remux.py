@@ -10,7 +10,7 @@ from service.errors import CorruptStreamError, EngineError
 from service.pipeline import ConvertOptions
 from service.scaleout.assemble import assemble
 from service.scaleout.cluster import resolved_options
-from service.scaleout.remux import split_video
+from service.scaleout.split import split_video
 from service.scaleout.task import SegmentJob, convert_segment
 from tests.service.conftest import video_packets
 from tests.service.test_pipeline import _check_hdr10

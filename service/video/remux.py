@@ -1,24 +1,21 @@
-"""Stream copy for segment-parallel conversion: cut the input at keyframes, and concatenate encoded segments.
+"""Stream copy for segment-parallel conversion: cut a video at keyframes, and concatenate encoded segments.
 
-The driver never decodes. :func:`split_video` demuxes the input's video stream and cuts it at keyframes into
-segments of about ``segment_seconds``; each segment's packets are remuxed, unchanged, into a small in-memory
-MP4 (PyAV writes to ``BytesIO``) that carries the codec parameters with them, so a worker on another machine
-gets a complete, decodable file through Ray's object store and no shared filesystem is needed. MP4 keeps the
-stream's time base (multiplied up to at least 10000 ticks per second, exactly as the single-process output
-does), so every frame keeps its timestamp; codecs MP4 cannot hold fall back to Matroska (milliseconds).
+Nothing here decodes or encodes: packets only move between containers. :func:`cut_segments` demuxes an
+opened input's video stream and cuts it at keyframes into segments of about ``segment_seconds``; each
+segment's packets are remuxed, unchanged, into a small in-memory MP4 (PyAV writes to ``BytesIO``) that
+carries the codec parameters with them, so a worker on another machine gets a complete, decodable file and no
+shared filesystem is needed. MP4 keeps the stream's time base (multiplied up to at least 10000 ticks per
+second, exactly as the single-process output does), so every frame keeps its timestamp; codecs MP4 cannot
+hold fall back to Matroska (milliseconds).
 
 A cut is only kept where decoding can restart: at a keyframe that no later packet displays before (an open
 GOP's leading pictures reference the previous GOP, so a cut before them is undone), and a last segment
 shorter than half the target is merged into the one before it.
 
-:class:`SegmentConcat` writes the encoded segments, in order, into one file with the audio and subtitle
-streams copied once from the input. Every segment starts on an IDR with identical encoder settings and
-parameter sets, so their packets form one valid stream; the driver then patches the content light level
-over all segments into it (see :mod:`service.scaleout.assemble`).
-
-This is the one module outside :mod:`service.video` that imports PyAV: it only moves packets between
-containers (no decoder or encoder is opened), and its errors go through the same
-:func:`~service.video.errors.map_av_errors` boundary.
+:class:`SegmentConcat` writes encoded segments, in order, into one file with the audio and subtitle streams
+copied once from the input. Every segment starts on an IDR with identical encoder settings and parameter
+sets, so their packets form one valid stream. What to cut, where the segments are converted and how the
+result is finished is the business of :mod:`service.scaleout`, which calls this module.
 """
 
 import contextlib
@@ -30,9 +27,8 @@ from pathlib import Path
 import av
 import av.container
 
-from service.errors import InputError, UnsupportedFormatError
-from service.pipeline import ConvertOptions, passthrough
-from service.video.decode import Packet, PacketScan, Stream, VideoInfo, VideoReader
+from service.errors import UnsupportedFormatError
+from service.video.decode import Packet, PacketScan, Stream, VideoReader
 from service.video.encode import add_copied_streams, copy_stream_properties
 from service.video.errors import map_av_errors
 from service.video.mp4_boxes import without_hdr10_boxes
@@ -59,23 +55,6 @@ class SegmentInput:
     def describe(self, name: str) -> str:
         """How messages name the segment: ``segment 3 (30.0-40.0 s of 'film.mp4')``."""
         return f"segment {self.index} ({self.start_s:.1f}-{self.end_s:.1f} s of '{name}')"
-
-
-@dataclass(frozen=True)
-class SplitVideo:
-    """The probe of the input and its segments, in order."""
-
-    info: VideoInfo
-    segments: tuple[SegmentInput, ...]
-    copy_streams: tuple[int, ...] = ()
-    """Indices of the input's audio and subtitle streams to copy into the output."""
-    warnings: tuple[str, ...] = ()
-    """Streams that are dropped, as the in-process path reports them."""
-
-    @property
-    def frames(self) -> int:
-        """Frames over all segments (one packet is one frame for every codec accepted)."""
-        return sum(s.frames for s in self.segments)
 
 
 def _seconds(packet: Packet) -> float:
@@ -140,57 +119,48 @@ def _remux(stream: Stream, packets: Sequence[Packet], name: str) -> bytes:
     return buffer.getvalue()
 
 
-def split_video(
-    src: Path, segment_seconds: float, options: ConvertOptions, *, name: str | None = None
-) -> SplitVideo:
-    """Probe ``src`` and cut its video stream into segments of about ``segment_seconds``, demuxing only.
+def cut_segments(reader: VideoReader, segment_seconds: float) -> tuple[SegmentInput, ...]:
+    """Cut the video stream of ``reader`` into segments of about ``segment_seconds``, demuxing only.
 
-    The input is checked as the single-process path checks it, before anything is handed out: the probe
-    (size, codec, HDR refusal) and the demuxed packet count against what the container declares.
+    The demuxed packets are checked against what the container declares, as the single-process path checks
+    its decoded frames, so a truncated input fails here rather than in a segment.
 
     Raises
     ------
-    InputError
-        ``segment_seconds`` is not positive, or the input cannot be converted (the subclasses below).
     UnsupportedFormatError
         The video packets carry no timestamps (raw elementary streams): there is nothing to cut them by.
     CorruptStreamError
-        The input is not media, truncated or corrupt.
+        The input is truncated or corrupt.
     """
-    if segment_seconds <= 0:
-        raise InputError(f"segment_seconds {segment_seconds} is invalid; expected > 0")
-    with VideoReader(src, options.decode, name=name) as reader:
-        stream = reader.video_stream
-        copied, dropped = passthrough(reader, options)
-        cutter = _Cutter(segment_seconds)
-        corrupt = 0
-        with map_av_errors("input", reader.name):
-            for packet in reader.container.demux(stream):
-                if packet.size == 0:
-                    continue
-                if packet.pts is None:
-                    raise UnsupportedFormatError(
-                        f"input '{reader.name}' has video packets without timestamps (a raw stream?); it "
-                        "cannot be cut into segments, convert it without Ray"
-                    )
-                corrupt += bool(packet.is_corrupt)
-                cutter.add(packet)
-        groups = cutter.finish()
-        packets = sum(len(g) for g in groups)
-        first_s = min((_seconds(p) for p in groups[0]), default=0.0) if groups else 0.0
-        end_s = _end_seconds(groups[-1]) if groups else None
-        reader.check_scan(PacketScan(packets, (end_s or 0.0) - first_s, end_s, corrupt, stopped_early=False))
-        segments = tuple(
-            SegmentInput(
-                index=i,
-                start_s=_seconds(group[0]),
-                end_s=_end_seconds(group),
-                frames=len(group),
-                data=_remux(stream, group, reader.name),
-            )
-            for i, group in enumerate(groups)
+    stream = reader.video_stream
+    cutter = _Cutter(segment_seconds)
+    corrupt = 0
+    with map_av_errors("input", reader.name):
+        for packet in reader.container.demux(stream):
+            if packet.size == 0:
+                continue
+            if packet.pts is None:
+                raise UnsupportedFormatError(
+                    f"input '{reader.name}' has video packets without timestamps (a raw stream?); it "
+                    "cannot be cut into segments, convert it without Ray"
+                )
+            corrupt += bool(packet.is_corrupt)
+            cutter.add(packet)
+    groups = cutter.finish()
+    packets = sum(len(g) for g in groups)
+    first_s = min((_seconds(p) for p in groups[0]), default=0.0) if groups else 0.0
+    end_s = _end_seconds(groups[-1]) if groups else None
+    reader.check_scan(PacketScan(packets, (end_s or 0.0) - first_s, end_s, corrupt, stopped_early=False))
+    return tuple(
+        SegmentInput(
+            index=i,
+            start_s=_seconds(group[0]),
+            end_s=_end_seconds(group),
+            frames=len(group),
+            data=_remux(stream, group, reader.name),
         )
-        return SplitVideo(reader.info, segments, tuple(s.index for s in copied), tuple(dropped))
+        for i, group in enumerate(groups)
+    )
 
 
 class SegmentConcat:
@@ -259,7 +229,7 @@ class SegmentConcat:
                 self.container.mux(packet)
 
     def write(self, segment: bytes, end_s: float) -> int:
-        """Append one encoded segment (a container as :func:`convert_segment` returns it); returns its frames.
+        """Append one encoded segment (a container whose video starts on an IDR); returns its frames.
 
         Raises
         ------
