@@ -43,10 +43,10 @@ class TrainConfig:
     synthesis: dict[str, Any] = field(default_factory=dict)
     loss: dict[str, float] = field(default_factory=dict)
     init_from: str | None = None
-    """Warm start (fresh runs only): an earlier run's checkpoint folder (its ``best.weights.h5``) or one of its
-    ``*.weights.h5`` files, loaded
-    into every layer of this model with the same name and weight shapes (the others keep their
-    initialisation). How a new head part is trained on top of a backbone that already learned."""
+    """Warm start (fresh runs only): an earlier run's checkpoint folder (its ``best.weights.h5``) or one of
+    its ``*.weights.h5`` files, loaded into every layer of this model with the same name and weight shapes
+    (the others keep their initialisation). How a new head part is trained on top of a backbone that
+    already learned."""
     checkpoint_root: str = "models/checkpoints"
     log_root: str = "models/logs"
 
