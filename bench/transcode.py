@@ -31,6 +31,7 @@ import av
 import numpy as np
 
 from bench._report import line, write
+from service.memory import map_large_blocks
 from service.operators import create_operator
 from service.pipeline import ConvertOptions, convert_video
 from service.video.encode import EncodeOptions, HDR10Writer, container_format
@@ -89,6 +90,7 @@ def floor(src: Path, dst: Path, codec: str) -> int:
 def _child_run(kind: str, src: str, dst: str, codec: str) -> dict[str, object]:
     """One timed run in this (fresh) process: a 4-frame warm-up, then the whole clip; time and peak RSS."""
     os.environ.setdefault("SVT_LOG", "1")
+    map_large_blocks()  # as `itmstream convert` does first: the RSS is the command's
     src_path, dst_path = Path(src), Path(dst)
     if kind == "floor":
         floor(src_path, dst_path, codec)  # untimed: encoder start-up
