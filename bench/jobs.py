@@ -26,7 +26,9 @@ def upload(url: str, clip: Path, operator: str) -> tuple[str, float]:
     with httpx.Client(base_url=url, timeout=300) as client, clip.open("rb") as body:
         start = time.perf_counter()
         response = client.post(
-            "/v1/jobs", params={"operator": operator, "preset": "ultrafast"}, content=body,
+            "/v1/jobs",
+            params={"operator": operator, "preset": "ultrafast"},
+            content=body,
             headers={"X-Filename": clip.name},
         )
         elapsed = time.perf_counter() - start
@@ -56,11 +58,22 @@ def main() -> None:
         wall = time.perf_counter() - start
         times = [t for _, t in results]
         total_mb = size_mb * args.uploads
-        print(f"'upload {args.clip} x{args.uploads} (c={args.concurrency})': {total_mb:.1f} MB in "
-              f"{wall:.2f} s => {size_mb * args.uploads / wall:.1f} MB/s; time to 202 "
-              f"min {min(times):.2f} s, max {max(times):.2f} s")
-        cases.append({"name": "upload", "clip": args.clip, "mb": size_mb, "uploads": args.uploads,
-                      "concurrency": args.concurrency, "seconds": wall, "time_to_202_s": times})
+        print(
+            f"'upload {args.clip} x{args.uploads} (c={args.concurrency})': {total_mb:.1f} MB in "
+            f"{wall:.2f} s => {size_mb * args.uploads / wall:.1f} MB/s; time to 202 "
+            f"min {min(times):.2f} s, max {max(times):.2f} s"
+        )
+        cases.append(
+            {
+                "name": "upload",
+                "clip": args.clip,
+                "mb": size_mb,
+                "uploads": args.uploads,
+                "concurrency": args.concurrency,
+                "seconds": wall,
+                "time_to_202_s": times,
+            }
+        )
         frames = 0
         with httpx.Client(base_url=server.url, timeout=60) as client:
             for location, _ in results:

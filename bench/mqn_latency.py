@@ -88,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             indent=2,
         )
     )
-    write("mqn_latency", [
-        {"case": name, **value, "threads": args.threads} for name, value in results.items()
-    ])
+    write(
+        "mqn_latency", [{"case": name, **value, "threads": args.threads} for name, value in results.items()]
+    )
     return 0
 
 

@@ -25,11 +25,20 @@ FRAME = struct.Struct("<IIQ")
 RESULT = struct.Struct("<IIQQQQQ")
 
 
-async def client(url: str, frames: list[bytes], height: int, width: int, operator: str, seconds: float,
-                 window: int = 2) -> dict[str, Any]:
+async def client(
+    url: str, frames: list[bytes], height: int, width: int, operator: str, seconds: float, window: int = 2
+) -> dict[str, Any]:
     """One live-mode client keeping ``window`` frames outstanding; returns latencies and counts."""
-    hello = {"type": "hello", "width": width, "height": height, "input": "rgb24", "output": "rgb10a2",
-             "mode": "live", "operator": operator, "credits": window}
+    hello = {
+        "type": "hello",
+        "width": width,
+        "height": height,
+        "input": "rgb24",
+        "output": "rgb10a2",
+        "mode": "live",
+        "operator": operator,
+        "credits": window,
+    }
     if operator == "mqn":
         hello["operator_mode"] = "fast"
     latencies: list[float] = []
@@ -62,7 +71,8 @@ def batch_distribution(before: dict[str, float], after: dict[str, float]) -> dic
     """Batches per size bucket during the case (cumulative buckets differenced)."""
     buckets = sorted(
         (float(k.split('le="')[1].split('"')[0]), after[k] - before.get(k, 0.0))
-        for k in after if k.startswith("itm_batch_size_bucket")
+        for k in after
+        if k.startswith("itm_batch_size_bucket")
     )
     out: dict[str, int] = {}
     previous = 0.0
@@ -73,8 +83,15 @@ def batch_distribution(before: dict[str, float], after: dict[str, float]) -> dic
     return out
 
 
-async def run_case(server: Server, size: str, operator: str, clients: int, seconds: float,
-                   frames: list[bytes], window: int = 2) -> dict[str, Any]:
+async def run_case(
+    server: Server,
+    size: str,
+    operator: str,
+    clients: int,
+    seconds: float,
+    frames: list[bytes],
+    window: int = 2,
+) -> dict[str, Any]:
     height, width = SIZES[size]
     # Untimed warm-up: first frames at this size compile/allocate per worker.
     await client(server.ws_url, frames, height, width, operator, 1.5)
@@ -89,13 +106,25 @@ async def run_case(server: Server, size: str, operator: str, clients: int, secon
     name = f"stream {operator} {size} x{clients} window {window}"
     p50, p95, p99 = (float(np.percentile(latencies, q)) for q in (50, 95, 99))
     print(line(name, total, elapsed))
-    print(f"    per-stream {total / elapsed / clients:.1f} FPS; latency p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
-          f"p99 {p99:.1f} ms; drops {sum(r['drops'] for r in results)}; "
-          f"batches {batch_distribution(before, after)}")
-    return {"name": name, "operator": operator, "size": size, "clients": clients, "frames": total,
-            "seconds": elapsed, "fps_per_stream": total / elapsed / clients, "p50_ms": p50, "p95_ms": p95,
-            "p99_ms": p99, "drops": sum(r["drops"] for r in results),
-            "batch_sizes": batch_distribution(before, after)}
+    print(
+        f"    per-stream {total / elapsed / clients:.1f} FPS; latency p50 {p50:.1f} ms, p95 {p95:.1f} ms, "
+        f"p99 {p99:.1f} ms; drops {sum(r['drops'] for r in results)}; "
+        f"batches {batch_distribution(before, after)}"
+    )
+    return {
+        "name": name,
+        "operator": operator,
+        "size": size,
+        "clients": clients,
+        "frames": total,
+        "seconds": elapsed,
+        "fps_per_stream": total / elapsed / clients,
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "drops": sum(r["drops"] for r in results),
+        "batch_sizes": batch_distribution(before, after),
+    }
 
 
 async def memory(server: Server, streams: int, frames: list[bytes]) -> dict[str, Any]:
@@ -106,9 +135,21 @@ async def memory(server: Server, streams: int, frames: list[bytes]) -> dict[str,
     sockets = []
     for i in range(streams):
         ws = await connect(f"{server.ws_url}/v1/stream", max_size=None, compression=None).__aenter__()
-        await ws.send(json.dumps({"type": "hello", "width": width, "height": height, "input": "rgb24",
-                                  "output": "rgb10a2", "mode": "live", "operator": "mqn",
-                                  "operator_mode": "fast", "credits": 1}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "hello",
+                    "width": width,
+                    "height": height,
+                    "input": "rgb24",
+                    "output": "rgb10a2",
+                    "mode": "live",
+                    "operator": "mqn",
+                    "operator_mode": "fast",
+                    "credits": 1,
+                }
+            )
+        )
         await ws.recv()
         await ws.send(FRAME.pack(0, 0, 0) + frames[i % len(frames)])
         await ws.recv()
@@ -117,8 +158,10 @@ async def memory(server: Server, streams: int, frames: list[bytes]) -> dict[str,
     for ws in sockets:
         await ws.close()
     deltas = np.diff([base, *per])
-    print(f"'memory': server RSS before the streams {base:.0f} MB; per added 1080p stream "
-          f"{', '.join(f'{d:+.0f}' for d in deltas)} MB (max {deltas.max():+.0f} MB)")
+    print(
+        f"'memory': server RSS before the streams {base:.0f} MB; per added 1080p stream "
+        f"{', '.join(f'{d:+.0f}' for d in deltas)} MB (max {deltas.max():+.0f} MB)"
+    )
     return {"rss_before_streams_mb": base, "rss_with_streams_mb": per, "per_stream_mb": deltas.tolist()}
 
 
@@ -142,8 +185,13 @@ async def main_async(args: argparse.Namespace) -> None:
             print(f"    mqn / bt2408 fps ratio at {args.sizes[0]}: {fps['mqn'] / fps['bt2408']:.2f}")
         if args.memory_streams:
             frames = cache.get("1080p") or load_frames(*SIZES["1080p"], 4)
-            cases.append({"name": "memory", "rss_after_warmup_mb": warm_rss,
-                          **await memory(server, args.memory_streams, frames)})
+            cases.append(
+                {
+                    "name": "memory",
+                    "rss_after_warmup_mb": warm_rss,
+                    **await memory(server, args.memory_streams, frames),
+                }
+            )
     finally:
         server.stop()
     print(f"wrote {write('stream', cases)}")

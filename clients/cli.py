@@ -33,9 +33,13 @@ def _out(line: str) -> None:
 
 def _options(args: argparse.Namespace) -> JobOptions:
     return JobOptions(
-        operator=args.operator, mode=args.op_mode, peak_nits=args.peak,
-        codec=getattr(args, "codec", None), crf=getattr(args, "crf", None),
-        preset=getattr(args, "preset", None), container=getattr(args, "container", None),
+        operator=args.operator,
+        mode=args.op_mode,
+        peak_nits=args.peak,
+        codec=getattr(args, "codec", None),
+        crf=getattr(args, "crf", None),
+        preset=getattr(args, "preset", None),
+        container=getattr(args, "container", None),
     )
 
 
@@ -99,8 +103,16 @@ def _stream(args: argparse.Namespace) -> int:
     if args.mode == "lossless" and args.fps is None:
         fps = None
     options = StreamOptions(
-        width, height, input="rgb24", output=args.output_format, mode=args.mode, operator=args.operator,
-        operator_mode=args.op_mode, peak_nits=args.peak, colour="bt709", credits=args.credits,
+        width,
+        height,
+        input="rgb24",
+        output=args.output_format,
+        mode=args.mode,
+        operator=args.operator,
+        operator_mode=args.op_mode,
+        peak_nits=args.peak,
+        colour="bt709",
+        credits=args.credits,
     )
     latencies: list[float] = []
     window: list[float] = []
@@ -198,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     stream.add_argument("--mode", choices=["live", "lossless"], default="live")
     stream.add_argument("--credits", type=int, default=2, help="credits granted in the hello")
     stream.add_argument(
-        "--fps", type=float,
+        "--fps",
+        type=float,
         help="send rate (default: the file's rate in live mode, unpaced in lossless; 0 = unpaced)",
     )
     stream.add_argument("--max-frames", type=int, help="stop after this many frames")

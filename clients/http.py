@@ -53,7 +53,9 @@ def _auth(api_key: str | None) -> dict[str, str]:
 def _upload_request(path: Path, options: JobOptions | None) -> tuple[dict[str, str], dict[str, str], int]:
     size = path.stat().st_size
     headers = {
-        "Content-Type": "application/octet-stream", "Content-Length": str(size), "X-Filename": path.name,
+        "Content-Type": "application/octet-stream",
+        "Content-Length": str(size),
+        "X-Filename": path.name,
     }
     return headers, (options or JobOptions()).query(), size
 
@@ -168,8 +170,14 @@ class Client:
     """
 
     def __init__(
-        self, base_url: str, *, api_key: str | None = None, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        transport: httpx.BaseTransport | None = None, retries: int = 2, max_backoff_s: float = 30.0,
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+        retries: int = 2,
+        max_backoff_s: float = 30.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
@@ -282,7 +290,11 @@ class Client:
         self._send("DELETE", f"/v1/jobs/{job_id}")
 
     def wait(
-        self, job_id: str, *, on_progress: JobProgressCallback | None = None, poll_s: float = 0.5,
+        self,
+        job_id: str,
+        *,
+        on_progress: JobProgressCallback | None = None,
+        poll_s: float = 0.5,
         timeout: float | None = None,
     ) -> Job:
         """Poll until the job is final; call ``on_progress`` whenever it changed.
@@ -340,9 +352,15 @@ class Client:
         return state.finish(written, total)
 
     def convert(
-        self, src: str | Path, dest: str | Path, options: JobOptions | None = None, *,
-        on_upload: ByteProgress | None = None, on_progress: JobProgressCallback | None = None,
-        on_download: ByteProgress | None = None, timeout: float | None = None,
+        self,
+        src: str | Path,
+        dest: str | Path,
+        options: JobOptions | None = None,
+        *,
+        on_upload: ByteProgress | None = None,
+        on_progress: JobProgressCallback | None = None,
+        on_download: ByteProgress | None = None,
+        timeout: float | None = None,
     ) -> Job:
         """Submit, wait and download in one call; returns the finished job.
 
@@ -371,7 +389,10 @@ class Client:
         for key in ("codec", "crf", "preset", "container"):
             params.pop(key, None)
         return self._send(
-            "POST", "/v1/images", body=lambda: data, params=params,
+            "POST",
+            "/v1/images",
+            body=lambda: data,
+            params=params,
             headers={"Content-Type": "application/octet-stream"},
         ).content
 
@@ -380,8 +401,14 @@ class AsyncClient:
     """The asyncio form of :class:`Client` (same methods, awaited)."""
 
     def __init__(
-        self, base_url: str, *, api_key: str | None = None, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        transport: httpx.AsyncBaseTransport | None = None, retries: int = 2, max_backoff_s: float = 30.0,
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retries: int = 2,
+        max_backoff_s: float = 30.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
@@ -465,7 +492,11 @@ class AsyncClient:
         await self._send("DELETE", f"/v1/jobs/{job_id}")
 
     async def wait(
-        self, job_id: str, *, on_progress: JobProgressCallback | None = None, poll_s: float = 0.5,
+        self,
+        job_id: str,
+        *,
+        on_progress: JobProgressCallback | None = None,
+        poll_s: float = 0.5,
         timeout: float | None = None,
     ) -> Job:
         """Poll until the job is final.

@@ -54,8 +54,14 @@ class StreamOptions:
     def hello(self) -> str:
         """The hello message as JSON text."""
         body: dict[str, Any] = {
-            "type": "hello", "version": VERSION, "width": self.width, "height": self.height,
-            "input": self.input, "output": self.output, "mode": self.mode, "colour": self.colour,
+            "type": "hello",
+            "version": VERSION,
+            "width": self.width,
+            "height": self.height,
+            "input": self.input,
+            "output": self.output,
+            "mode": self.mode,
+            "colour": self.colour,
             "credits": self.credits,
         }
         for key in ("operator", "operator_mode", "peak_nits"):
@@ -100,12 +106,20 @@ class Ready:
             raise ClientError(f"server speaks stream protocol v{data.get('version')}; this client v{VERSION}")
         try:
             return cls(
-                session=str(data["session"]), width=int(data["width"]), height=int(data["height"]),
-                input=str(data["input"]), output=str(data["output"]), mode=str(data["mode"]),
-                operator=str(data["operator"]), credits=int(data["credits"]),
-                max_credits=int(data["max_credits"]), max_pending=int(data["max_pending"]),
-                frame_bytes=int(data["frame_bytes"]), result_bytes=int(data["result_bytes"]),
-                idle_timeout_s=float(data["idle_timeout_s"]), raw=data,
+                session=str(data["session"]),
+                width=int(data["width"]),
+                height=int(data["height"]),
+                input=str(data["input"]),
+                output=str(data["output"]),
+                mode=str(data["mode"]),
+                operator=str(data["operator"]),
+                credits=int(data["credits"]),
+                max_credits=int(data["max_credits"]),
+                max_pending=int(data["max_pending"]),
+                frame_bytes=int(data["frame_bytes"]),
+                result_bytes=int(data["result_bytes"]),
+                idle_timeout_s=float(data["idle_timeout_s"]),
+                raw=data,
             )
         except KeyError as exc:
             raise ClientError(f"ready message lacks field {exc}") from None
@@ -208,7 +222,16 @@ def parse_result(message: bytes, ready: Ready, received_at_us: int) -> StreamRes
     if len(payload) != ready.result_bytes:
         raise ClientError(f"result {seq}: payload is {len(payload)} bytes; expected {ready.result_bytes}")
     return StreamResult(
-        seq, client_ts, rx, start, end, sent, bytes(payload), ready.width, ready.height, ready.output,
+        seq,
+        client_ts,
+        rx,
+        start,
+        end,
+        sent,
+        bytes(payload),
+        ready.width,
+        ready.height,
+        ready.output,
         max(0, received_at_us - client_ts) / 1e6,
     )
 

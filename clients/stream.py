@@ -131,8 +131,11 @@ class Stream:
         # Entered as a context manager: websockets >= 17.1 deprecates using connect()'s result directly.
         ws = contextlib.ExitStack().enter_context(
             connect(
-                stream_url(url), additional_headers=_headers(api_key), open_timeout=open_timeout,
-                max_size=None, compression=None,
+                stream_url(url),
+                additional_headers=_headers(api_key),
+                open_timeout=open_timeout,
+                max_size=None,
+                compression=None,
             )
         )
         try:
@@ -267,8 +270,11 @@ class AsyncStream:
             If the server refuses the stream.
         """
         ws = await async_connect(
-            stream_url(url), additional_headers=_headers(api_key), open_timeout=open_timeout,
-            max_size=None, compression=None,
+            stream_url(url),
+            additional_headers=_headers(api_key),
+            open_timeout=open_timeout,
+            max_size=None,
+            compression=None,
         )
         try:
             await ws.send(options.hello())

@@ -35,7 +35,19 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VIDEO_SUFFIXES = (
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".flv", ".y4m",
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".y4m",
 )
 """What ``convert DIR --out-dir`` takes from a folder (a file named on the command line is always tried)."""
 MASTERING_PRIMARIES = {"p3": PRIMARIES_DISPLAY_P3, "bt2020": PRIMARIES_BT2020}
@@ -143,7 +155,11 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--crf", type=int, default=None, help="quality (default: hevc 20, av1 30)")
     p.add_argument("--preset", default=None, help="encoder preset (default: hevc veryfast, av1 10)")
     p.add_argument(
-        "--param", type=_key_value, action="append", default=[], metavar="K=V",
+        "--param",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="K=V",
         help="extra x265-params / svtav1-params entry (repeatable)",
     )
     p.add_argument(

@@ -15,7 +15,22 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.033, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 10.0,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.033,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    10.0,
 )
 """Seconds; dense around one frame time at 30-60 fps, where the stream targets live."""
 
@@ -111,8 +126,11 @@ def build_metrics(
         If the registry already holds these metrics (build once per registry).
     """
     stage = Histogram(
-        "itm_stage_seconds", "Wall time of one pipeline stage per frame (batch time / frames)", ["stage"],
-        buckets=LATENCY_BUCKETS, registry=registry,
+        "itm_stage_seconds",
+        "Wall time of one pipeline stage per frame (batch time / frames)",
+        ["stage"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
     )
     jobs = Gauge("itm_jobs", "Conversion jobs by state", ["state"], registry=registry)
     for name in STAGES:
@@ -122,7 +140,8 @@ def build_metrics(
     segments = Gauge(
         "itm_segments_in_flight",
         "Scale-out segments not ended, by state (running: estimated from the cluster's task slots)",
-        ["state"], registry=registry,
+        ["state"],
+        registry=registry,
     )
     segments_total = Counter("itm_segments_total", "Scale-out segments ended", ["outcome"], registry=registry)
     for state in SEGMENT_STATES:
@@ -133,16 +152,23 @@ def build_metrics(
         registry=registry,
         stage_seconds=stage,
         frame_latency_seconds=Histogram(
-            "itm_frame_latency_seconds", "Frame received to result sent", ["endpoint"],
-            buckets=LATENCY_BUCKETS, registry=registry,
+            "itm_frame_latency_seconds",
+            "Frame received to result sent",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         ),
         queue_wait_seconds=Histogram(
-            "itm_queue_wait_seconds", "Time a frame waited in the batcher queue",
-            buckets=LATENCY_BUCKETS, registry=registry,
+            "itm_queue_wait_seconds",
+            "Time a frame waited in the batcher queue",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         ),
         batch_size=Histogram(
-            "itm_batch_size", "Frames per inference batch",
-            buckets=batch_buckets(max_batch_size), registry=registry,
+            "itm_batch_size",
+            "Frames per inference batch",
+            buckets=batch_buckets(max_batch_size),
+            registry=registry,
         ),
         batches_total=Counter(
             "itm_batches_total", "Batches closed, by why they closed", ["reason"], registry=registry
@@ -151,11 +177,15 @@ def build_metrics(
             "itm_frames_total", "Frames converted", ["endpoint", "operator"], registry=registry
         ),
         frames_dropped_total=Counter(
-            "itm_frames_dropped_total", "Frames not converted, by endpoint, operator and reason",
-            ["endpoint", "operator", "reason"], registry=registry,
+            "itm_frames_dropped_total",
+            "Frames not converted, by endpoint, operator and reason",
+            ["endpoint", "operator", "reason"],
+            registry=registry,
         ),
         requests_total=Counter(
-            "itm_requests_total", "HTTP requests by route template and status", ["route", "status"],
+            "itm_requests_total",
+            "HTTP requests by route template and status",
+            ["route", "status"],
             registry=registry,
         ),
         active_streams=Gauge("itm_active_streams", "Open WebSocket streams", registry=registry),
@@ -170,7 +200,9 @@ def build_metrics(
         segments=segments,
         segments_total=segments_total,
         segment_seconds=Histogram(
-            "itm_segment_seconds", "Worker wall time of one scale-out segment",
-            buckets=SEGMENT_BUCKETS, registry=registry,
+            "itm_segment_seconds",
+            "Worker wall time of one scale-out segment",
+            buckets=SEGMENT_BUCKETS,
+            registry=registry,
         ),
     )

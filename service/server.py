@@ -94,7 +94,8 @@ class DrainingServer(uvicorn.Server):
         if self.started and self.auth is not None:
             log.info(
                 "%s: %s (probes, /metrics and the demo page are always open)",
-                self.auth.value, AUTH_MODE_DETAIL[self.auth],
+                self.auth.value,
+                AUTH_MODE_DETAIL[self.auth],
             )
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:

@@ -60,7 +60,10 @@ class UnauthorizedError(ApiError):
 
 
 def problem_response(
-    status: int, detail: str, request: Request | None = None, headers: dict[str, str] | None = None,
+    status: int,
+    detail: str,
+    request: Request | None = None,
+    headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
     """An ``application/problem+json`` response (RFC 9457 clause 3) with ``about:blank`` type."""

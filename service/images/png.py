@@ -120,4 +120,3 @@ def write_pq_png(path: Path, nits: npt.NDArray[np.float32], *, peak_nits: float 
         If the file cannot be written.
     """
     Path(path).write_bytes(encode_pq_png(nits, peak_nits=peak_nits))
-

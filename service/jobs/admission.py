@@ -105,8 +105,14 @@ class Admission:
         """
         now = time.time()
         record = JobRecord(
-            id=job_id, state=JobState.QUEUED, created_at=now, updated_at=now,
-            expires_at=now + self.config.ttl_s, filename=filename, options=options, upload_path=upload,
+            id=job_id,
+            state=JobState.QUEUED,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + self.config.ttl_s,
+            filename=filename,
+            options=options,
+            upload_path=upload,
             result_path=result,
         )
         try:

@@ -35,10 +35,15 @@ class JobConfig:
     def from_settings(cls, settings: Settings) -> "JobConfig":
         """The job part of the service settings."""
         return cls(
-            data_dir=settings.data_dir, concurrency=settings.job_concurrency, ttl_s=settings.job_ttl_s,
-            default_operator=settings.default_operator, default_mode=settings.default_mode,
-            default_peak=settings.default_peak_nits, max_width=settings.max_width,
-            max_height=settings.max_height, isolate=settings.job_isolation,
+            data_dir=settings.data_dir,
+            concurrency=settings.job_concurrency,
+            ttl_s=settings.job_ttl_s,
+            default_operator=settings.default_operator,
+            default_mode=settings.default_mode,
+            default_peak=settings.default_peak_nits,
+            max_width=settings.max_width,
+            max_height=settings.max_height,
+            isolate=settings.job_isolation,
             scaleout=ScaleoutConfig.from_settings(settings) if settings.ray_address else None,
         )
 

@@ -48,8 +48,16 @@ def die_with_parent(parent: int) -> None:
 
 
 def _child(
-    src: str, dst: str, operator: str, params: dict[str, float | str], encode: dict[str, Any],
-    decode: dict[str, Any], events: Any, cancel: Any, plugins: dict[str, str], parent: int,
+    src: str,
+    dst: str,
+    operator: str,
+    params: dict[str, float | str],
+    encode: dict[str, Any],
+    decode: dict[str, Any],
+    events: Any,
+    cancel: Any,
+    plugins: dict[str, str],
+    parent: int,
 ) -> None:
     die_with_parent(parent)
     from service import errors
@@ -74,9 +82,12 @@ def _child(
         for path in plugins.values():  # a spawned child starts with the built-in operators only
             register_operator(path)
         result = convert_video(
-            Path(src), Path(dst), create_operator(operator, **params),
+            Path(src),
+            Path(dst),
+            create_operator(operator, **params),
             ConvertOptions(encode=EncodeOptions(**encode), decode=DecodeOptions(**decode)),
-            progress=progress, cancel=_Cancel(),  # type: ignore[arg-type]
+            progress=progress,
+            cancel=_Cancel(),  # type: ignore[arg-type]
         )
         events.put(("ok", result.frames))
     except errors.ItmError as exc:
@@ -86,8 +97,15 @@ def _child(
 
 
 def run_isolated(
-    src: Path, dst: Path, operator: str, params: dict[str, float | str], encode: dict[str, Any],
-    decode: dict[str, Any], *, progress: Callable[[Any], None], cancel: threading.Event,
+    src: Path,
+    dst: Path,
+    operator: str,
+    params: dict[str, float | str],
+    encode: dict[str, Any],
+    decode: dict[str, Any],
+    *,
+    progress: Callable[[Any], None],
+    cancel: threading.Event,
     plugins: Mapping[str, str] | None = None,
 ) -> Outcome:
     """Convert in a child process; blocks the calling thread until it ends.
@@ -108,7 +126,15 @@ def run_isolated(
     process = _CTX.Process(
         target=_child,
         args=(
-            str(src), str(dst), operator, params, encode, decode, events, child_cancel, dict(plugins or {}),
+            str(src),
+            str(dst),
+            operator,
+            params,
+            encode,
+            decode,
+            events,
+            child_cancel,
+            dict(plugins or {}),
             os.getpid(),
         ),
         daemon=True,

@@ -26,7 +26,11 @@ class JobManager:
     """Owns the job table, the runner tasks and the files under ``<data_dir>/jobs``."""
 
     def __init__(
-        self, config: JobConfig, store: JobStore, batcher: DynamicBatcher, metrics: Metrics,
+        self,
+        config: JobConfig,
+        store: JobStore,
+        batcher: DynamicBatcher,
+        metrics: Metrics,
         converter: Converter | None = None,
     ) -> None:
         self.config = config

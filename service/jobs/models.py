@@ -33,9 +33,7 @@ class JobOptions(BaseModel):
     operator: str | None = Field(
         default=None, description="Operator name (GET /v1/operators); default: settings."
     )
-    mode: Mode | None = Field(
-        default=None, description="For operators with modes (mqn)."
-    )
+    mode: Mode | None = Field(default=None, description="For operators with modes (mqn).")
     peak_nits: float | None = Field(default=None, ge=100.0, le=10000.0, description="Mastering peak, cd/m².")
     codec: Codec = "hevc"
     crf: int | None = Field(default=None, ge=0, le=63, description="Quality; hevc 0-51, av1 0-63.")

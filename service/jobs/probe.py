@@ -77,8 +77,10 @@ class Prober:
             # The kernel signals the worker when the thread that started it exits: that is the event loop's
             # thread (the pool spawns its worker from the first submit), which lives as long as the server.
             self._pool = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"),
-                initializer=die_with_parent, initargs=(os.getpid(),),
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=die_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._pool
 

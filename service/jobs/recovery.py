@@ -55,7 +55,9 @@ class Recovery:
         for record in self.store.by_state(JobState.SUCCEEDED):
             if not record.result_path.is_file():
                 self.store.update(
-                    record.id, state=JobState.FAILED, result_bytes=None,
+                    record.id,
+                    state=JobState.FAILED,
+                    result_bytes=None,
                     error="the result file was lost (removed outside the service); submit the video again",
                 )
         for record in self.store.by_state(JobState.RUNNING):
@@ -64,7 +66,8 @@ class Recovery:
             elif record.attempts >= MAX_ATTEMPTS:
                 shutil.rmtree(jobs_dir / record.id, ignore_errors=True)
                 self.store.update(
-                    record.id, state=JobState.FAILED,
+                    record.id,
+                    state=JobState.FAILED,
                     error=f"server stopped while the job ran ({record.attempts} attempts); not retried",
                 )
             else:

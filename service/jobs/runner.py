@@ -62,8 +62,13 @@ class Runner:
     """``concurrency`` runner tasks draining one queue of job ids."""
 
     def __init__(
-        self, config: JobConfig, store: JobStore, batcher: DynamicBatcher, metrics: Metrics,
-        on_change: Callable[[], None], converter: Converter | None = None,
+        self,
+        config: JobConfig,
+        store: JobStore,
+        batcher: DynamicBatcher,
+        metrics: Metrics,
+        on_change: Callable[[], None],
+        converter: Converter | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -194,8 +199,13 @@ class Runner:
                 self.metrics.frames_total.labels(endpoint="jobs", operator=operator).inc(frames)
             _remove(record.upload_path)
             self.store.update(
-                record.id, state=JobState.SUCCEEDED, result_bytes=size, frames_done=frames,
-                frames_total=frames, eta_s=0.0, expires_at=time.time() + self.config.ttl_s,
+                record.id,
+                state=JobState.SUCCEEDED,
+                result_bytes=size,
+                frames_done=frames,
+                frames_total=frames,
+                eta_s=0.0,
+                expires_at=time.time() + self.config.ttl_s,
             )
             log.info("job %s: %d frames in %.1f s", record.id, frames, time.perf_counter() - started)
         finally:
@@ -220,7 +230,9 @@ class Runner:
         operator = BatchedOperator(spec, peak, self.batcher, loop, self.metrics)
         options = ConvertOptions(
             encode=EncodeOptions(
-                codec=record.options.codec, crf=record.options.crf, preset=record.options.preset,
+                codec=record.options.codec,
+                crf=record.options.crf,
+                preset=record.options.preset,
                 threads=max(1, (os.cpu_count() or 1) // 2),
             ),
             decode=DecodeOptions(max_width=config.max_width, max_height=config.max_height),
@@ -228,23 +240,41 @@ class Runner:
         )
         if self._converter is None and config.isolate:
             return run_isolated(
-                record.upload_path, record.result_path, spec.name, dict(spec.params),
-                {"codec": record.options.codec, "crf": record.options.crf, "preset": record.options.preset,
-                 "threads": max(1, (os.cpu_count() or 1) // 2)},
+                record.upload_path,
+                record.result_path,
+                spec.name,
+                dict(spec.params),
+                {
+                    "codec": record.options.codec,
+                    "crf": record.options.crf,
+                    "preset": record.options.preset,
+                    "threads": max(1, (os.cpu_count() or 1) // 2),
+                },
                 {"max_width": config.max_width, "max_height": config.max_height},
-                progress=self._progress(record.id), cancel=cancel, plugins=plugin_paths(),
+                progress=self._progress(record.id),
+                cancel=cancel,
+                plugins=plugin_paths(),
             )
         if self._converter is None and config.scaleout is not None:
             from service.scaleout.cluster import convert_video_segmented
 
             return convert_video_segmented(
-                record.upload_path, record.result_path, spec,
+                record.upload_path,
+                record.result_path,
+                spec,
                 replace(options, encode=replace(options.encode, threads=0), batch_size=1),  # workers' CPUs
-                config=config.scaleout, progress=self._progress(record.id), cancel=cancel,
-                on_segment=self._segment_moved, name=record.filename,
+                config=config.scaleout,
+                progress=self._progress(record.id),
+                cancel=cancel,
+                on_segment=self._segment_moved,
+                name=record.filename,
             )
         converter = self._converter or convert_video
         return converter(
-            record.upload_path, record.result_path, operator, options,
-            progress=self._progress(record.id), cancel=cancel,
+            record.upload_path,
+            record.result_path,
+            operator,
+            options,
+            progress=self._progress(record.id),
+            cancel=cancel,
         )

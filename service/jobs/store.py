@@ -118,9 +118,16 @@ class JobStore:
                 "INSERT INTO jobs (id, state, created_at, updated_at, expires_at, filename, options,"
                 " upload_path, result_path, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    record.id, record.state.value, record.created_at, record.updated_at, record.expires_at,
-                    record.filename, record.options.model_dump_json(), str(record.upload_path),
-                    str(record.result_path), record.attempts,
+                    record.id,
+                    record.state.value,
+                    record.created_at,
+                    record.updated_at,
+                    record.expires_at,
+                    record.filename,
+                    record.options.model_dump_json(),
+                    str(record.upload_path),
+                    str(record.result_path),
+                    record.attempts,
                 ),
             )
 

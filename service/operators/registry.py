@@ -34,8 +34,11 @@ def _import(path: str) -> type[Operator]:
         cls = getattr(import_module(module), attr)
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"operator path '{path}' cannot be imported: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Operator) and isinstance(getattr(cls, "info", None),
-                                                                              OperatorInfo)):
+    if not (
+        isinstance(cls, type)
+        and issubclass(cls, Operator)
+        and isinstance(getattr(cls, "info", None), OperatorInfo)
+    ):
         raise ValueError(f"operator path '{path}' does not name an Operator subclass with an OperatorInfo")
     return cls
 

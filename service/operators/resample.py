@@ -103,5 +103,3 @@ def resize_bilinear(frames: npt.NDArray[np.uint8], height: int, width: int) -> n
     for f in range(n):
         _resample_kernel(src[f], kx, bx, ky, by_shifted, y0, tmp, out[f].reshape(height, width * 3))
     return out
-
-

@@ -19,8 +19,10 @@ from service.api.problems import NotFoundError
 
 STATIC_DIR = Path(__file__).parent / "static"
 MEDIA_TYPES = {
-    ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml",
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
 }
 # The page loads nothing from other origins; inline scripts and styles are not used either.
 CSP = (

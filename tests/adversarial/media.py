@@ -152,16 +152,32 @@ def tiny_4k_bomb(tmp: Path) -> bytes:
 def raw_h264(tmp: Path, seconds: float, size: str = f"{W}x{H}") -> bytes:
     """An Annex B elementary stream: no container, so no declared duration or frame count."""
     return lavfi(
-        tmp, f"raw{size}.h264", f"testsrc=size={size}:rate=25:duration={seconds}",
-        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "h264",
+        tmp,
+        f"raw{size}.h264",
+        f"testsrc=size={size}:rate=25:duration={seconds}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-f",
+        "h264",
     )
 
 
 def high_frame_rate(tmp: Path) -> bytes:
     """One second of 5000 fps in MP4: a short, honest duration and an extreme frame count."""
     return lavfi(
-        tmp, "fast.mp4", f"color=size={W}x{H}:rate=5000:duration=1", "-c:v", "libx264", "-preset",
-        "ultrafast", "-pix_fmt", "yuv420p",
+        tmp,
+        "fast.mp4",
+        f"color=size={W}x{H}:rate=5000:duration=1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
     )
 
 
@@ -222,8 +238,17 @@ def rotated(tmp: Path) -> bytes:
 def interlaced(tmp: Path) -> bytes:
     """Top-field-first interlaced H.264 (converted as progressive; see docs/RELIABILITY.md)."""
     return lavfi(
-        tmp, "interlaced.mp4", f"testsrc=size={W}x{H}:rate=25:duration=0.2", "-c:v", "libx264",
-        "-flags", "+ildct+ilme", "-x264opts", "tff=1", "-pix_fmt", "yuv420p",
+        tmp,
+        "interlaced.mp4",
+        f"testsrc=size={W}x{H}:rate=25:duration=0.2",
+        "-c:v",
+        "libx264",
+        "-flags",
+        "+ildct+ilme",
+        "-x264opts",
+        "tff=1",
+        "-pix_fmt",
+        "yuv420p",
     )
 
 

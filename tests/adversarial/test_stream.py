@@ -40,7 +40,12 @@ WS_MAX_SIZE = 64 * 1024 * 1024
 def hello(**fields: Any) -> str:
     """A valid hello for a 64x48 rgb24 stream, with ``fields`` changed (None removes a field)."""
     base: dict[str, Any] = {
-        "type": "hello", "width": W, "height": H, "input": "rgb24", "output": "rgb10a2", "credits": 1,
+        "type": "hello",
+        "width": W,
+        "height": H,
+        "input": "rgb24",
+        "output": "rgb10a2",
+        "credits": 1,
     }
     base.update(fields)
     return json.dumps({k: v for k, v in base.items() if v is not None})
@@ -154,8 +159,13 @@ CASES = [
     WsCase("hello_missing_width", hello(width=None), None, 1008, "hello.width"),
     WsCase("hello_width_not_a_number", hello(width="wide"), None, 1008, "hello.width"),
     WsCase("hello_unknown_field", hello(fps=60), None, 1008, "hello.fps"),
-    WsCase("hello_absurd_size", hello(width=10**9, height=10**9), None, 1008,
-           f"exceeds the limit {MAX_WIDTH}x{MAX_HEIGHT}"),
+    WsCase(
+        "hello_absurd_size",
+        hello(width=10**9, height=10**9),
+        None,
+        1008,
+        f"exceeds the limit {MAX_WIDTH}x{MAX_HEIGHT}",
+    ),
     WsCase("hello_zero_size", hello(width=0), None, 1008, "hello.width"),
     WsCase("hello_unknown_input", hello(input="yuv420p"), None, 1008, "hello.input"),
     WsCase("hello_unknown_output", hello(output="p016"), None, 1008, "hello.output"),
@@ -175,29 +185,51 @@ CASES = [
     WsCase("frame_seq_repeated", hello(credits=2), frames(5, 5), 1008, "seq must increase"),
     WsCase("text_where_frame_expected", hello(), lambda c: c.text("AAAA"), 1003, "not JSON"),
     WsCase("text_json_array", hello(), lambda c: c.text("[1]"), 1008, "unknown message type"),
-    WsCase("text_json_nested_100000_deep", hello(), lambda c: c.text("[" * 100_000), 1003,
-           "nested too deeply"),
+    WsCase(
+        "text_json_nested_100000_deep", hello(), lambda c: c.text("[" * 100_000), 1003, "nested too deeply"
+    ),
     WsCase("unknown_message_type", hello(), lambda c: c.text({"type": "frame"}), 1008, "'frame'"),
     WsCase("second_hello", hello(), lambda c: c.text(hello()), 1008, "'hello'"),
     WsCase("credit_zero", hello(), lambda c: c.text({"type": "credit", "n": 0}), 1008, "credit.n"),
-    WsCase("credit_not_a_number", hello(), lambda c: c.text({"type": "credit", "n": "lots"}), 1008,
-           "credit.n"),
-    WsCase("credit_overflow", hello(), lambda c: c.text({"type": "credit", "n": 1000}), 1008,
-           "exceeds max_credits"),
+    WsCase(
+        "credit_not_a_number", hello(), lambda c: c.text({"type": "credit", "n": "lots"}), 1008, "credit.n"
+    ),
+    WsCase(
+        "credit_overflow",
+        hello(),
+        lambda c: c.text({"type": "credit", "n": 1000}),
+        1008,
+        "exceeds max_credits",
+    ),
     WsCase("frame_after_bye", hello(mode="lossless"), frame_after_bye, 1008, "frame 2 after bye"),
     WsCase("png_frame_not_png", hello(input="png"), frames(0, payload=b"not a png"), 1003, "does not decode"),
-    WsCase("png_frame_wrong_size", hello(input="png"), frames(0, payload=image("PNG", 66, 48)), 1003,
-           f"expected {W}x{H}"),
-    WsCase("png_frame_bomb", hello(input="png"), frames(0, payload=media.png_bomb()), 1003,
-           "decompression bomb"),
-    WsCase("jpeg_declared_png_sent", hello(input="jpeg"), frames(0, payload=image("PNG")), 1003,
-           "not jpeg"),
+    WsCase(
+        "png_frame_wrong_size",
+        hello(input="png"),
+        frames(0, payload=image("PNG", 66, 48)),
+        1003,
+        f"expected {W}x{H}",
+    ),
+    WsCase(
+        "png_frame_bomb", hello(input="png"), frames(0, payload=media.png_bomb()), 1003, "decompression bomb"
+    ),
+    WsCase("jpeg_declared_png_sent", hello(input="jpeg"), frames(0, payload=image("PNG")), 1003, "not jpeg"),
     # -- flow control ---------------------------------------------------------------------------------
     WsCase("frames_beyond_credits_live", hello(mode="live"), too_fast, 1000, "bye"),
-    WsCase("frames_up_to_credits_plus_pending_lossless", hello(mode="lossless"),
-           burst(1 + MAX_CREDITS), 1000, "bye"),
-    WsCase("frames_beyond_credits_plus_pending_lossless", hello(mode="lossless"), too_fast, 1008,
-           f"frame {1 + MAX_CREDITS}: {MAX_CREDITS} frames already wait"),
+    WsCase(
+        "frames_up_to_credits_plus_pending_lossless",
+        hello(mode="lossless"),
+        burst(1 + MAX_CREDITS),
+        1000,
+        "bye",
+    ),
+    WsCase(
+        "frames_beyond_credits_plus_pending_lossless",
+        hello(mode="lossless"),
+        too_fast,
+        1008,
+        f"frame {1 + MAX_CREDITS}: {MAX_CREDITS} frames already wait",
+    ),
     WsCase("frame_after_close", hello(), frame_after_close, 1000, "bye"),
 ]
 

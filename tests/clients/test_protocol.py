@@ -8,19 +8,39 @@ from clients.protocol import CreditWindow, Ready, encode_frame, frame_payload, p
 
 
 def ready(mode: str = "lossless", credits: int = 2, max_credits: int = 4, max_pending: int = 3) -> Ready:
-    return Ready.from_json({
-        "type": "ready", "version": 1, "session": "s", "width": 2, "height": 1, "input": "rgb24",
-        "output": "rgb10a2", "mode": mode, "operator": "bt2446a", "credits": credits,
-        "max_credits": max_credits, "max_pending": max_pending, "frame_bytes": 6, "result_bytes": 8,
-        "idle_timeout_s": 30.0,
-    })
+    return Ready.from_json(
+        {
+            "type": "ready",
+            "version": 1,
+            "session": "s",
+            "width": 2,
+            "height": 1,
+            "input": "rgb24",
+            "output": "rgb10a2",
+            "mode": mode,
+            "operator": "bt2446a",
+            "credits": credits,
+            "max_credits": max_credits,
+            "max_pending": max_pending,
+            "frame_bytes": 6,
+            "result_bytes": 8,
+            "idle_timeout_s": 30.0,
+        }
+    )
 
 
 def test_hello_carries_only_set_fields() -> None:
     hello = json.loads(StreamOptions(64, 48, mode="live", credits=3).hello())
     assert hello == {
-        "type": "hello", "version": 1, "width": 64, "height": 48, "input": "rgb24", "output": "rgb48",
-        "mode": "live", "colour": "srgb", "credits": 3,
+        "type": "hello",
+        "version": 1,
+        "width": 64,
+        "height": 48,
+        "input": "rgb24",
+        "output": "rgb48",
+        "mode": "live",
+        "colour": "srgb",
+        "credits": 3,
     }
     assert json.loads(StreamOptions(16, 16, operator="bt2408", peak_nits=600).hello())["peak_nits"] == 600
 

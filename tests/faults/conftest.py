@@ -107,15 +107,22 @@ class ServerProcess:
     def start(self) -> "ServerProcess":
         env = {k: v for k, v in os.environ.items() if not k.startswith("ITM_")}
         env.update(
-            ITM_DATA_DIR=str(self.data_dir), ITM_HOST="127.0.0.1", ITM_PORT="0", ITM_LOG_LEVEL="INFO",
-            ITM_DEFAULT_OPERATOR="bt2408", ITM_WORKERS="2",
+            ITM_DATA_DIR=str(self.data_dir),
+            ITM_HOST="127.0.0.1",
+            ITM_PORT="0",
+            ITM_LOG_LEVEL="INFO",
+            ITM_DEFAULT_OPERATOR="bt2408",
+            ITM_WORKERS="2",
         )
         env.update({f"ITM_{k.upper()}": v for k, v in self.settings.items()})
         offset = self.log.stat().st_size if self.log.exists() else 0  # the log is shared by restarts
         self._log_file = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve"], cwd=ROOT, env=env,
-            stdout=self._log_file, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "service.cli", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
         )
 
         def port() -> str | None:

@@ -31,10 +31,18 @@ SMALL_W, SMALL_H = 64, 48
 
 
 def _hello(width: int, height: int, credits: int, mode: str) -> str:
-    return json.dumps({
-        "type": "hello", "width": width, "height": height, "input": "rgb24", "output": "rgb48",
-        "mode": mode, "operator": "bt2408", "credits": credits,
-    })
+    return json.dumps(
+        {
+            "type": "hello",
+            "width": width,
+            "height": height,
+            "input": "rgb24",
+            "output": "rgb48",
+            "mode": mode,
+            "operator": "bt2408",
+            "credits": credits,
+        }
+    )
 
 
 def _frame(seq: int, width: int, height: int) -> bytes:

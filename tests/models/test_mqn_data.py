@@ -1,6 +1,5 @@
 """Data synthesis: determinism, the family-aware split, views and the absolute target convention."""
 
-
 import numpy as np
 import pytest
 

@@ -313,9 +313,7 @@ def test_concurrent_uploads_cannot_overfill_the_job_queue(gated: Callable[..., A
             yield clip[100:]
 
         with ThreadPoolExecutor(4) as pool:
-            statuses = sorted(
-                pool.map(lambda _: http.post("/v1/jobs", content=body()).status_code, range(4))
-            )
+            statuses = sorted(pool.map(lambda _: http.post("/v1/jobs", content=body()).status_code, range(4)))
         gate.release.set()
     assert statuses.count(202) == 1, statuses  # one queue slot: one accepted, the rest 503
 

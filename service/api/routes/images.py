@@ -142,7 +142,8 @@ def _convert(
     },
 )
 async def convert_image(
-    request: Request, state: StateDep,
+    request: Request,
+    state: StateDep,
     format: Annotated[ImageFormat | None, Query(description="png (PQ) or exr (linear)")] = None,
     operator: Annotated[str | None, Query()] = None,
     mode: Annotated[Mode | None, Query()] = None,

@@ -40,7 +40,8 @@ def job_out(record: JobRecord, request: Request) -> Job:
     """The API view of a stored job."""
     result_url = (
         str(request.url_for("get_job_result", job_id=record.id).path)
-        if record.state is JobState.SUCCEEDED else None
+        if record.state is JobState.SUCCEEDED
+        else None
     )
     return Job(
         id=record.id,
@@ -50,7 +51,9 @@ def job_out(record: JobRecord, request: Request) -> Job:
         filename=record.filename,
         options=record.options,
         progress=JobProgress(
-            frames_done=record.frames_done, frames_total=record.frames_total, fps=record.fps,
+            frames_done=record.frames_done,
+            frames_total=record.frames_total,
+            fps=record.fps,
             eta_s=record.eta_s,
         ),
         error=record.error,
@@ -130,7 +133,10 @@ def _check_encode(options: JobOptions) -> None:
     },
 )
 async def create_job(
-    request: Request, response: Response, jobs: JobsDep, settings: SettingsDep,
+    request: Request,
+    response: Response,
+    jobs: JobsDep,
+    settings: SettingsDep,
     operator: Annotated[str | None, Query()] = None,
     mode: Annotated[str | None, Query()] = None,
     peak_nits: Annotated[float | None, Query()] = None,
@@ -158,8 +164,13 @@ async def create_job(
     """
     jobs.check_room(settings.job_queue_size)  # refuse before reading the body; queue_slot decides
     given = {
-        "operator": operator, "mode": mode, "peak_nits": peak_nits, "codec": codec, "crf": crf,
-        "preset": preset, "container": container,
+        "operator": operator,
+        "mode": mode,
+        "peak_nits": peak_nits,
+        "codec": codec,
+        "crf": crf,
+        "preset": preset,
+        "container": container,
     }
     query = {k: v for k, v in given.items() if v is not None}
     upload: Upload = await receive_upload(
@@ -189,7 +200,8 @@ async def create_job(
 
 @router.get("", response_model=JobList, responses=_ERRORS)
 async def list_jobs(
-    request: Request, jobs: JobsDep,
+    request: Request,
+    jobs: JobsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query()] = None,
 ) -> JobList:
@@ -295,7 +307,8 @@ async def delete_job(job_id: str, jobs: JobsDep) -> Response:
 
 
 @router.api_route(
-    "/{job_id}/{rest:path}", methods=["GET", "HEAD", "DELETE", "POST", "PUT", "PATCH"],
+    "/{job_id}/{rest:path}",
+    methods=["GET", "HEAD", "DELETE", "POST", "PUT", "PATCH"],
     include_in_schema=False,
 )
 async def not_a_job_resource(job_id: str, rest: str) -> Response:

@@ -23,7 +23,11 @@ async def list_operators() -> list[OperatorOut]:
             summary=info.summary,
             params=[
                 OperatorParam(
-                    name=p.name, default=p.default, help=p.help, minimum=p.minimum, maximum=p.maximum,
+                    name=p.name,
+                    default=p.default,
+                    help=p.help,
+                    minimum=p.minimum,
+                    maximum=p.maximum,
                     choices=list(p.choices) if p.choices else None,
                 )
                 for p in info.params

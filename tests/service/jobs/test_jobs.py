@@ -48,7 +48,9 @@ def ffprobe(path: Path) -> dict[str, Any]:
         pytest.skip("ffprobe not installed")
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-of", "json", "-show_streams", "-select_streams", "v:0", str(path)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     stream: dict[str, Any] = json.loads(out)["streams"][0]
     return stream
@@ -93,7 +95,9 @@ def test_real_clip_round_trip_with_ffprobe_and_range(live: Any, tmp_path: Path) 
     with httpx.Client(base_url=live.url, timeout=60) as client:
         with src.open("rb") as body:
             response = client.post(
-                "/v1/jobs", params={"preset": "ultrafast", "peak_nits": 1000}, content=body,
+                "/v1/jobs",
+                params={"preset": "ultrafast", "peak_nits": 1000},
+                content=body,
                 headers={"Content-Type": "video/mp4", "X-Filename": src.name},
             )
         assert response.status_code == 202, response.text
@@ -157,8 +161,13 @@ def test_job_reports_the_options_it_runs_with(live_factory: Any, tmp_path: Path)
     )
     clip = make_clip(tmp_path / "in.mp4", frames=3)
     resolved_moded = {
-        "operator": NAME, "mode": "quality", "peak_nits": 600.0, "codec": "hevc", "crf": 20,
-        "preset": "veryfast", "container": "mp4",
+        "operator": NAME,
+        "mode": "quality",
+        "peak_nits": 600.0,
+        "codec": "hevc",
+        "crf": 20,
+        "preset": "veryfast",
+        "container": "mp4",
     }
     with httpx.Client(base_url=live.url, timeout=60) as client:
         response = client.post("/v1/jobs", content=clip.read_bytes())
@@ -166,13 +175,19 @@ def test_job_reports_the_options_it_runs_with(live_factory: Any, tmp_path: Path)
         assert response.json()["options"] == resolved_moded
         # An operator without modes reports no mode; codec defaults follow the codec.
         response = client.post(
-            "/v1/jobs", params={"operator": "bt2408", "mode": "quality", "codec": "av1", "container": "mkv"},
+            "/v1/jobs",
+            params={"operator": "bt2408", "mode": "quality", "codec": "av1", "container": "mkv"},
             content=clip.read_bytes(),
         )
         assert response.status_code == 202, response.text
         assert response.json()["options"] == {
-            "operator": "bt2408", "mode": None, "peak_nits": 600.0, "codec": "av1", "crf": 30,
-            "preset": "10", "container": "mkv",
+            "operator": "bt2408",
+            "mode": None,
+            "peak_nits": 600.0,
+            "codec": "av1",
+            "crf": 30,
+            "preset": "10",
+            "container": "mkv",
         }
         first = wait_final(client, f"/v1/jobs/{client.get('/v1/jobs').json()['items'][-1]['id']}")
         assert first["state"] == "succeeded", first

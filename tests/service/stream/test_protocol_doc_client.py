@@ -141,8 +141,9 @@ def test_mqn_720p_rgb10a2_lossless(live: LiveServer, operator_mode: str, client_
 def test_mqn_720p_rgb10a2_live_paced(live: LiveServer, operator_mode: str) -> None:
     """Live mode, one frame per result as a paced player would: every frame gets a result or a drop report."""
     frames = 3 if operator_mode == "fast" else 2
-    request = hello(W720, H720, mode="live", operator="mqn", operator_mode=operator_mode, credits=1,
-                    deadline_ms=60_000)
+    request = hello(
+        W720, H720, mode="live", operator="mqn", operator_mode=operator_mode, credits=1, deadline_ms=60_000
+    )
     with doc_stream(live.ws_url, request) as client:
         assert client.ready["deadline_ms"] == 60_000
         for seq in range(frames):

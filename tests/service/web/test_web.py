@@ -22,8 +22,14 @@ with warnings.catch_warnings():
 CHROMIUM = "/usr/bin/chromium"
 # As the machine's probe starts it: no sandbox as root, no GPU, and no background traffic to a closed network.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
 ]
 
 
@@ -36,9 +42,10 @@ def test_index_and_assets_are_served(tmp_path: Path) -> None:
     client = TestClient(demo_app(Settings(data_dir=tmp_path)))
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert '<script src="/static/app.js"' in page.text and "default-src 'self'" in page.headers[
-        "content-security-policy"
-    ]
+    assert (
+        '<script src="/static/app.js"' in page.text
+        and "default-src 'self'" in page.headers["content-security-policy"]
+    )
     script = client.get("/static/app.js")
     assert script.headers["content-type"].startswith("text/javascript")
     assert '"credit", n: 1' in script.text and "/v1/stream" in script.text
@@ -174,8 +181,11 @@ def _reference_light(url: str, image: Path, operator: str, peak: float) -> tuple
     from service.colour.pq import eotf_st2084
 
     png = httpx.post(
-        f"{url}/v1/images", params={"format": "png", "operator": operator, "peak_nits": peak},
-        content=image.read_bytes(), headers={"Content-Type": "image/png"}, timeout=60,
+        f"{url}/v1/images",
+        params={"format": "png", "operator": operator, "peak_nits": peak},
+        content=image.read_bytes(),
+        headers={"Content-Type": "image/png"},
+        timeout=60,
     ).content
     at, idat, size = 8, b"", (0, 0)
     while at < len(png):
