@@ -26,3 +26,5 @@ class ServiceState:
     warmup_error: str | None = None
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
     streams: set[asyncio.Task[None]] = field(default_factory=set)
+    stills_in_flight: int = 0
+    """``POST /v1/images`` requests admitted and not answered yet (see ``routes/images.py``)."""

@@ -376,3 +376,19 @@ def test_a_stream_waiting_for_its_results_is_not_idle(gated: Callable[..., Any])
             ws.recv(timeout=1.5)
         gate.release.set()
         assert drain(ws) == ([0, 1, 2, 3], [], 1000)
+
+
+def test_a_burst_of_images_beyond_what_the_server_holds_is_refused_at_once(gated: Callable[..., Any]) -> None:
+    """Queue 4 + 2 workers: six stills are admitted and wait; the other four get 503 without waiting."""
+    live, gate = gated(queue_size=4)
+    with httpx.Client(base_url=live.url, timeout=60) as http, ThreadPoolExecutor(10) as pool:
+        admitted = [pool.submit(http.post, "/v1/images", content=png()) for _ in range(6)]
+        live.wait_for(lambda: live.server.itm_app.state.itm.stills_in_flight == 6)
+        # Answered while the gate still holds the admitted ones: refused at once, not after them.
+        refused = list(pool.map(lambda _: http.post("/v1/images", content=png()), range(4)))
+        for response in refused:
+            assert_overloaded(response)
+        gate.release.set()
+        assert [future.result().status_code for future in admitted] == [200] * 6
+    assert live.server.itm_app.state.itm.stills_in_flight == 0
+    assert not any((live.settings.data_dir / "tmp").iterdir())

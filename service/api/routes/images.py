@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, ClassVar
 
@@ -13,9 +14,10 @@ from fastapi import APIRouter, Query, Request, Response
 from service import pipeline
 from service.api.deps import AUTH, StateDep
 from service.api.schemas import Problem
+from service.api.state import ServiceState
 from service.api.uploads import Upload, receive_upload
 from service.colour.description import ColourDescription
-from service.errors import InputError
+from service.errors import InputError, OverloadedError
 from service.inference.batcher import DynamicBatcher
 from service.inference.types import BatchKey, FrameResult, OperatorSpec, resolve_spec
 from service.operators import Mode, Operator, OperatorInfo
@@ -118,6 +120,34 @@ def _convert(
             dst.unlink()
 
 
+@contextlib.contextmanager
+def _admitted(state: ServiceState) -> Iterator[None]:
+    """Hold one of the server's still slots for the request, or refuse it at once.
+
+    A still reaches the batcher only once a worker thread has decoded it, so the batcher's full queue alone
+    no longer refuses a burst: the rest waited in the thread pool's unbounded queue (128 concurrent 1080p
+    stills were all accepted, answered after 41-64 s). Admission counts the stills in flight instead and
+    allows as many as the server can hold at once: its queue plus one frame per worker.
+
+    Raises
+    ------
+    OverloadedError
+        If that many stills are already in flight (503 + Retry-After).
+    """
+    capacity = state.settings.queue_size + state.settings.workers
+    if state.stills_in_flight >= capacity:
+        raise OverloadedError(
+            f"{state.stills_in_flight} images are already being converted (the limit is {capacity}); "
+            "retry shortly",
+            retry_after_s=1.0,
+        )
+    state.stills_in_flight += 1
+    try:
+        yield
+    finally:
+        state.stills_in_flight -= 1
+
+
 @router.post(
     "",
     response_class=Response,
@@ -166,12 +196,13 @@ async def convert_image(
     spec = resolve_spec(operator or settings.default_operator, peak, mode or settings.default_mode)
     pooled = _PooledStill(spec, peak, state.batcher, asyncio.get_running_loop())
     tmp_dir = settings.data_dir / "tmp"
-    upload = await receive_upload(request, tmp_dir, settings.upload_limit_bytes, default_name="image")
-    started = time.perf_counter()
-    body, result = await asyncio.to_thread(
-        _convert, upload, pooled, kind, settings.max_width * settings.max_height
-    )
-    done = time.perf_counter()
+    with _admitted(state):
+        upload = await receive_upload(request, tmp_dir, settings.upload_limit_bytes, default_name="image")
+        started = time.perf_counter()
+        body, result = await asyncio.to_thread(
+            _convert, upload, pooled, kind, settings.max_width * settings.max_height
+        )
+        done = time.perf_counter()
     metrics = state.metrics
     metrics.stage_seconds.labels(stage="decode").observe(result.timings["decode"])
     metrics.stage_seconds.labels(stage="encode").observe(result.timings["encode"])
