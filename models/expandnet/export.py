@@ -12,9 +12,7 @@
 The split is MQN's: int8 everywhere except the last layer, which produces the HDR values.
 """
 
-import contextlib
 import json
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,9 +29,9 @@ from models.expandnet.artifacts import (
     META_FILE,
 )
 from models.harness.cli import export_main
+from models.harness.export import open_run, training_summary
 from models.mqn.data import (
     DEFAULT_DATA_DIR,
-    REPO_ROOT,
     SceneBank,
     SynthesisConfig,
     fixed_samples,
@@ -112,14 +110,9 @@ def export(
     which: str = "best",
 ) -> dict[str, Any]:
     """Convert both parts, save the float twin and write the metadata JSON; returns the metadata."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
     from models.expandnet.model import count_macs
 
-    with contextlib.suppress(RuntimeError):  # already initialised (e.g. inside a test session)
-        tf.config.threading.set_intra_op_parallelism_threads(2)
-    train_cfg = json.loads((run_dir / "config.json").read_text())
+    train_cfg = open_run(run_dir)
     cfg, model, features, head = load_model(run_dir / "model.json", run_dir / f"{which}.weights.h5")
     frames, views = calibration_views(
         data_dir, tuple(train_cfg["val_scenes"]), n_per_scene, size, cfg.global_size
@@ -129,7 +122,6 @@ def export(
     (out_dir / HEAD_FILE).write_bytes(convert_head(head))
     model.save_weights(out_dir / FLOAT_WEIGHTS)
     (out_dir / FLOAT_MODEL_JSON).write_text(json.dumps(cfg.to_json(), indent=2))
-    summary_path = REPO_ROOT / train_cfg["log_root"] / train_cfg["run"] / "summary.json"  # absolute roots win
     meta = {
         "model": "expandnet",
         "features": FEATURES_FILE,
@@ -154,7 +146,7 @@ def export(
             "source": "training scenes, synthesised SDR views",
         },
         "weights": which,
-        "training": json.loads(summary_path.read_text()) if summary_path.exists() else None,
+        "training": training_summary(train_cfg),
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2))
     return meta

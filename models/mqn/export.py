@@ -12,16 +12,15 @@
 The split is the paper's: int8 everywhere except the last layers that produce HDR values.
 """
 
-import argparse
-import contextlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from models.harness.cli import export_main
+from models.harness.export import open_run, training_summary
 from models.mqn.artifacts import (
     ARTIFACTS,
     BACKBONE_FILE,
@@ -31,7 +30,6 @@ from models.mqn.artifacts import (
     META_FILE,
 )
 from models.mqn.data import (
-    REPO_ROOT,
     SceneBank,
     SynthesisConfig,
     downscale,
@@ -117,12 +115,7 @@ def export(
     which: str = "best",
 ) -> dict[str, Any]:
     """Convert both parts and write the metadata JSON; returns the metadata."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    with contextlib.suppress(RuntimeError):  # already initialised (e.g. inside a test session)
-        tf.config.threading.set_intra_op_parallelism_threads(2)
-    train_cfg = json.loads((run_dir / "config.json").read_text())
+    train_cfg = open_run(run_dir)
     cfg, model, backbone, head = load_trained(run_dir, which)
     crops = calibration_crops(data_dir, tuple(train_cfg["val_scenes"]), n_per_scene, size, net)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +123,6 @@ def export(
     (out_dir / HEAD_FILE).write_bytes(convert_head(head))
     model.save_weights(out_dir / FLOAT_WEIGHTS)
     (out_dir / FLOAT_MODEL_JSON).write_text(json.dumps(cfg.to_json(), indent=2))
-    summary_path = REPO_ROOT / train_cfg["log_root"] / train_cfg["run"] / "summary.json"
     meta = {
         "model": "mqn",
         "backbone": BACKBONE_FILE,
@@ -158,7 +150,7 @@ def export(
             "source": f"training scenes, synthesised SDR views of {size}², downscaled to {net}²",
         },
         "weights": which,
-        "training": json.loads(summary_path.read_text()) if summary_path.exists() else None,
+        "training": training_summary(train_cfg),
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2))
     return meta
@@ -166,21 +158,16 @@ def export(
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    from models.mqn.data import DEFAULT_DATA_DIR
-
-    p = argparse.ArgumentParser(prog="python -m models.export", description=__doc__)
-    p.add_argument("--run", default="mqn_v2")
-    p.add_argument("--checkpoints", type=Path, default=REPO_ROOT / "models" / "checkpoints")
-    p.add_argument("--out", type=Path, default=ARTIFACTS)
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    p.add_argument("--weights", choices=("best", "last"), default="best")
-    p.add_argument("--calibration-per-scene", type=int, default=3)
-    args = p.parse_args(argv)
-    meta = export(
-        args.checkpoints / args.run, args.out, args.data_dir, args.calibration_per_scene, which=args.weights
+    return export_main(
+        argv,
+        prog="python -m models.export",
+        description=__doc__,
+        export=export,
+        run="mqn_v2",
+        out=ARTIFACTS,
+        calibration_per_scene=3,
+        shown=("backbone", "head", "params"),
     )
-    print(json.dumps({k: meta[k] for k in ("backbone", "head", "params")}, indent=2))
-    return 0
 
 
 if __name__ == "__main__":
