@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
@@ -62,17 +62,19 @@ INTERVAL_WEIGHT = 0.2
 """Weight of the newest gap in a stream's frame interval (an exponentially weighted mean)."""
 
 
-@dataclass
+@dataclass(eq=False)
 class _Frame:
+    """A received frame; compared by identity (its pixels are megabytes: no element-wise ``==``, no repr)."""
+
     seq: int
     client_ts: int
     received: float
-    pixels: npt.NDArray[np.uint8]
+    pixels: npt.NDArray[np.uint8] = field(repr=False)
     deadline: float | None = None
     """``time.perf_counter()`` after which a live frame not yet converting is dropped; None for lossless."""
 
 
-@dataclass
+@dataclass(eq=False)
 class _InFlight:
     frame: _Frame
     future: "asyncio.Future[FrameResult]"
@@ -430,10 +432,21 @@ class StreamSession:
         """Report a frame the batcher dropped at its deadline now, and give its credit to the next frame."""
         if future.cancelled() or not isinstance(future.exception(), DeadlineExceededError):
             return
-        with contextlib.suppress(ValueError):
-            self.inflight.remove(item)
+        if self._forget(item):
             self._drop(item.frame.seq, "deadline")
             self._dispatch()
+
+    def _forget(self, item: _InFlight) -> bool:
+        """Take ``item`` out of the in-flight queue by identity; False if it has left already.
+
+        Not ``deque.remove``: a miss raises a ValueError whose message is the item's repr, built on the event
+        loop for every frame that both the sender and the deadline callback let go.
+        """
+        for index, candidate in enumerate(self.inflight):
+            if candidate is item:
+                del self.inflight[index]
+                return True
+        return False
 
     def _retry_dispatch(self) -> None:
         self._retry = None
@@ -452,8 +465,7 @@ class StreamSession:
             try:
                 result = await item.future
             except DeadlineExceededError:
-                with contextlib.suppress(ValueError):  # normally _on_settled has already done this
-                    self.inflight.remove(item)
+                if self._forget(item):  # normally _on_settled has already done this
                     self._drop(item.frame.seq, "deadline")
                 continue
             except ItmError as exc:
