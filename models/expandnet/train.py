@@ -84,7 +84,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     def loss(m: Any, batch: Any) -> Any:
         frame, view, base, target = batch
-        return expandnet_loss(target, m([frame, view, base], training=True), weights)
+        return expandnet_loss(target, m([frame, view, base], training=True), weights, base)
 
     def predict(inputs: Batch) -> np.ndarray:
         return np.asarray(model(list(inputs), training=False), np.float32)

@@ -161,6 +161,29 @@ def test_loss_is_zero_on_target_and_cosine_sees_only_colour() -> None:
     assert float(terms["cosine"]) > 0.01
 
 
+def test_highlight_weight_counts_only_near_clipped_sdr_pixels() -> None:
+    from models.expandnet.losses import LossWeights, expandnet_loss
+    from models.mqn.convention import nits_to_pq
+
+    base = np.full((1, 4, 4, 3), 100.0, np.float32)  # half of SDR white: no highlight
+    base[0, 0, 0] = 203.0  # one clipped pixel
+    target = nits_to_pq(base * 2.0)
+    dark_error = nits_to_pq(base).copy()
+    dark_error[0, 0, 0] = nits_to_pq(base * 2.0)[0, 0, 0]  # wrong everywhere but the clipped pixel
+    bright_error = target.copy()
+    bright_error[0, 0, 0] = nits_to_pq(base)[0, 0, 0]  # wrong only at the clipped pixel
+    w = LossWeights(cosine=0.0, highlight=4.0)
+    plain = LossWeights(cosine=0.0)
+    base_pq = nits_to_pq(base)
+    ratio = float(expandnet_loss(target, bright_error, w, base_pq)[0]) / float(
+        expandnet_loss(target, bright_error, plain, base_pq)[0]
+    )
+    assert ratio == pytest.approx(5.0, rel=1e-4)
+    assert float(expandnet_loss(target, dark_error, w, base_pq)[0]) == pytest.approx(
+        float(expandnet_loss(target, dark_error, plain, base_pq)[0]), rel=1e-5
+    )
+
+
 def test_config_rejects_unknown_keys_and_warm_starts(tmp_path: Path) -> None:
     from models.expandnet.train import ExpandNetTrainConfig, train
 
