@@ -8,6 +8,7 @@ Subcommands are listed in :data:`COMMANDS`; ``serve`` hands over to :mod:`servic
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -147,8 +148,9 @@ def _convert_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--ray",
         default=None,
         metavar="ADDRESS",
-        help="convert in segments on the Ray cluster at ADDRESS ('auto': this machine's, started if none "
-        "runs; default ITM_RAY_ADDRESS, else in-process)",
+        help="convert in segments on the Ray cluster at ADDRESS ('auto': the Ray running on this machine, "
+        "else one started for this run, on loopback, only inside a private network namespace; default "
+        "ITM_RAY_ADDRESS, else in-process)",
     )
     _add_operator_args(p)
     p.add_argument("--codec", choices=("hevc", "av1"), default="hevc")
@@ -230,7 +232,8 @@ def _convert(args: argparse.Namespace) -> int:
         scaleout = ScaleoutSettings()
     except ValueError as exc:  # pydantic's ValidationError
         raise InputError(f"invalid ITM_* setting: {exc}") from exc
-    convert = _converter(operator, options, args.ray or scaleout.ray_address, scaleout)
+    address = args.ray or scaleout.ray_address
+    convert = _converter(operator, options, address, scaleout)
     if args.out_dir is not None:
         _make_out_dir(args.out_dir, jobs)
     bar = tqdm(
@@ -251,6 +254,11 @@ def _convert(args: argparse.Namespace) -> int:
             bar.set_postfix_str("writing the HDR10 metadata")
 
     failed = 0
+    ray_run = contextlib.ExitStack()
+    if address is not None:  # leave Ray at the end: a Ray that --ray auto started here stops with the run
+        from service.scaleout.cluster import session
+
+        ray_run.enter_context(session())
     try:
         for src, dst in jobs:
             started = time.perf_counter()
@@ -267,6 +275,7 @@ def _convert(args: argparse.Namespace) -> int:
                 _report(bar, result, time.perf_counter() - started)
     finally:
         bar.close()
+        ray_run.close()
     return EXIT_FAILED if failed else EXIT_OK
 
 

@@ -33,7 +33,8 @@ class ScaleoutSettings(BaseSettings):
     ray_address: str | None = Field(
         default=None,
         description="Ray cluster for file conversions: 'host:port' of its GCS, 'ray://host:10001', or 'auto' "
-        "(the Ray instance on this machine, started if none runs). Unset: conversions run in-process.",
+        "(the Ray instance on this machine; if none runs, one is started on loopback, which only a private "
+        "network namespace allows). Unset: conversions run in-process.",
     )
     segment_seconds: float = Field(
         default=10.0, gt=0, le=3600, description="Target length of a segment; cuts are at input keyframes."
@@ -43,6 +44,13 @@ class ScaleoutSettings(BaseSettings):
     )
     segment_retries: int = Field(
         default=2, ge=0, le=10, description="Times Ray re-runs a segment whose worker process or node died."
+    )
+    segment_window: int = Field(
+        default=0,
+        ge=0,
+        le=4096,
+        description="Segments of one conversion cut and handed to Ray ahead of the oldest one not yet "
+        "written (the driver's memory and object-store bound). 0: twice the cluster's task slots.",
     )
 
 

@@ -5,11 +5,16 @@ arguments (an :class:`~service.inference.types.OperatorSpec` instead of an opera
 worker builds its own), the same :class:`~service.pipeline.ConversionResult`, the same atomic output, the
 same ``progress`` and ``cancel`` contract. In order:
 
-1. The input is probed and cut at keyframes (:func:`~service.scaleout.split.split_video`). Bad input fails
+1. The input is probed, checked to its end and its cuts at keyframes planned
+   (:func:`~service.scaleout.split.plan_video`), holding two segments' packets at most. Bad input fails
    here, before any task exists.
-2. Each segment's bytes go into the object store, and one task per segment is submitted, declaring
-   ``num_cpus`` so Ray packs tasks onto cores. Ray retries a task whose worker or node dies
-   (``max_retries``); an exception raised by the conversion itself is not retried, as it would only recur.
+2. Segments are then cut one at a time (:func:`~service.scaleout.split.segment_inputs`) and streamed: each
+   one's bytes go into the object store and one task is submitted for it, declaring ``num_cpus`` so Ray packs
+   tasks onto cores, while no more than a window of segments (``window``, by default twice the cluster's
+   task slots) is out ahead of the oldest segment not yet written. Whenever a segment is written, the next
+   is cut and submitted, so the driver and the object store hold a few segments, never the whole input, and
+   the cutting overlaps the conversion. Ray retries a task whose worker or node dies (``max_retries``); an
+   exception raised by the conversion itself is not retried, as it would only recur.
 3. Results are written into the output in segment order as they arrive (:mod:`service.scaleout.assemble`);
    an input segment's object is released when its task ends, an output's once it is written. The first
    failure cancels every outstanding task and fails the conversion with a reason naming the segment.
@@ -17,8 +22,12 @@ same ``progress`` and ``cancel`` contract. In order:
 Ray is imported only here, and only when one of these functions runs: the embedded default never loads it.
 """
 
+import contextlib
 import logging
+import os
 import secrets
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +42,7 @@ from service.inference.types import OperatorSpec
 from service.operators.registry import plugin_paths
 from service.pipeline import ConversionResult, ConvertOptions, Progress
 from service.scaleout.assemble import assemble
-from service.scaleout.split import SplitVideo, split_video
+from service.scaleout.split import SplitVideo, plan_video, segment_inputs
 from service.scaleout.task import SegmentJob, SegmentOutput, convert_segment
 from service.video.decode import DecodeOptions
 from service.video.encode import EncodeOptions, check_codec_container, container_format
@@ -46,7 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOCAL = "auto"
-"""The address that means "this machine": join the Ray instance running here, else start one."""
+"""The address that means "this machine": join the Ray running here, else start one (see :func:`connect`)."""
 TASK_NAME = "itm-segment"
 """Ray task name prefix (``itm-segment-5e1f2a-3``: conversion, segment): what ``ray list tasks`` shows."""
 _POLL_S = 0.2
@@ -64,6 +73,9 @@ class ScaleoutConfig:
     """CPUs each segment task declares (and the threads its operator uses)."""
     max_retries: int = 2
     """Times Ray re-runs a segment whose worker process or node died."""
+    window: int = 0
+    """Segments out at most (submitted, or done and waiting for an earlier one) per conversion; 0 means
+    twice the cluster's task slots, re-read as segments finish (an autoscaling cluster grows)."""
 
     @classmethod
     def from_settings(cls, settings: ScaleoutSettings, address: str | None = None) -> "ScaleoutConfig":
@@ -73,6 +85,7 @@ class ScaleoutConfig:
             segment_seconds=settings.segment_seconds,
             num_cpus=settings.segment_cpus,
             max_retries=settings.segment_retries,
+            window=settings.segment_window,
         )
 
     def __post_init__(self) -> None:
@@ -82,6 +95,8 @@ class ScaleoutConfig:
             raise InputError(f"num_cpus {self.num_cpus} is invalid; expected > 0")
         if self.max_retries < 0:
             raise InputError(f"max_retries {self.max_retries} is invalid; expected >= 0")
+        if self.window < 0:
+            raise InputError(f"window {self.window} is invalid; expected >= 0 (0: twice the task slots)")
 
 
 SEGMENT_STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -105,13 +120,37 @@ class SegmentEvent:
     node_id: str = ""
 
 
+def only_loopback() -> bool:
+    """Whether this process's network namespace has no interface but loopback (asks the kernel)."""
+    return [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
+def _running_here() -> bool:
+    """Whether ``ray.init()`` would join a running Ray (``RAY_ADDRESS``, the last ``ray start``)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:  # moved in another Ray: assume a start, so the loopback rule still applies
+        return False
+    try:  # None, as ray.init passes it (Ray's annotation says str)
+        return canonicalize_bootstrap_address(None) is not None  # type: ignore[arg-type]
+    except (ConnectionError, ValueError):
+        return False
+
+
 def connect(address: str) -> None:
     """Join the Ray cluster at ``address`` (once per process; :data:`LOCAL` may start one here).
+
+    :data:`LOCAL` joins the Ray instance running on this machine (``RAY_ADDRESS``, else the last ``ray
+    start``) and otherwise starts one in this process, which :func:`disconnect` stops again. Ray 2.60's GCS,
+    raylet and agents listen on every interface whatever node address they are given, so one is started only
+    where loopback is the only interface (a private network namespace, ``unshare -n``), and there it is given
+    127.0.0.1 and no auth token (``RAY_AUTH_MODE=disabled`` unless set: see the comment below).
 
     Raises
     ------
     EngineError
-        If Ray is not installed or the cluster cannot be reached.
+        If Ray is not installed, the cluster cannot be reached, or :data:`LOCAL` would have to start a Ray
+        that other machines could reach.
     """
     try:
         import ray
@@ -119,15 +158,54 @@ def connect(address: str) -> None:
         raise EngineError("Ray is not installed; install itmstream with the 'ray' extra") from exc
     if ray.is_initialized():
         return
+    start: dict[str, Any] = {}
+    if address == LOCAL and not _running_here():
+        if not only_loopback():
+            raise EngineError(
+                "no Ray runs on this machine, and one started here would listen on every network interface; "
+                "run inside a private network namespace (as root: unshare -n sh -c 'ip link set lo up && "
+                "itmstream convert ... --ray auto'), or start a cluster (ray start) and give its address"
+            )
+        start = {"_node_ip_address": "127.0.0.1", "include_dashboard": False}
+        # Ray 2.60 gives a new local instance token auth and saves the token in ~/.ray/auth_token, where
+        # every later `ray start --head` on this machine finds it and refuses nodes started without it.
+        # Nothing outside this namespace can reach this instance, so it runs without (unless set otherwise).
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     try:
         ray.init(
             address=None if address == LOCAL else address,
             logging_level=logging.WARNING,
             log_to_driver=False,
             configure_logging=False,
+            **start,
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise EngineError(f"cannot join the Ray cluster at '{address}': {exc}") from exc
+    if start:
+        log.info("started a local Ray on 127.0.0.1 (%s)", ray.get_runtime_context().gcs_address)
+
+
+def disconnect() -> None:
+    """Leave the cluster :func:`connect` joined; a Ray it started here (:data:`LOCAL`) stops with it."""
+    ray = sys.modules.get("ray")  # never imported (in-process conversions): nothing to leave
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
+@contextlib.contextmanager
+def session() -> Iterator[None]:
+    """Leave the cluster at the end of the block if it was joined inside it (:func:`disconnect`).
+
+    What a command-line run wraps its conversions in: a Ray that ``--ray auto`` started stops with the run,
+    while a caller that was connected before (a test calling ``main``) stays connected.
+    """
+    ray = sys.modules.get("ray")
+    connected_before = ray is not None and ray.is_initialized()
+    try:
+        yield
+    finally:
+        if not connected_before:
+            disconnect()
 
 
 def _run_segment(index: int, job: SegmentJob, data: bytes) -> SegmentOutput:
@@ -168,11 +246,11 @@ def resolved_options(
 
 
 class _Segments:
-    """The tasks of one conversion: submitted, awaited in any order, handed out in segment order."""
+    """The tasks of one conversion: submitted within a window, awaited in any order, handed out in order."""
 
     def __init__(
         self,
-        split: SplitVideo,
+        plan: SplitVideo,
         job: SegmentJob,
         config: ScaleoutConfig,
         name: str,
@@ -180,34 +258,29 @@ class _Segments:
     ) -> None:
         import ray
 
-        self.name, self.config = name, config
+        self.split, self.name, self.config = plan, name, config
         self._on_segment = on_segment or (lambda event: None)
-        remote = ray.remote(_run_segment)
-        job_ref = ray.put(job)
+        self._remote = ray.remote(_run_segment)
+        self._job_ref = ray.put(job)
         run = secrets.token_hex(3)
-        self.task_names = [f"{TASK_NAME}-{run}-{s.index}" for s in split.segments]
+        self.task_names = [f"{TASK_NAME}-{run}-{s.index}" for s in plan.segments]
         self.pending: dict[ObjectRef[Any], int] = {}
+        """Submitted and not finished: the task's result, and its segment."""
         self._inputs: dict[int, ObjectRef[Any]] = {}
         self._states: dict[int, str] = {}
-        cpus = float(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
-        self._slots = max(1, int(cpus // config.num_cpus))
-        for segment in split.segments:
-            data_ref = ray.put(segment.data)
-            ref = remote.options(
-                name=self.task_names[segment.index],
-                num_cpus=config.num_cpus,
-                max_retries=config.max_retries,
-                retry_exceptions=False,
-            ).remote(segment.index, job_ref, data_ref)
-            self.pending[ref] = segment.index
-            self._inputs[segment.index] = data_ref
+        self._slots = 1
+        self.window = 1
+        self._size_window()
+        for segment in plan.segments:  # waiting for the cluster, whether in Ray's queue or still in the file
             self._move(segment.index, "queued")
-        self._fill_slots()
-        # The bytes are in the object store now; the driver keeps only where each segment is.
-        self.split = replace(split, segments=tuple(replace(s, data=b"") for s in split.segments))
 
-    def results(self, cancel: threading.Event | None) -> Iterator[SegmentOutput]:
+    def results(
+        self, inputs: Iterator[SegmentInput], cancel: threading.Event | None
+    ) -> Iterator[SegmentOutput]:
         """Segment outputs in order, each as soon as it and all before it are done.
+
+        ``inputs`` yields the planned segments with their bytes; the next is taken only while fewer than
+        :attr:`window` segments are out ahead of the next one to hand out (submitted, or done and waiting).
 
         Raises
         ------
@@ -219,12 +292,20 @@ class _Segments:
         import ray
 
         done: dict[int, SegmentOutput] = {}
-        for index in range(len(self.split.segments)):
+        submitted = 0
+        count = len(self.split.segments)
+        for index in range(count):
             while index not in done:
-                if not self.pending:
-                    raise EngineError(f"segment {index} of '{self.name}' was never run")
                 if cancel is not None and cancel.is_set():
                     raise JobCancelledError("conversion cancelled")
+                while submitted < min(count, index + self.window):
+                    segment = next(inputs, None)
+                    if segment is None or segment.index != submitted:
+                        raise EngineError(f"segment {submitted} of '{self.name}' was never cut")
+                    self._submit(segment)
+                    submitted += 1
+                if not self.pending:
+                    raise EngineError(f"segment {index} of '{self.name}' was never run")
                 ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=_POLL_S)
                 for ref in ready:
                     i = self.pending.pop(ref)
@@ -235,18 +316,45 @@ class _Segments:
                         self._move(i, "failed")
                         raise self._error(self.split.segments[i], exc) from exc
                     self._move(i, "done", done[i].seconds, done[i].node_id)
+                    if self.config.window == 0:
+                        self._size_window()
                     self._fill_slots()
-            yield done.pop(index)
+            yield done.pop(index)  # the caller writes it and drops its bytes
 
-    def cancel(self) -> None:
-        """Cancel every task not finished yet (force: a running segment's worker is stopped)."""
+    def _submit(self, segment: SegmentInput) -> None:
+        """Put one segment's bytes into the object store and submit its task."""
         import ray
 
-        for ref, index in list(self.pending.items()):
+        data_ref = ray.put(segment.data)
+        ref = self._remote.options(
+            name=self.task_names[segment.index],
+            num_cpus=self.config.num_cpus,
+            max_retries=self.config.max_retries,
+            retry_exceptions=False,
+        ).remote(segment.index, self._job_ref, data_ref)
+        self.pending[ref] = segment.index
+        self._inputs[segment.index] = data_ref
+        self._fill_slots()
+
+    def cancel(self) -> None:
+        """Cancel every segment not finished yet (force: a running segment's worker is stopped)."""
+        import ray
+
+        for ref in self.pending:
             ray.cancel(ref, force=True, recursive=False)
-            self._move(index, "cancelled")
+        for index, state in sorted(self._states.items()):
+            if state in ("queued", "running"):
+                self._move(index, "cancelled")
         self.pending.clear()
         self._inputs.clear()
+
+    def _size_window(self) -> None:
+        """Task slots from the cluster's CPUs now; the window from them unless configured."""
+        import ray
+
+        cpus = float(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+        self._slots = max(1, int(cpus // self.config.num_cpus))
+        self.window = self.config.window or 2 * self._slots
 
     def _move(self, index: int, state: str, seconds: float = 0.0, node_id: str = "") -> None:
         previous = self._states.get(index, "")
@@ -254,9 +362,9 @@ class _Segments:
         self._on_segment(SegmentEvent(index, state, previous, self.task_names[index], seconds, node_id))
 
     def _fill_slots(self) -> None:
-        """Count queued segments as running while the cluster has free task slots (see SegmentEvent)."""
+        """Count submitted segments as running while the cluster has free task slots (see SegmentEvent)."""
         running = sum(state == "running" for state in self._states.values())
-        for index in sorted(i for i, state in self._states.items() if state == "queued"):
+        for index in sorted(i for i in self._inputs if self._states[i] == "queued"):
             if running >= self._slots:
                 return
             self._move(index, "running")
@@ -346,17 +454,16 @@ def convert_video_segmented(
         raise OutputError(f"output directory '{dst.parent}' does not exist")
     started = time.perf_counter()
     name = name or src.name
-    split = split_video(src, config.segment_seconds, options, name=name)
+    plan = plan_video(src, config.segment_seconds, options, name=name)
     peak = float(dict(operator.params).get("peak_nits", DEFAULT_PEAK_NITS))
     threads = max(1, int(config.num_cpus))
-    resolved = resolved_options(options, split, peak, threads)
+    resolved = resolved_options(options, plan, peak, threads)
     mastering = resolved.mastering or MasteringDisplay(max_nits=peak)
     job = SegmentJob(operator, resolved, tuple(plugin_paths().values()), threads)
     connect(config.address)
-    segments = _Segments(split, job, config, name, on_segment)
-    del split  # the segments' bytes are in the object store now
+    segments = _Segments(plan, job, config, name, on_segment)
     done_frames = 0
-    total = segments.split.frames
+    total = plan.frames
 
     def reported(outputs: Iterator[SegmentOutput]) -> Iterator[SegmentOutput]:
         nonlocal done_frames
@@ -373,16 +480,17 @@ def convert_video_segmented(
             progress(Progress(done_frames, total, fps, 0.0, "finalize"))
 
     try:
-        outputs = reported(segments.results(cancel))
-        assembled = assemble(src, dst, fmt, segments.split, outputs, mastering, cancel, name=name)
+        with contextlib.closing(segment_inputs(src, plan, options, name=name)) as inputs:
+            outputs = reported(segments.results(inputs, cancel))
+            assembled = assemble(src, dst, fmt, plan, outputs, mastering, cancel, name=name)
     finally:
         segments.cancel()
     encode: EncodeOptions = options.encode
-    info = segments.split.info
+    info = plan.info
     log.info(
         "%s: %d segments, %d frames in %.1f s",
         name,
-        len(segments.split.segments),
+        len(plan.segments),
         assembled.frames,
         time.perf_counter() - started,
     )
@@ -390,7 +498,7 @@ def convert_video_segmented(
     return ConversionResult(
         path=dst,
         frames=assembled.frames,
-        duration_s=segments.split.segments[-1].end_s - segments.split.segments[0].start_s,
+        duration_s=plan.segments[-1].end_s - plan.segments[0].start_s,
         width=info.width,
         height=info.height,
         codec=encode.codec,

@@ -162,6 +162,130 @@ def _wait_final(client, location: str, timeout: float = 120.0) -> dict:  # type:
     return job  # type: ignore[no-any-return]
 
 
+def test_segments_are_cut_and_submitted_within_a_window(ray_cluster, tmp_path, in_process, monkeypatch):
+    """The driver cuts and submits a segment only while fewer than the window (2 x 2 slots) are out.
+
+    Counted at each cut, through the driver's input iterator: segments submitted before it minus those that
+    came back. Putting every segment into the store first would have all of them out at the first result.
+    """
+    from service.scaleout import cluster
+
+    src = gop_clip(tmp_path / "src.mp4", seconds=2.4, gop=5, audio=False)  # keyframes every 0.2 s
+    events: list[SegmentEvent] = []
+    out_at_cut: list[int] = []
+    cut = cluster.segment_inputs
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        for segment in cut(*args, **kwargs):
+            finished = sum(e.state in ("done", "failed") for e in events)
+            out_at_cut.append(segment.index + 1 - finished)  # out once this one is submitted
+            yield segment
+
+    monkeypatch.setattr(cluster, "segment_inputs", counted)
+    dst = tmp_path / "hdr.mp4"
+    result = convert_video_segmented(
+        src, dst, SPEC, config=ScaleoutConfig(ray_cluster, 0.2), on_segment=events.append
+    )
+    planned = [e.index for e in events if e.state == "queued"]  # all planned before any task, in order
+    assert len(planned) >= 8 and planned == list(range(len(planned)))
+    assert len(out_at_cut) == len(planned) and max(out_at_cut) == 4, out_at_cut
+    assert sum(e.state == "done" for e in events) == len(planned)
+    assert result.frames == 60
+    assert decode(dst).pts_s == decode(in_process(src).path).pts_s  # reassembled in order
+
+
+def _loopback(address: str) -> bool:
+    """Whether a /proc/net/tcp{,6} local address (hex, 32-bit words in host order) is a loopback one."""
+    if len(address) == 8:
+        return address[6:] == "7F"  # 127.0.0.0/8
+    mapped = "0" * 16 + "FFFF0000"  # ::ffff:127.x.x.x
+    return address == "0" * 24 + "01000000" or (address.startswith(mapped) and address[30:] == "7F")
+
+
+def _listeners(marker: str) -> dict[str, set[str]]:
+    """Listening TCP addresses of the processes whose command line contains ``marker``, by program."""
+    import os
+
+    listening: dict[str, str] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[3] == "0A":  # LISTEN
+                listening[fields[9]] = fields[1].rsplit(":", 1)[0]
+    found: dict[str, set[str]] = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if marker.encode() not in b" ".join(argv):
+                continue
+            program = Path(argv[0].decode()).name
+            for fd in (proc / "fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:[") and link[8:-1] in listening:
+                    found.setdefault(program, set()).add(listening[link[8:-1]])
+        except OSError:
+            continue
+    return found
+
+
+def test_cli_ray_auto_starts_a_loopback_ray_and_stops_it(tmp_path):
+    """``--ray auto`` with no Ray here starts one in the CLI process, on loopback, and stops it at the end.
+
+    A fresh RAY_TMPDIR hides the test cluster (Ray looks for the last ``ray start`` there), as on a machine
+    where nothing runs; the processes of the Ray it starts carry that directory in their command lines.
+    A fresh HOME shows what it leaves there: nothing (Ray 2.60 saves a token for the instances it starts).
+    """
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from .conftest import ROOT, only_loopback
+
+    if not only_loopback():
+        pytest.skip("Ray tests run only in a private network namespace with loopback alone (see `make test`)")
+    src = gop_clip(tmp_path / "in.mp4", seconds=2.0)
+    out = tmp_path / "out.mp4"
+    ray_tmp = tempfile.mkdtemp(prefix="itm-ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "ITM_RAY_ADDRESS")}
+    home = tmp_path / "home"  # where Ray would save an auth token (~/.ray/auth_token)
+    home.mkdir()
+    env |= {"RAY_TMPDIR": ray_tmp, "HOME": str(home), "ITM_SEGMENT_SECONDS": "1", "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "service.cli", "convert", str(src), str(out), "-o", "bt2408"]
+    cli += ["--ray", "auto"]
+    seen: dict[str, set[str]] = {}
+    try:
+        with subprocess.Popen(cli, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True) as run:
+            while run.poll() is None:
+                for program, addresses in _listeners(ray_tmp).items():
+                    seen.setdefault(program, set()).update(addresses)
+                time.sleep(0.2)
+            stderr = run.stderr.read() if run.stderr else ""
+        assert run.returncode == 0, stderr
+        assert "50 frames" in stderr and len(decode(out).pts_s) == 50
+        assert "gcs_server" in seen and "raylet" in seen, seen  # it started its own Ray, in that directory
+        assert all(_loopback(a) for addresses in seen.values() for a in addresses), seen
+        deadline = time.monotonic() + 10  # the raylet's agents leave a moment after it
+        while _ray_processes(ray_tmp) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _ray_processes(ray_tmp), "the Ray it started is stopped"
+        assert list(home.iterdir()) == [], "it left no token behind for later clusters to trip on"
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _ray_processes(marker: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if marker.encode() in (proc / "cmdline").read_bytes():
+                found.append(proc.name)
+        except OSError:
+            continue
+    return found
+
+
 def test_a_service_job_runs_in_segments_with_metrics(ray_cluster, live_factory, tmp_path):
     import httpx
 

@@ -1,0 +1,71 @@
+"""Joining or starting Ray (``--ray auto``), without a cluster: Ray's own calls are replaced by fakes."""
+
+from typing import Any
+
+import pytest
+
+from service.errors import EngineError
+from service.scaleout import cluster
+
+ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed")
+
+
+@pytest.fixture
+def inits(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The keyword arguments of every ``ray.init`` call (none is made for real)."""
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: type("Context", (), {"gcs_address": "x"})())
+    return calls
+
+
+def test_auto_refuses_to_start_a_ray_that_listens_beyond_loopback(monkeypatch, inits):
+    monkeypatch.setattr(cluster, "_running_here", lambda: False)
+    monkeypatch.setattr(cluster, "only_loopback", lambda: False)
+    with pytest.raises(EngineError, match=r"every network interface; run inside a private network namespace"):
+        cluster.connect(cluster.LOCAL)
+    assert inits == []
+
+
+def test_auto_starts_a_ray_on_loopback_in_a_private_namespace(monkeypatch, inits):
+    import os
+
+    monkeypatch.setattr(cluster, "_running_here", lambda: False)
+    monkeypatch.setattr(cluster, "only_loopback", lambda: True)
+    monkeypatch.setenv("RAY_AUTH_MODE", "")
+    monkeypatch.delenv("RAY_AUTH_MODE")  # restored (unset) after the test
+    cluster.connect(cluster.LOCAL)
+    (call,) = inits
+    assert call["address"] is None and call["_node_ip_address"] == "127.0.0.1"
+    assert os.environ["RAY_AUTH_MODE"] == "disabled"  # no token saved in ~/.ray for later clusters to trip on
+
+
+@pytest.mark.parametrize("loopback", [True, False])
+def test_auto_joins_the_ray_running_here_wherever_it_listens(monkeypatch, inits, loopback):
+    monkeypatch.setattr(cluster, "_running_here", lambda: True)
+    monkeypatch.setattr(cluster, "only_loopback", lambda: loopback)
+    cluster.connect(cluster.LOCAL)
+    (call,) = inits
+    assert call["address"] is None and "_node_ip_address" not in call  # Ray's own address for its nodes
+
+
+def test_an_address_is_joined_as_given(monkeypatch, inits):
+    monkeypatch.setattr(cluster, "only_loopback", lambda: False)
+    cluster.connect("127.0.0.1:6390")
+    assert [call["address"] for call in inits] == ["127.0.0.1:6390"]
+
+
+@pytest.mark.parametrize("connected_before", [False, True])
+def test_the_cli_leaves_ray_at_the_end(monkeypatch, tmp_path, connected_before):
+    """``convert --ray ADDRESS`` leaves Ray (stopping a Ray that ``auto`` started), also on failure."""
+    from service.cli import main
+
+    left: list[bool] = []
+    monkeypatch.setattr(cluster, "disconnect", lambda: left.append(True))
+    monkeypatch.setattr(cluster, "connect", lambda address: None)
+    monkeypatch.setattr(ray, "is_initialized", lambda: connected_before)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 100)
+    assert main(["convert", str(bad), str(tmp_path / "out.mp4"), "-o", "bt2408", "--ray", "auto", "-q"]) != 0
+    assert left == ([] if connected_before else [True])  # a caller's own connection (main in tests) stays
