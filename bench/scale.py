@@ -23,9 +23,11 @@ and the two nodes get equal shares, and the output copies an audio track as a re
 
 **What is timed, in one run** (the machine is shared; the JSON records the load average):
 
-* demux: :func:`service.scaleout.split.split_video`, the driver's first step (probe, demux, each segment's
-  packets remuxed into an in-memory MP4), best of 3: seconds of 1080p video split per second, and the bytes
-  that go into the object store per second of video;
+* demux: the driver's two passes over the input, timed apart, best of 3 each:
+  :func:`service.scaleout.split.plan_video` (probe, demux to the end, checks, cuts; before the first task)
+  and :func:`service.scaleout.split.segment_inputs` consumed to the end (demux again, each segment's packets
+  remuxed into an in-memory MP4; in a conversion this runs while the workers convert): seconds of 1080p
+  video per second, and the bytes that go into the object store per second of video;
 * in-process: :func:`service.pipeline.convert_video` on ``--threads`` threads (decoder, encoder and Numba),
   after an untimed 4-frame warm-up, before the cluster exists (its idle daemons would take CPU);
 * two nodes: :func:`service.scaleout.cluster.convert_video_segmented` with one CPU per task, after an untimed
@@ -96,9 +98,10 @@ class ScaleModel:
     """What an N-node projection needs: per segment on a worker, per second of video on the driver.
 
     The driver's work splits into a serial part and an overlapped one, as ``convert_video_segmented`` runs it:
-    the whole input is split before the first task is submitted (serial); segments are concatenated as they
-    arrive, while the workers convert later ones (overlapped, except the last segment); finalizing rewrites
-    the whole output once the last segment is written (serial).
+    the whole input is planned (demuxed and checked) and the first segment cut before the first task is
+    submitted (serial); the other segments are cut, and the returned ones concatenated, in the driver's one
+    thread while the workers convert (overlapped, except the last segment's concatenation); finalizing
+    rewrites the whole output once the last segment is written (serial).
     """
 
     segment_s: float
@@ -106,39 +109,46 @@ class ScaleModel:
     segment_wall_s: float
     """Worker seconds one segment takes on one task slot (mean of the measured segments)."""
     split_s_per_video_s: float
-    """Driver: probe, demux and remux into segments, per second of video."""
+    """Driver, before the first task: the plan (probe, demux, checks, cuts), per second of video."""
     concat_s_per_video_s: float
     """Driver: concatenating returned segments (audio copied alongside), per second of video."""
     finalize_s_per_video_s: float
     """Driver: the light-level remux of the whole output, per second of video."""
     store_bytes_per_video_s: float
     """Compressed bytes through the object store per second of video: segment input plus encoded output."""
+    cut_s_per_video_s: float = 0.0
+    """Driver: demuxing again and remuxing each segment, per second of video (serial for the first one)."""
 
 
 def projected_wall_s(model: ScaleModel, video_s: float, nodes: int) -> float:
     """Wall seconds to convert ``video_s`` of video on ``nodes`` task slots (one CPU each, as measured).
 
-    Serial split, then ``ceil(segments / nodes)`` waves of segments, paced by the slower of the workers
-    and the driver's concatenation, then the last segment's concatenation and the finalize. Ray's own
-    scheduling latency and uneven segments are not in it (the bench compares it with the measured run).
+    The serial plan pass and the first segment's cut, then ``ceil(segments / nodes)`` waves of segments,
+    paced by the slower of the workers and the driver (cutting the other segments and concatenating them
+    all), then the last segment's concatenation and the finalize. Ray's own scheduling latency and uneven
+    segments are not in it (the bench compares it with the measured run).
     """
     if nodes < 1 or video_s <= 0:
         raise ValueError(f"nodes {nodes} and video_s {video_s} must be >= 1 and > 0")
     segments = max(1, math.ceil(video_s / model.segment_s - 1e-9))
     waves = math.ceil(segments / nodes)
-    convert = max(waves * model.segment_wall_s, video_s * model.concat_s_per_video_s)
-    last_concat = min(model.segment_s, video_s) * model.concat_s_per_video_s
-    serial = video_s * (model.split_s_per_video_s + model.finalize_s_per_video_s)
+    one_segment_s = min(model.segment_s, video_s)
+    driver = video_s * model.concat_s_per_video_s + (video_s - one_segment_s) * model.cut_s_per_video_s
+    convert = max(waves * model.segment_wall_s, driver)
+    last_concat = one_segment_s * model.concat_s_per_video_s
+    first_cut = one_segment_s * model.cut_s_per_video_s
+    serial = video_s * (model.split_s_per_video_s + model.finalize_s_per_video_s) + first_cut
     return serial + convert + last_concat
 
 
 def concat_bound_nodes(model: ScaleModel) -> float:
-    """Task slots beyond which the driver's concatenation, not the workers, sets the pace.
+    """Task slots beyond which the driver (cutting and concatenating in one thread) sets the pace.
 
-    The slots deliver ``nodes x segment_s / segment_wall_s`` seconds of video per second; the driver
-    concatenates ``1 / concat_s_per_video_s``.
+    The slots deliver ``nodes x segment_s / segment_wall_s`` seconds of video per second; the driver cuts and
+    concatenates ``1 / (cut_s_per_video_s + concat_s_per_video_s)``.
     """
-    return model.segment_wall_s / (model.segment_s * model.concat_s_per_video_s)
+    driver = model.cut_s_per_video_s + model.concat_s_per_video_s
+    return model.segment_wall_s / (model.segment_s * driver)
 
 
 def store_bytes_per_s(model: ScaleModel, nodes: int) -> float:
@@ -299,17 +309,34 @@ def make_sources(clip: Path, fps: float, seconds: float, tmp: Path) -> tuple[Pat
 # --- the measurements ------------------------------------------------------------------------------------
 
 
-def measure_split(src: Path, segment_s: float, repeat: int = 3) -> tuple["SplitVideo", float]:
-    """``split_video`` of ``src``, best of ``repeat`` (it only demuxes: the machine's noise is most of it)."""
-    from service.pipeline import ConvertOptions
-    from service.scaleout.split import split_video
+@dataclass(frozen=True)
+class CutCost:
+    """The driver's two passes over one input, each the best of a few runs."""
 
-    best = math.inf
+    plan: "SplitVideo"
+    plan_s: float
+    """``plan_video``: before the first task."""
+    cut_s: float
+    """``segment_inputs`` consumed to the end: every segment cut and remuxed, as the workers convert."""
+    input_bytes: int
+    """The segments' bytes, all of which go into the object store."""
+
+
+def measure_cut(src: Path, segment_s: float, repeat: int = 3) -> CutCost:
+    """The driver's plan and cut of ``src``, best of ``repeat`` each (demuxing only: noise is most of it)."""
+    from service.pipeline import ConvertOptions
+    from service.scaleout.split import plan_video, segment_inputs
+
+    plan_s = cut_s = math.inf
+    input_bytes = 0
     for _ in range(repeat):
         start = time.perf_counter()
-        split = split_video(src, segment_s, ConvertOptions())
-        best = min(best, time.perf_counter() - start)
-    return split, best
+        plan = plan_video(src, segment_s, ConvertOptions())
+        plan_s = min(plan_s, time.perf_counter() - start)
+        start = time.perf_counter()
+        input_bytes = sum(len(s.data) for s in segment_inputs(src, plan, ConvertOptions()))
+        cut_s = min(cut_s, time.perf_counter() - start)
+    return CutCost(plan, plan_s, cut_s, input_bytes)
 
 
 def run_in_process(src: Path, dst: Path, operator: str, threads: int) -> tuple["ConversionResult", float]:
@@ -382,7 +409,7 @@ def measure_reassembly(
 
     # Stream copy only: the transfer override only gets the HDR10 file past the SDR-only probe.
     with VideoReader(result.path, DecodeOptions(transfer=Transfer.BT709)) as reader:
-        pieces = cut_segments(reader, segment_s)
+        pieces = tuple(cut_segments(reader, segment_s))
     light = (result.max_cll, result.max_fall)
     outputs = [SegmentOutput(p.index, p.data, p.frames, *light, (), 0.0) for p in pieces]
     dst = tmp / "reassembled.mp4"
@@ -427,22 +454,25 @@ def bench(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     src, warm = make_sources(clip, fps, args.seconds, tmp)
     cases: list[dict[str, Any]] = []
 
-    split, split_s = measure_split(src, args.segment_seconds)
+    cost = measure_cut(src, args.segment_seconds)
+    split, input_bytes = cost.plan, cost.input_bytes
+    split_s = cost.plan_s + cost.cut_s
     video_s = _video_s(split)
-    input_bytes = sum(len(s.data) for s in split.segments)
     frames = split.frames
     print(
-        f"'demux {args.clip} 1080p': {len(split.segments)} segments, {video_s:.1f} s of video in "
-        f"{split_s:.3f} s => {video_s / split_s:.0f} s of video/s; "
+        f"'demux {args.clip} 1080p': {len(split.segments)} segments, {video_s:.1f} s of video planned in "
+        f"{cost.plan_s:.3f} s and cut in {cost.cut_s:.3f} s => {video_s / split_s:.0f} s of video/s; "
         f"{input_bytes / video_s * 8e-6:.2f} Mbit/s into the store"
     )
     cases.append(
         {
-            "case": "demux (split_video)",
+            "case": "demux (plan_video, segment_inputs)",
             "segments": len(split.segments),
             "segment_frames": [s.frames for s in split.segments],
             "video_s": video_s,
             "seconds": split_s,
+            "plan_seconds": cost.plan_s,
+            "cut_seconds": cost.cut_s,
             "video_s_per_s": video_s / split_s,
             "input_bytes": input_bytes,
         }
@@ -547,14 +577,15 @@ def bench(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     model = ScaleModel(
         segment_s=video_s / len(split.segments),
         segment_wall_s=sum(per_segment) / len(per_segment),
-        split_s_per_video_s=split_s / video_s,
+        split_s_per_video_s=cost.plan_s / video_s,
         concat_s_per_video_s=mux["concat_s"] / video_s,
         finalize_s_per_video_s=mux["finalize_s"] / video_s,
         store_bytes_per_video_s=(input_bytes + mux["output_bytes"]) / video_s,
+        cut_s_per_video_s=cost.cut_s / video_s,
     )
     print(
         f"model: 2 nodes projected {projected_wall_s(model, video_s, 2):.1f} s (measured {ray_s:.1f} s); "
-        f"concatenation bound beyond {concat_bound_nodes(model):.0f} slots"
+        f"driver (cut + concatenation) bound beyond {concat_bound_nodes(model):.0f} slots"
     )
     film = projection(model, FILM_S, PROJECTED_NODES)
     for row in film:

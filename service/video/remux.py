@@ -1,12 +1,15 @@
 """Stream copy for segment-parallel conversion: cut a video at keyframes, and concatenate encoded segments.
 
 Nothing here decodes or encodes: packets only move between containers. :func:`cut_segments` demuxes an
-opened input's video stream and cuts it at keyframes into segments of about ``segment_seconds``; each
-segment's packets are remuxed, unchanged, into a small in-memory MP4 (PyAV writes to ``BytesIO``) that
-carries the codec parameters with them, so a worker on another machine gets a complete, decodable file and no
-shared filesystem is needed. MP4 keeps the stream's time base (multiplied up to at least 10000 ticks per
-second, exactly as the single-process output does), so every frame keeps its timestamp; codecs MP4 cannot
-hold fall back to Matroska (milliseconds).
+opened input's video stream and cuts it at keyframes into segments of about ``segment_seconds``, handing out
+each segment as soon as its cut is final, so whoever takes them one at a time holds two segments' packets at
+most, and the whole cut is ``tuple(cut_segments(...))``. Each segment's packets are remuxed, unchanged, into a
+small in-memory MP4 (PyAV writes to ``BytesIO``) that carries the codec parameters with them, so a worker on
+another machine gets a complete, decodable file and no shared filesystem is needed. MP4 keeps the stream's
+time base (multiplied up to at least 10000 ticks per second, exactly as the single-process output does), so
+every frame keeps its timestamp; codecs MP4 cannot hold fall back to Matroska (milliseconds).
+:func:`plan_segments` makes the same cuts without the remux and keeps no packet data: where the segments
+are, to check an input to its end before any of it is handed out.
 
 A cut is only kept where decoding can restart: at a keyframe that no later packet displays before (an open
 GOP's leading pictures reference the previous GOP, so a cut before them is undone), and a last segment
@@ -20,7 +23,7 @@ result is finished is the business of :mod:`service.scaleout`, which calls this 
 
 import contextlib
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,11 +122,58 @@ def _remux(stream: Stream, packets: Sequence[Packet], name: str) -> bytes:
     return buffer.getvalue()
 
 
-def cut_segments(reader: VideoReader, segment_seconds: float) -> tuple[SegmentInput, ...]:
-    """Cut the video stream of ``reader`` into segments of about ``segment_seconds``, demuxing only.
+def _groups(reader: VideoReader, segment_seconds: float) -> Iterator[list[Packet]]:
+    """The video packets of ``reader`` in segments, each as soon as no later packet can change its cut.
 
-    The demuxed packets are checked against what the container declares, as the single-process path checks
-    its decoded frames, so a truncated input fails here rather than in a segment.
+    A cut is final once the next one is made (the newest may still be undone by an open GOP or take a short
+    tail), so at most two segments' packets are held. The demuxed packets are checked against what the
+    container declares, as the single-process path checks its decoded frames, before the last one or two
+    segments are handed out.
+    """
+    cutter = _Cutter(segment_seconds)
+    packets = corrupt = 0
+    first_s: float | None = None
+    with map_av_errors("input", reader.name):
+        demuxed = reader.container.demux(reader.video_stream)
+    while True:
+        with map_av_errors("input", reader.name):
+            packet = next(demuxed, None)
+        if packet is None:
+            break
+        if packet.size == 0:
+            continue
+        if packet.pts is None:
+            raise UnsupportedFormatError(
+                f"input '{reader.name}' has video packets without timestamps (a raw stream?); it "
+                "cannot be cut into segments, convert it without Ray"
+            )
+        packets += 1
+        corrupt += bool(packet.is_corrupt)
+        cutter.add(packet)
+        while len(cutter.done) > 1:
+            group = cutter.done.pop(0)
+            if first_s is None:
+                first_s = min(_seconds(p) for p in group)
+            yield group
+    tail = cutter.finish()
+    if tail and first_s is None:
+        first_s = min(_seconds(p) for p in tail[0])
+    end_s = _end_seconds(tail[-1]) if tail else None
+    reader.check_scan(
+        PacketScan(packets, (end_s or 0.0) - (first_s or 0.0), end_s, corrupt, stopped_early=False)
+    )
+    yield from tail
+
+
+def _segment(index: int, group: Sequence[Packet], data: bytes) -> SegmentInput:
+    return SegmentInput(index, _seconds(group[0]), _end_seconds(group), len(group), data)
+
+
+def plan_segments(reader: VideoReader, segment_seconds: float) -> tuple[SegmentInput, ...]:
+    """Where :func:`cut_segments` cuts the video stream of ``reader``, checked to its end; no data kept.
+
+    The segments are those :func:`cut_segments` yields, with empty ``data``: no packet is remuxed, and at
+    most two segments' packets are held at a time.
 
     Raises
     ------
@@ -132,35 +182,27 @@ def cut_segments(reader: VideoReader, segment_seconds: float) -> tuple[SegmentIn
     CorruptStreamError
         The input is truncated or corrupt.
     """
-    stream = reader.video_stream
-    cutter = _Cutter(segment_seconds)
-    corrupt = 0
-    with map_av_errors("input", reader.name):
-        for packet in reader.container.demux(stream):
-            if packet.size == 0:
-                continue
-            if packet.pts is None:
-                raise UnsupportedFormatError(
-                    f"input '{reader.name}' has video packets without timestamps (a raw stream?); it "
-                    "cannot be cut into segments, convert it without Ray"
-                )
-            corrupt += bool(packet.is_corrupt)
-            cutter.add(packet)
-    groups = cutter.finish()
-    packets = sum(len(g) for g in groups)
-    first_s = min((_seconds(p) for p in groups[0]), default=0.0) if groups else 0.0
-    end_s = _end_seconds(groups[-1]) if groups else None
-    reader.check_scan(PacketScan(packets, (end_s or 0.0) - first_s, end_s, corrupt, stopped_early=False))
-    return tuple(
-        SegmentInput(
-            index=i,
-            start_s=_seconds(group[0]),
-            end_s=_end_seconds(group),
-            frames=len(group),
-            data=_remux(stream, group, reader.name),
-        )
-        for i, group in enumerate(groups)
-    )
+    return tuple(_segment(i, group, b"") for i, group in enumerate(_groups(reader, segment_seconds)))
+
+
+def cut_segments(reader: VideoReader, segment_seconds: float) -> Generator[SegmentInput]:
+    """Cut the video stream of ``reader`` into segments of about ``segment_seconds``, one at a time.
+
+    Each segment is demuxed, remuxed and yielded once its cut is final, so the caller takes them as it needs
+    them and at most two segments' packets are held; ``tuple(cut_segments(...))`` is the whole cut. The
+    input is checked as :func:`plan_segments` checks it, before its last segment is yielded.
+
+    Raises
+    ------
+    UnsupportedFormatError
+        The video packets carry no timestamps (raw elementary streams): there is nothing to cut them by.
+    CorruptStreamError
+        The input is truncated or corrupt.
+    """
+    for index, group in enumerate(_groups(reader, segment_seconds)):
+        segment = _segment(index, group, _remux(reader.video_stream, group, reader.name))
+        group.clear()  # only this segment's bytes stay while the caller has it
+        yield segment
 
 
 class SegmentConcat:

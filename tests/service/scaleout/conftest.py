@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from service.inference.types import OperatorSpec
-from service.pipeline import ConversionResult, convert_video
+from service.pipeline import ConversionResult, ConvertOptions, convert_video
+from service.scaleout.split import SplitVideo, plan_video, segment_inputs
 from tests.adversarial.media import ffmpeg
 
 SPEC = OperatorSpec.of("bt2408", peak_nits=1000.0)
@@ -30,6 +31,12 @@ def gop_clip(
         inputs += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", "aac"]
     ffmpeg(*inputs, "-c:v", "libx264", "-g", str(gop), "-bf", "2", "-pix_fmt", "yuv420p", str(path))
     return path
+
+
+def cut(src: Path, segment_seconds: float) -> SplitVideo:
+    """The driver's plan of ``src`` with every segment's bytes, streamed as the driver cuts them."""
+    plan = plan_video(src, segment_seconds, ConvertOptions())
+    return replace(plan, segments=tuple(segment_inputs(src, plan, ConvertOptions())))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Planning and streaming the cut (the driver's two passes) against the whole-input cut, without a cluster."""
+"""The driver's two passes (plan, then stream the cut) against the one-pass whole cut, without a cluster."""
 
 from pathlib import Path
 
@@ -6,7 +6,9 @@ import pytest
 
 from service.errors import CorruptStreamError, EngineError, UnsupportedFormatError
 from service.pipeline import ConvertOptions
-from service.scaleout.split import plan_video, segment_inputs, split_video
+from service.scaleout.split import plan_video, segment_inputs
+from service.video.decode import VideoReader
+from service.video.remux import cut_segments
 from tests.adversarial.media import ffmpeg
 
 from .conftest import gop_clip
@@ -32,11 +34,11 @@ def _open_gop_clip(path: Path) -> Path:
 )
 def test_plan_then_stream_equals_the_whole_cut(tmp_path, clip, seconds):
     src = clip(tmp_path / "src.mp4")
-    whole = split_video(src, seconds, ConvertOptions())
+    with VideoReader(src, ConvertOptions().decode) as reader:
+        whole = tuple(cut_segments(reader, seconds))  # one pass, every segment's bytes at once
     plan = plan_video(src, seconds, ConvertOptions())
-    assert plan.segments == tuple(s.__class__(**{**s.__dict__, "data": b""}) for s in whole.segments)
-    assert (plan.info, plan.copy_streams, plan.warnings) == (whole.info, whole.copy_streams, whole.warnings)
-    assert tuple(segment_inputs(src, plan, ConvertOptions())) == whole.segments
+    assert plan.segments == tuple(s.__class__(**{**s.__dict__, "data": b""}) for s in whole)
+    assert tuple(segment_inputs(src, plan, ConvertOptions())) == whole
 
 
 def test_segments_are_cut_when_asked_for(tmp_path):
@@ -69,3 +71,8 @@ def test_an_input_changed_after_planning_fails_by_segment(tmp_path):
     gop_clip(src, seconds=2.0, audio=False)
     with pytest.raises(EngineError, match=r"segment 2 \(2\.0-3\.0 s of 'src\.mp4'\) no longer demuxes"):
         list(segment_inputs(src, plan, ConvertOptions()))
+    longer = tmp_path / "longer.mp4"
+    plan = plan_video(gop_clip(longer, seconds=2.0, audio=False), 1.0, ConvertOptions())
+    gop_clip(longer, seconds=4.0, audio=False)
+    with pytest.raises(EngineError, match=r"segment 2 \(2\.0-3\.0 s of 'longer\.mp4'\) no longer demuxes"):
+        list(segment_inputs(longer, plan, ConvertOptions()))
