@@ -89,6 +89,10 @@ class SynthesisConfig:
     p_bright: float = 0.35
     """Share of panorama views aimed at one of the scene's brightest spots (lamps, sun, speculars, windows):
     uniformly aimed views of a night scene rarely contain its lamps, yet those are what ITM must expand."""
+    p_deliver: float = 0.0
+    """Share of views rendered at ``deliver_factor`` times the size, tone-mapped and quantised there, and
+    downscaled as delivered video is (the SDR in its gamma domain, the reference in linear light)."""
+    deliver_factor: int = 3
 
 
 @dataclass
@@ -298,11 +302,28 @@ def _jpeg(u8: U8, quality: int) -> U8:
     return np.asarray(Image.open(buf).convert("RGB"), np.uint8)
 
 
-def synthesize(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig) -> Sample:
+def deliver_downscale(sdr: U8, scene: F32, factor: int) -> tuple[U8, F32]:
+    """The SDR and its scene light ``factor`` times smaller, each as the real chain does it.
+
+    Video is mastered larger than it is delivered (a 4K camera, a 1080p or 720p stream): the scaler averages
+    the *coded* SDR, so a small lamp that clipped at 255 becomes a core at 0.85-0.97 of white, while the
+    light it stands for is the *linear* average, still far above white. Rendered at the delivered size
+    directly, a lamp stays clipped, and the network never sees the near-white cores of real night video
+    (measured on the ferris wheel: their p99.9 pixels sit at 0.90-0.975 of white).
+    """
+    h, w = sdr.shape[0] // factor, sdr.shape[1] // factor
+    small = Image.fromarray(sdr).resize((w, h), Image.Resampling.BILINEAR)
+    light = scene[: h * factor, : w * factor].reshape(h, factor, w, factor, 3).mean(axis=(1, 3))
+    return np.asarray(small, np.uint8), light.astype(np.float32)
+
+
+def synthesize(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig, deliver_factor: int = 1) -> Sample:
     """Render one scene-linear view to a (SDR, base, target) training pair.
 
     Exposure is auto-exposure (log-average luminance to 0.18) plus a clipped Gaussian EV offset, so most
-    samples look like competent SDR and a few are badly exposed, as real content is.
+    samples look like competent SDR and a few are badly exposed, as real content is. With
+    ``deliver_factor`` > 1 the view is that many times larger than the pair and is brought down by
+    :func:`deliver_downscale` after the 8-bit quantisation and before the codec (JPEG), as delivery does.
     """
     y = luminance(scene)
     key = float(np.exp(np.mean(np.log(np.maximum(y, 1e-6)))))
@@ -335,6 +356,9 @@ def synthesize(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig) -> Sa
     meta["transfer"] = transfer
     code = encode_sdr(display, transfer)
     sdr = np.clip(np.round(code * 255.0), 0, 255).astype(np.uint8)
+    if deliver_factor > 1:
+        sdr, scene = deliver_downscale(sdr, scene, deliver_factor)
+        meta["deliver"] = float(deliver_factor)
     if rng.random() < cfg.p_jpeg:
         q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
         sdr = _jpeg(sdr, q)
@@ -402,7 +426,10 @@ class SceneBank:
     ) -> Sample:
         """One synthesised pair from a uniformly chosen (or the given) scene."""
         i = int(rng.integers(len(self.images))) if index is None else index
-        out = synthesize(self.view(i, size, rng, cfg), rng, cfg)
+        # Draw only when delivery is on, so p_deliver = 0 reproduces the views of earlier runs.
+        factor = cfg.deliver_factor if cfg.p_deliver > 0 and rng.random() < cfg.p_deliver else 1
+        view = self.view(i, (size[0] * factor, size[1] * factor), rng, cfg)
+        out = synthesize(view, rng, cfg, factor)
         out.meta["scene"] = self.scenes[i].file
         return out
 

@@ -86,3 +86,19 @@ def test_real_split_has_no_shared_family_and_views_are_finite() -> None:
     bank = SceneBank(DEFAULT_DATA_DIR, val[:2])
     s = bank.sample(np.random.default_rng(0), (32, 48), SynthesisConfig())
     assert np.isfinite(s.target).all() and s.sdr.shape == (32, 48, 3)
+
+
+def test_delivery_turns_a_small_clipped_lamp_into_a_near_white_core_that_stays_bright() -> None:
+    # A 4 x 4 lamp in a dark 96 x 96 view, delivered 3x smaller: the scaler averages the coded SDR, so the
+    # lamp's core is no longer clipped, while the reference (linear average) stays far above SDR white.
+    scene = np.full((96, 96, 3), 0.02, np.float32)
+    scene[42:46, 42:46] = 400.0
+    quiet = SynthesisConfig(ev_sigma=0.0, p_jpeg=0.0, p_noise=0.0, p_saturation=0.0)
+    direct = synthesize(scene[::3, ::3], np.random.default_rng(1), quiet)
+    delivered = synthesize(scene, np.random.default_rng(1), quiet, deliver_factor=3)
+    assert delivered.sdr.shape == direct.sdr.shape == (32, 32, 3)
+    assert delivered.meta["deliver"] == 3.0 and "deliver" not in direct.meta
+    core = np.unravel_index(np.argmax(delivered.sdr[..., 1]), (32, 32))
+    assert 150 <= delivered.sdr[core][1] < 255
+    target, base = pq_to_nits(delivered.target[core]), delivered.linear[core]
+    assert (target >= 3.0 * base).all()
