@@ -41,9 +41,21 @@ def environment() -> dict[str, Any]:
     }
 
 
-def write(subject: str, cases: list[dict[str, Any]]) -> Path:
-    """Write ``bench/results/<subject>.json`` and return its path."""
+def write(subject: str, cases: list[dict[str, Any]], settings: dict[str, Any] | None = None) -> Path:
+    """Write ``bench/results/<subject>.json`` and return its path; ``settings`` records how it was run."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{subject}.json"
-    path.write_text(json.dumps({"environment": environment(), "cases": cases}, indent=2) + "\n")
+    record: dict[str, Any] = {"environment": environment()}
+    if settings is not None:
+        record["settings"] = settings
+    record["cases"] = cases
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def write_markdown(subject: str, text: str) -> Path:
+    """Write ``bench/results/<subject>.md`` (a table ready to paste into a document) and return its path."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{subject}.md"
+    path.write_text(text if text.endswith("\n") else text + "\n")
     return path

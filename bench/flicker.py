@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._report import write
+from service.colour.description import ColourDescription
 from service.colour.pq import eotf_inverse_st2084
 from service.operators import create_operator
 from service.video.decode import VideoReader
@@ -31,6 +32,13 @@ def deltas(frames_nits: list[np.ndarray]) -> tuple[float, float]:
     pix = np.mean([np.abs(a - b).mean() for a, b in zip(pq[1:], pq[:-1], strict=True)])
     glob = np.mean([abs(float(a.mean() - b.mean())) for a, b in zip(pq[1:], pq[:-1], strict=True)])
     return float(pix), float(glob)
+
+
+def read_clip(path: Path, frames: int) -> tuple[np.ndarray, ColourDescription]:
+    """The first ``frames`` frames of a clip (N x H x W x 3 uint8 R'G'B', native size) and its colour tags."""
+    with VideoReader(path) as reader:
+        rgb = np.concatenate([b.rgb for b in reader.batches(8, max_frames=frames)])
+        return rgb, reader.info.colour
 
 
 def main() -> int:
@@ -51,9 +59,7 @@ def main() -> int:
         ops[spec] = create_operator(name, **params)
     cases = []
     for clip in args.clips:
-        with VideoReader(DATA / clip) as reader:
-            rgb = np.concatenate([b.rgb for b in reader.batches(8, max_frames=args.frames)])
-            colour = reader.info.colour
+        rgb, colour = read_clip(DATA / clip, args.frames)
         outs = {name: deltas([op(f[None], colour)[0] for f in rgb]) for name, op in ops.items()}
         ref_pix, ref_glob = outs["bt2408"]
         for name, (pix, glob) in outs.items():
