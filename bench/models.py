@@ -576,6 +576,10 @@ def streamed_deltas(outputs: Iterator[np.ndarray], chunk: int = 8) -> tuple[floa
     return pix / pairs, glob / pairs
 
 
+STILL_DPQ = 1e-6
+"""Mean |ΔPQ| of ``bt2408`` below which a clip's frames are taken as unchanging (no ratio to form)."""
+
+
 def flicker_scores(
     ops: dict[str, Callable[..., Any]], clips: dict[str, tuple[np.ndarray, Any]]
 ) -> dict[str, dict[str, Any]]:
@@ -586,19 +590,21 @@ def flicker_scores(
     out: dict[str, dict[str, Any]] = {label: {"per_clip": {}} for label in ops}
     for clip, (rgb, colour) in clips.items():
         ref_pix, ref_glob = streamed_deltas(reference(f[None], colour)[0] for f in rgb)
+        # Frames that do not change (a still opening) have no flicker to compare: no ratio, not averaged.
+        still = ref_pix < STILL_DPQ
         for label, op in ops.items():
             pix, glob = streamed_deltas(op(f[None], colour)[0] for f in rgb)
             out[label]["per_clip"][clip] = {
                 "frames": len(rgb),
                 "mean_abs_dpq": pix,
                 "mean_abs_dmean_pq": glob,
-                "ratio_pix_vs_bt2408": pix / max(ref_pix, 1e-9),
-                "ratio_glob_vs_bt2408": glob / max(ref_glob, 1e-9),
+                "ratio_pix_vs_bt2408": None if still else pix / ref_pix,
+                "ratio_glob_vs_bt2408": None if still else glob / max(ref_glob, 1e-9),
             }
     for scores in out.values():
-        per_clip = scores["per_clip"].values()
-        scores["ratio_pix_vs_bt2408"] = statistics.fmean(c["ratio_pix_vs_bt2408"] for c in per_clip)
-        scores["ratio_glob_vs_bt2408"] = statistics.fmean(c["ratio_glob_vs_bt2408"] for c in per_clip)
+        moving = [c for c in scores["per_clip"].values() if c["ratio_pix_vs_bt2408"] is not None]
+        for key in ("ratio_pix_vs_bt2408", "ratio_glob_vs_bt2408"):
+            scores[key] = statistics.fmean(c[key] for c in moving) if moving else None
     return out
 
 
@@ -713,7 +719,8 @@ def notes(settings: dict[str, Any]) -> list[str]:
     if settings["flicker_clips"]:
         out.append(
             f"- Flicker: `bench/flicker.py`'s deltas over the first {settings['flicker_frames']} frames of "
-            f"{', '.join(settings['flicker_clips'])}, as a ratio to bt2408, mean over the clips."
+            f"{', '.join(settings['flicker_clips'])}, as a ratio to bt2408, mean over the clips whose frames "
+            "change (a clip whose `bt2408` output does not change has no ratio)."
         )
     return out
 
@@ -872,10 +879,8 @@ def run(args: argparse.Namespace) -> int:
         for target, row in zip(targets, rows, strict=True):
             row["flicker"] = scores[target.label]
             f = row["flicker"]
-            print(
-                f"'{target.label}' flicker: ΔPQ x{f['ratio_pix_vs_bt2408']:.2f}, "
-                f"Δmean x{f['ratio_glob_vs_bt2408']:.2f} (vs bt2408)"
-            )
+            pix, glob = _fmt(f["ratio_pix_vs_bt2408"], ".2f"), _fmt(f["ratio_glob_vs_bt2408"], ".2f")
+            print(f"'{target.label}' flicker: ΔPQ x{pix}, Δmean x{glob} (vs bt2408)")
 
     settings["wall_s"] = time.perf_counter() - started
     md = markdown(rows, settings, skipped)

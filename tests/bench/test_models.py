@@ -106,6 +106,21 @@ def test_streamed_deltas_equal_bench_flicker_deltas() -> None:
         streamed_deltas(iter(frames[:1]))
 
 
+def test_a_clip_that_does_not_change_has_no_flicker_ratio_and_is_not_averaged() -> None:
+    from service.colour.description import ColourDescription
+    from service.operators import create_operator
+
+    rng = np.random.default_rng(3)
+    moving = rng.integers(0, 256, (4, 16, 24, 3), dtype=np.uint8)
+    still = np.repeat(moving[:1], 4, axis=0)
+    colour = ColourDescription.video()
+    bt2446a = create_operator("bt2446a", peak_nits=1000.0)
+    scores = flicker_scores({"bt2446a": bt2446a}, {"moving": (moving, colour), "still": (still, colour)})
+    s = scores["bt2446a"]
+    assert s["per_clip"]["still"]["ratio_pix_vs_bt2408"] is None
+    assert s["ratio_pix_vs_bt2408"] == pytest.approx(s["per_clip"]["moving"]["ratio_pix_vs_bt2408"])
+
+
 def test_bt2408_against_itself_scores_no_artifacts_and_flicker_ratio_one() -> None:
     y, x = np.mgrid[0:48, 0:64]
     frame = np.stack([x * 4, y * 5, (x + y) * 2], -1).astype(np.uint8)
