@@ -30,9 +30,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from service.colour.scaling import DEFAULT_PEAK_NITS
@@ -60,6 +61,17 @@ TASK_NAME = "itm-segment"
 """Ray task name prefix (``itm-segment-5e1f2a-3``: conversion, segment): what ``ray list tasks`` shows."""
 _POLL_S = 0.2
 """How often the driver looks at ``cancel`` while it waits for segments."""
+RAY_CLIENT_HEAD_ENV: Mapping[str, str] = MappingProxyType({"GRPC_ENABLE_FORK_SUPPORT": "0"})
+"""The environment a head that serves Ray Client (``ray://``) must be started in (``ray start --head``).
+
+For each client, the head's Ray Client server forks and execs a server of its own while its gRPC threads
+are busy. gRPC's fork handlers then skip their work, and the forked child, before it reaches ``exec``, can
+abort in gRPC's poller (``Check failed: next_worker->state == KICKED`` in the head's
+``ray_client_server.err``): the client fails with "Starting Ray client server failed" (ray-project/ray#63202;
+here 6 of 36 connections while another job loaded the machine, none of 10 when it was idle). Without fork
+support gRPC installs no such handlers, which is gRPC's own advice for a process that only forks to exec.
+"""
+_CLIENT_SERVER_FAILED = "Starting Ray client server failed"
 
 
 @dataclass(frozen=True)
@@ -146,10 +158,13 @@ def connect(address: str) -> None:
     where loopback is the only interface (a private network namespace, ``unshare -n``), and there it is given
     127.0.0.1 and no auth token (``RAY_AUTH_MODE=disabled`` unless set: see the comment below).
 
+    A ``ray://`` address is joined through Ray Client: its head must run in :data:`RAY_CLIENT_HEAD_ENV`.
+
     Raises
     ------
     EngineError
-        If Ray is not installed, the cluster cannot be reached, or :data:`LOCAL` would have to start a Ray
+        If Ray is not installed, the cluster cannot be reached (for Ray Client, a failure to start this
+        client's server on the head names the setting above), or :data:`LOCAL` would have to start a Ray
         that other machines could reach.
     """
     try:
@@ -180,6 +195,14 @@ def connect(address: str) -> None:
             **start,
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
+        if _CLIENT_SERVER_FAILED in str(exc):  # the server's traceback: its last line names the head's log
+            reason = str(exc).strip().splitlines()[-1]
+            env = " ".join(f"{k}={v}" for k, v in RAY_CLIENT_HEAD_ENV.items())
+            raise EngineError(
+                f"cannot join the Ray cluster at '{address}': {reason} If that log is empty and the head's "
+                f"ray_client_server.err shows a gRPC 'Check failed', start the head with {env} in its "
+                "environment (see service.scaleout.cluster.RAY_CLIENT_HEAD_ENV)"
+            ) from exc
         raise EngineError(f"cannot join the Ray cluster at '{address}': {exc}") from exc
     if start:
         log.info("started a local Ray on 127.0.0.1 (%s)", ray.get_runtime_context().gcs_address)

@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import pytest
 
 from service.inference.types import OperatorSpec
 from service.pipeline import ConversionResult, ConvertOptions, convert_video
+from service.scaleout.cluster import RAY_CLIENT_HEAD_ENV
 from service.scaleout.split import SplitVideo, plan_video, segment_inputs
 from tests.adversarial.media import ffmpeg
 
@@ -78,6 +79,9 @@ def in_process(tmp_path: Path) -> Callable[[Path, str], ConversionResult]:
 
 RAY_PORT = 6390
 DASHBOARD_PORT = 8290
+CLIENT_PORT = 10001
+CLIENT_ADDRESS = f"ray://127.0.0.1:{CLIENT_PORT}"
+"""The test cluster's head through Ray Client, as the Helm chart points the service at its head."""
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -89,8 +93,8 @@ def only_loopback() -> bool:
 NODE_ARGS = ("--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats")
 
 
-def _ray(*args: str) -> None:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
+def _ray(*args: str, extra_env: Mapping[str, str] | None = None) -> None:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT), **(extra_env or {})}
     subprocess.run(
         [str(Path(sys.executable).parent / "ray"), *args],
         check=True,
@@ -107,6 +111,8 @@ def ray_cluster() -> Iterator[str]:
     Some Ray agents listen on every interface whatever ``--node-ip-address`` says, so the cluster only starts
     in a private network namespace that has nothing but loopback (``make test`` runs these tests in one).
     Workers get the repository on ``PYTHONPATH``, so the test operators import there as they do here.
+    The head serves Ray Client at :data:`CLIENT_ADDRESS`, started as the Helm chart starts it: dashboard on,
+    in :data:`~service.scaleout.cluster.RAY_CLIENT_HEAD_ENV`. This process joins as a driver on a node.
     """
     ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed")
     if not only_loopback():
@@ -115,7 +121,9 @@ def ray_cluster() -> Iterator[str]:
     common = NODE_ARGS
     try:
         dashboard = ["--include-dashboard", "true", "--dashboard-port", str(DASHBOARD_PORT)]
-        _ray("start", "--head", "--port", str(RAY_PORT), *dashboard, "--dashboard-host", "127.0.0.1", *common)
+        head = ["--port", str(RAY_PORT), *dashboard, "--dashboard-host", "127.0.0.1"]
+        client = ["--ray-client-server-port", str(CLIENT_PORT)]
+        _ray("start", "--head", *head, *client, *common, extra_env=RAY_CLIENT_HEAD_ENV)
         _ray("start", "--address", address, *common)
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, configure_logging=False)
         _wait_for_nodes(2)

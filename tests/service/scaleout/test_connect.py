@@ -69,3 +69,38 @@ def test_the_cli_leaves_ray_at_the_end(monkeypatch, tmp_path, connected_before):
     bad.write_bytes(b"not a video" * 100)
     assert main(["convert", str(bad), str(tmp_path / "out.mp4"), "-o", "bt2408", "--ray", "auto", "-q"]) != 0
     assert left == ([] if connected_before else [True])  # a caller's own connection (main in tests) stays
+
+
+def test_a_ray_client_server_that_fails_to_start_names_the_head_setting(monkeypatch):
+    """The head's Ray Client server lost this client's server (ray-project/ray#63202): say how to start it."""
+    server = (
+        "Initialization failure from server:\nTraceback (most recent call last):\n  ...\nRuntimeError: "
+        "Starting Ray client server failed. See ray_client_server_23000.err for detailed logs."
+    )
+
+    def init(**kwargs: Any) -> None:
+        raise ConnectionAbortedError(server)
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(EngineError) as caught:
+        cluster.connect("ray://head:10001")
+    message = str(caught.value)
+    assert message.startswith(
+        "cannot join the Ray cluster at 'ray://head:10001': RuntimeError: Starting Ray client server failed. "
+        "See ray_client_server_23000.err for detailed logs."
+    )
+    assert "start the head with GRPC_ENABLE_FORK_SUPPORT=0 in its environment" in message
+    assert dict(cluster.RAY_CLIENT_HEAD_ENV) == {"GRPC_ENABLE_FORK_SUPPORT": "0"}
+
+
+def test_the_charts_ray_head_runs_in_the_ray_client_environment():
+    """The Helm chart reaches its head through Ray Client, so the head container has RAY_CLIENT_HEAD_ENV."""
+    import re
+    from pathlib import Path
+
+    template = Path(__file__).resolve().parents[3] / "deploy/helm/itmstream/templates/raycluster.yaml"
+    text = template.read_text()
+    head = text[text.index("headGroupSpec:") : text.index("workerGroupSpecs:")]
+    for name, value in cluster.RAY_CLIENT_HEAD_ENV.items():
+        assert re.search(rf'- name: {name}\n\s+value: "{value}"', head), f"{name}={value} not on the head"
