@@ -23,13 +23,17 @@ from .conftest import CLIENT_ADDRESS, ROOT, SPEC, add_node, decode, gop_clip, lu
 pytestmark = pytest.mark.ray
 
 
-def _tasks(names: list[str], timeout: float = 30.0) -> list[dict]:  # type: ignore[type-arg]
-    """Ray's state API records of the named tasks, once every one has reached a final state (else [])."""
+def _tasks(address: str, names: list[str], timeout: float = 30.0) -> list[dict]:  # type: ignore[type-arg]
+    """Ray's state API records of the named tasks, once every one has reached a final state (else []).
+
+    Every state query names the test cluster's address: resolved from the machine's latest Ray session
+    instead, it would ask whichever cluster started last on this host (another namespace's, say) and time out.
+    """
     from ray.util.state import list_tasks
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = [r for name in names for r in list_tasks(filters=[("name", "=", name)], detail=True)]
+        rows = [r for name in names for r in list_tasks(address, filters=[("name", "=", name)], detail=True)]
         named = {r.name for r in rows}
         if named == set(names) and all(r.state in ("FINISHED", "FAILED") for r in rows):
             return [r.__dict__ for r in rows]
@@ -61,7 +65,7 @@ def test_shared_clip_runs_on_both_nodes_and_matches_in_process(ray_cluster, data
     )
     names = [e.task_name for e in events if e.state == "queued"]
     assert len(names) == 4
-    records = _tasks(names)
+    records = _tasks(ray_cluster, names)
     assert {r["state"] for r in records} == {"FINISHED"}
     assert len({r["node_id"] for r in records}) == 2, "both nodes ran segments (Ray's state API)"
     reference = in_process(src)
@@ -133,7 +137,7 @@ def test_cancel_cancels_the_outstanding_tasks(ray_cluster, tmp_path):
                 on_segment=events.append,
             )
         names = [e.task_name for e in events if e.state == "queued"]
-        records = _tasks(names)
+        records = _tasks(ray_cluster, names)
         assert records and all(r["state"] == "FAILED" for r in records)  # cancelled: none ran to the end
         assert sorted(p.name for p in tmp_path.iterdir()) == ["src.mp4"]
     finally:
@@ -350,7 +354,7 @@ def test_cli_in_its_own_process_reads_the_ray_settings(ray_cluster, tmp_path):
     deadline = time.monotonic() + 30
     while len(new) != 3 and time.monotonic() < deadline:
         time.sleep(0.5)
-        tasks = list_tasks(filters=[("job_id", "!=", ours)], limit=10_000)
+        tasks = list_tasks(ray_cluster, filters=[("job_id", "!=", ours)], limit=10_000)
         new = [t.name for t in tasks if t.name.startswith("itm-segment")]
     assert len(new) == 3, new  # three 1 s segments, as ITM_SEGMENT_SECONDS says
 
@@ -378,7 +382,7 @@ def test_ray_client_converts_a_shared_clip_on_both_nodes(ray_cluster, data_video
     dst = tmp_path / "out" / "bikes.mp4"
     dst.parent.mkdir()
     ours = ray.get_runtime_context().get_job_id()
-    before = {t.task_id for t in list_tasks(filters=[("job_id", "!=", ours)], limit=10_000)}
+    before = {t.task_id for t in list_tasks(ray_cluster, filters=[("job_id", "!=", ours)], limit=10_000)}
     cli = ["-m", "service.cli", "convert", str(src), str(dst), "-o", "bt2408", "--ray", CLIENT_ADDRESS]
     run = _python(*cli, env={"ITM_SEGMENT_SECONDS": "2"})
     assert run.returncode == 0, run.stderr
@@ -393,7 +397,7 @@ def test_ray_client_converts_a_shared_clip_on_both_nodes(ray_cluster, data_video
     segments: list[dict] = []  # type: ignore[type-arg]
     deadline = time.monotonic() + 30  # task events reach the state API with a delay
     while time.monotonic() < deadline:
-        tasks = list_tasks(filters=[("job_id", "!=", ours)], limit=10_000, detail=True)
+        tasks = list_tasks(ray_cluster, filters=[("job_id", "!=", ours)], limit=10_000, detail=True)
         segments = [t.__dict__ for t in tasks if t.task_id not in before and t.name.startswith("itm-segment")]
         if len(segments) == 4 and all(t["state"] == "FINISHED" for t in segments):
             break
@@ -454,7 +458,7 @@ def test_losing_a_node_mid_job_retries_its_segments(ray_cluster, tmp_path):
     def kill_when_busy() -> None:  # the state API shows what runs where, about a second late
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not killed.is_set():
-            running = list_tasks(filters=[("node_id", "=", victim), ("state", "=", "RUNNING")])
+            running = list_tasks(ray_cluster, filters=[("node_id", "=", victim), ("state", "=", "RUNNING")])
             if any(t.name.startswith("itm-segment") for t in running):
                 os.kill(raylet, signal.SIGKILL)
                 killed.set()
@@ -481,6 +485,7 @@ def test_losing_a_node_mid_job_retries_its_segments(ray_cluster, tmp_path):
     retried: list[str] = []
     deadline = time.monotonic() + 20  # task events reach the state API with a delay
     while not retried and time.monotonic() < deadline:
-        retried = [t.name for t in list_tasks(limit=10_000) if t.name in names and t.attempt_number > 0]
+        tasks = list_tasks(ray_cluster, limit=10_000)
+        retried = [t.name for t in tasks if t.name in names and t.attempt_number > 0]
         time.sleep(0.5)
     assert retried, "no segment was re-run after its node died"
