@@ -102,3 +102,16 @@ def test_delivery_turns_a_small_clipped_lamp_into_a_near_white_core_that_stays_b
     assert 150 <= delivered.sdr[core][1] < 255
     target, base = pq_to_nits(delivered.target[core]), delivered.linear[core]
     assert (target >= 3.0 * base).all()
+
+
+@needs_data
+def test_lamp_targets_reports_ratios_of_near_white_pixels_per_context() -> None:
+    from models.mqn.lamp_targets import band_ratios, summary
+
+    _, val = split_scenes(read_manifest(DEFAULT_DATA_DIR))
+    bank = SceneBank(DEFAULT_DATA_DIR, val[:2])
+    ratios = band_ratios(bank, SynthesisConfig(p_bright=1.0), views=3, seed=0, size=96)
+    assert set(ratios) == {"dark", "bright"}
+    assert all(r > 0 for v in ratios.values() for r in v)
+    assert summary([]) == {"pixels": 0, "median": None, "share_ge_3": None}
+    assert summary([1.0, 2.0, 4.0]) == {"pixels": 3, "median": 2.0, "share_ge_3": round(1 / 3, 3)}
