@@ -13,6 +13,7 @@ whether ``mqn`` stays in the range of the per-pixel ``bt2446a`` curve, which can
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,31 @@ def deltas(frames_nits: list[np.ndarray]) -> tuple[float, float]:
     pix = np.mean([np.abs(a - b).mean() for a, b in zip(pq[1:], pq[:-1], strict=True)])
     glob = np.mean([abs(float(a.mean() - b.mean())) for a, b in zip(pq[1:], pq[:-1], strict=True)])
     return float(pix), float(glob)
+
+
+STILL_DPQ = 1e-6
+"""Mean |ΔPQ| of ``bt2408`` below which a clip's frames are taken as unchanging: no ratio to form."""
+
+
+def clip_case(frames: int, measured: tuple[float, float], reference: tuple[float, float]) -> dict[str, Any]:
+    """One operator's deltas on one clip and their ratios to ``bt2408``'s (``reference``).
+
+    A clip whose ``bt2408`` output does not change (a still opening) has no flicker to compare: its ratios
+    are None, where a division would report 0 for every operator.
+    """
+    (pix, glob), (ref_pix, ref_glob) = measured, reference
+    still = ref_pix < STILL_DPQ
+    return {
+        "frames": frames,
+        "mean_abs_dpq": pix,
+        "mean_abs_dmean_pq": glob,
+        "ratio_pix_vs_bt2408": None if still else pix / ref_pix,
+        "ratio_glob_vs_bt2408": None if still else glob / max(ref_glob, 1e-9),
+    }
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def read_clip(path: Path, frames: int) -> tuple[np.ndarray, ColourDescription]:
@@ -61,21 +87,12 @@ def main() -> int:
     for clip in args.clips:
         rgb, colour = read_clip(DATA / clip, args.frames)
         outs = {name: deltas([op(f[None], colour)[0] for f in rgb]) for name, op in ops.items()}
-        ref_pix, ref_glob = outs["bt2408"]
-        for name, (pix, glob) in outs.items():
-            case = {
-                "clip": clip,
-                "operator": name,
-                "frames": len(rgb),
-                "mean_abs_dpq": pix,
-                "mean_abs_dmean_pq": glob,
-                "ratio_pix_vs_bt2408": pix / max(ref_pix, 1e-9),
-                "ratio_glob_vs_bt2408": glob / max(ref_glob, 1e-9),
-            }
+        for name, measured in outs.items():
+            case = {"clip": clip, "operator": name, **clip_case(len(rgb), measured, outs["bt2408"])}
             cases.append(case)
             print(
-                f"{clip:28s} {name:18s} |ΔPQ| {pix:.5f} (x{case['ratio_pix_vs_bt2408']:.2f})  "
-                f"|Δmean| {glob:.5f} (x{case['ratio_glob_vs_bt2408']:.2f})"
+                f"{clip:28s} {name:18s} |ΔPQ| {measured[0]:.5f} (x{_ratio(case['ratio_pix_vs_bt2408'])})  "
+                f"|Δmean| {measured[1]:.5f} (x{_ratio(case['ratio_glob_vs_bt2408'])})"
             )
     out = write("flicker", cases)
     print(f"wrote {out}")

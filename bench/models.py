@@ -576,31 +576,20 @@ def streamed_deltas(outputs: Iterator[np.ndarray], chunk: int = 8) -> tuple[floa
     return pix / pairs, glob / pairs
 
 
-STILL_DPQ = 1e-6
-"""Mean |ΔPQ| of ``bt2408`` below which a clip's frames are taken as unchanging (no ratio to form)."""
-
-
 def flicker_scores(
     ops: dict[str, Callable[..., Any]], clips: dict[str, tuple[np.ndarray, Any]]
 ) -> dict[str, dict[str, Any]]:
     """Per operator: |ΔPQ| and |Δ mean PQ| per clip, their ratios to ``bt2408``, and the ratios' means."""
+    from bench.flicker import clip_case
     from service.operators import create_operator
 
     reference = create_operator("bt2408", peak_nits=PEAK_NITS)
     out: dict[str, dict[str, Any]] = {label: {"per_clip": {}} for label in ops}
     for clip, (rgb, colour) in clips.items():
-        ref_pix, ref_glob = streamed_deltas(reference(f[None], colour)[0] for f in rgb)
-        # Frames that do not change (a still opening) have no flicker to compare: no ratio, not averaged.
-        still = ref_pix < STILL_DPQ
+        ref = streamed_deltas(reference(f[None], colour)[0] for f in rgb)
         for label, op in ops.items():
-            pix, glob = streamed_deltas(op(f[None], colour)[0] for f in rgb)
-            out[label]["per_clip"][clip] = {
-                "frames": len(rgb),
-                "mean_abs_dpq": pix,
-                "mean_abs_dmean_pq": glob,
-                "ratio_pix_vs_bt2408": None if still else pix / ref_pix,
-                "ratio_glob_vs_bt2408": None if still else glob / max(ref_glob, 1e-9),
-            }
+            measured = streamed_deltas(op(f[None], colour)[0] for f in rgb)
+            out[label]["per_clip"][clip] = clip_case(len(rgb), measured, ref)
     for scores in out.values():
         moving = [c for c in scores["per_clip"].values() if c["ratio_pix_vs_bt2408"] is not None]
         for key in ("ratio_pix_vs_bt2408", "ratio_glob_vs_bt2408"):
