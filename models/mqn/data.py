@@ -93,6 +93,11 @@ class SynthesisConfig:
     """Share of views rendered at ``deliver_factor`` times the size, tone-mapped and quantised there, and
     downscaled as delivered video is (the SDR in its gamma domain, the reference in linear light)."""
     deliver_factor: int = 3
+    p_video_knee: float = 0.0
+    """Share of views shot by a video camera: the BT.709 OETF with a knee (``video_knee``) instead of a curve
+    drawn from ``CURVES``. Broadcast and consumer video cameras compress the light above 80-95 % of white
+    into the last codes, so an unclipped near-white pixel in their video stands for light several times
+    above white: the night lamps ITM must expand (models/results/lamps_diagnosis.md)."""
 
 
 @dataclass
@@ -242,6 +247,21 @@ def _agx(x: F32) -> F32:
     return np.clip(s, 0.0, 1.0) ** 2.2
 
 
+def _bt709_oetf(x: F32) -> F32:
+    return np.where(x < 0.018, 4.5 * x, 1.099 * np.power(np.maximum(x, 0.018), 0.45) - 0.099)
+
+
+def video_knee_code(x: F32, knee: float, white: float) -> F32:
+    """A video camera's code value: the BT.709 OETF up to code ``knee``, then a straight line in light.
+
+    The line reaches code 1.0 at ``white`` times the OETF's white (the knee point and knee slope of a
+    broadcast camera), and clips above.
+    """
+    x_knee = ((knee + 0.099) / 1.099) ** (1.0 / 0.45)
+    above = knee + (1.0 - knee) * (x - x_knee) / (white - x_knee)
+    return np.clip(np.where(x < x_knee, _bt709_oetf(x), above), 0.0, 1.0)
+
+
 def tone_curve(x: F32, curve: str, rng: np.random.Generator) -> tuple[F32, dict[str, float | str]]:
     """Render relative scene light to SDR display light with one randomly parametrised curve.
 
@@ -278,8 +298,13 @@ def tone_curve(x: F32, curve: str, rng: np.random.Generator) -> tuple[F32, dict[
             d = (y * (2.51 * y + 0.03)) / (y * (2.43 * y + 0.59) + 0.14)
         case "agx":
             d = _agx(x)
+        case "video_knee":
+            knee = float(rng.uniform(0.80, 0.95))
+            white = float(np.exp(rng.uniform(np.log(3.0), np.log(8.0))))
+            meta["knee"], meta["white"] = knee, white
+            d = video_knee_code(x, knee, white) ** 2.2
         case _:
-            raise ValueError(f"curve '{curve}' is not known; expected one of {CURVES}")
+            raise ValueError(f"curve '{curve}' is not known; expected one of {(*CURVES, 'video_knee')}")
     return np.clip(d, 0.0, 1.0).astype(np.float32), meta
 
 
@@ -330,7 +355,11 @@ def synthesize(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig, deliv
     ev = float(np.clip(rng.normal(0.0, cfg.ev_sigma), -cfg.ev_max, cfg.ev_max))
     exposure = 0.18 / max(key, 1e-6) * 2.0**ev
     x = scene * np.float32(exposure)
-    curve = CURVES[int(rng.integers(len(CURVES)))]
+    # Draw only when the knee is on, so p_video_knee = 0 reproduces the views of earlier runs.
+    if cfg.p_video_knee > 0 and rng.random() < cfg.p_video_knee:
+        curve = "video_knee"
+    else:
+        curve = CURVES[int(rng.integers(len(CURVES)))]
     if cfg.p_luminance_curve > 0 and rng.random() < cfg.p_luminance_curve:
         # Tone-map luminance and keep each pixel's RGB ratios (many game and camera pipelines do): a bright
         # coloured lamp then clips in one or two channels and stays tinted, as real SDR lamps are.

@@ -56,12 +56,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--views", type=int, default=120)
     p.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 13])
-    p.add_argument("--p-deliver", type=float, default=0.0, help="SynthesisConfig.p_deliver")
-    p.add_argument("--deliver-factor", type=int, default=3)
+    p.add_argument(
+        "--synthesis",
+        type=json.loads,
+        default={},
+        help="SynthesisConfig fields as JSON, as in a training config, e.g. '{\"p_video_knee\": 0.5}'",
+    )
     args = p.parse_args()
     train, _ = split_scenes(read_manifest(DEFAULT_DATA_DIR))
     bank = SceneBank(DEFAULT_DATA_DIR, train)
-    cfg = SynthesisConfig(p_deliver=args.p_deliver, deliver_factor=args.deliver_factor)
+    cfg = SynthesisConfig(**args.synthesis)
     for seed in args.seeds:
         ratios = band_ratios(bank, cfg, args.views, seed)
         print(json.dumps({"seed": seed, **{k: summary(v) for k, v in ratios.items()}}))

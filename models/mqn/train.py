@@ -77,7 +77,8 @@ def warm_start(model: Any, source: Path) -> None:
 
     ``source`` is a run's checkpoint folder (its ``best.weights.h5``) or one ``*.weights.h5`` file in it
     (e.g. ``last.weights.h5``, the end of its schedule); the architecture comes from the folder's
-    ``model.json``.
+    ``model.json``. A shipped float twin (``models/artifacts/mqn_float.weights.h5``) names its architecture
+    in the ``mqn_float.model.json`` beside it, so a run can start from what is committed, reproducibly.
 
     Raises
     ------
@@ -86,8 +87,10 @@ def warm_start(model: Any, source: Path) -> None:
     """
     from models.mqn.model import MQNConfig, build_mqn
 
-    run_dir, weights = (source.parent, source) if source.is_file() else (source, source / "best.weights.h5")
-    old_cfg = MQNConfig.from_json(json.loads((run_dir / "model.json").read_text()))
+    weights = source if source.is_file() else source / "best.weights.h5"
+    twin = weights.with_name(weights.name.removesuffix(".weights.h5") + ".model.json")
+    arch = twin if twin.is_file() else weights.parent / "model.json"
+    old_cfg = MQNConfig.from_json(json.loads(arch.read_text()))
     old, _, _ = build_mqn(old_cfg)
     old.load_weights(weights)
 

@@ -15,6 +15,7 @@ from models.mqn.data import (
     split_scenes,
     synthesize,
     tone_curve,
+    video_knee_code,
 )
 from tests.models.markers import needs_data
 
@@ -46,12 +47,24 @@ def test_target_is_absolute_pq_clipped_at_peak() -> None:
         assert s.base.max() <= 0.5808  # the BT.2408 placement never exceeds 203 cd/m²
 
 
-@pytest.mark.parametrize("curve", CURVES)
+@pytest.mark.parametrize("curve", (*CURVES, "video_knee"))
 def test_tone_curves_map_into_sdr_range_monotonically(curve: str) -> None:
     x = np.geomspace(1e-4, 100.0, 200).astype(np.float32)
     d, _ = tone_curve(x, curve, np.random.default_rng(0))
     assert d.min() >= 0.0 and d.max() <= 1.0
     assert np.all(np.diff(d) >= -1e-6)
+
+
+def test_video_knee_puts_light_far_above_white_into_unclipped_near_white_codes() -> None:
+    # A camera knee at code 0.85 reaching white at 5x: scene light 3x white must come out unclipped
+    # and near white, and everything below the knee point follows the BT.709 OETF.
+    x = np.array([0.018, 0.18, 1.0, 3.0, 5.0, 9.0], np.float32)
+    code = video_knee_code(x, knee=0.85, white=5.0)
+    np.testing.assert_allclose(code[:2], [0.081, 0.409], atol=1e-3)  # BT.709 OETF at 0.018 and 0.18
+    assert 0.85 < code[2] < code[3] < 1.0 and code[3] ** 2.2 > 0.85  # displayed near white
+    assert code[4] == code[5] == 1.0
+    s = synthesize(_scene(), np.random.default_rng(0), SynthesisConfig(p_video_knee=1.0))
+    assert s.meta["curve"] == "video_knee" and 0.80 <= float(s.meta["knee"]) <= 0.95
 
 
 def test_reference_midtones_sit_at_bt2408() -> None:

@@ -115,6 +115,14 @@ def test_warm_start_adds_a_global_path_that_starts_as_a_no_op(tmp_path: Path) ->
     np.testing.assert_allclose(
         new([sdr, linear])[0].numpy(), old([sdr, linear])[0].numpy(), rtol=1e-5, atol=1e-3
     )
+    # A shipped float twin names its architecture beside it (models/artifacts/mqn_float.model.json).
+    shipped = tmp_path / "artifacts"
+    shipped.mkdir()
+    (shipped / "mqn_float.model.json").write_text(json.dumps(old_cfg.to_json()))
+    old.save_weights(shipped / "mqn_float.weights.h5")
+    twin, _, _ = build_mqn(MQNConfig.from_json(SMALL | {"global_path": True}))
+    warm_start(twin, shipped / "mqn_float.weights.h5")
+    np.testing.assert_allclose(twin([sdr, linear])[0].numpy(), new([sdr, linear])[0].numpy(), atol=1e-6)
 
 
 @needs_data
