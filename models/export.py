@@ -1,4 +1,4 @@
-"""``python -m models.export [--model mqn|expandnet] ...``: LiteRT export (``models/<model>/export.py``)."""
+"""``python -m models.export [--model NAME] ...``: LiteRT export (``models/<model>/export.py``)."""
 
 from models.harness.cli import dispatch
 

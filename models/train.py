@@ -1,4 +1,4 @@
-"""``python -m models.train [--model mqn|expandnet] ...``: a model's trainer (``models/<model>/train.py``)."""
+"""``python -m models.train [--model NAME] ...``: a model's trainer (``models/<model>/train.py``)."""
 
 from models.harness.cli import dispatch
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 
 from fastapi import FastAPI
@@ -49,18 +50,23 @@ class LearnedModel:
     meta: Callable[[], dict[str, Any]]
 
 
-def _expandnet_meta() -> dict[str, Any]:
-    # Imported here: learned operators' modules load only when one is used (operators/registry.py).
-    from service.operators.expandnet import META_FILE, artifacts_dir
+def _exported_meta(module: str) -> Callable[[], dict[str, Any]]:
+    """Reader of the metadata of the operator in ``module`` (its ``META_FILE`` in its ``artifacts_dir()``)."""
 
-    meta: dict[str, Any] = json.loads((artifacts_dir() / META_FILE).read_text())
-    return meta
+    def read() -> dict[str, Any]:
+        # Imported here: learned operators' modules load only when one is used (operators/registry.py).
+        operator = import_module(module)
+        meta: dict[str, Any] = json.loads((operator.artifacts_dir() / operator.META_FILE).read_text())
+        return meta
+
+    return read
 
 
 LEARNED_MODELS: dict[str, LearnedModel] = {
-    # Both: an int8 network (backbone / features) and a float head.
+    # All: an int8 network (backbone / features) and a float head.
     "mqn": LearnedModel("int8+float", lambda: ModelFiles.load().meta),
-    "expandnet": LearnedModel("int8+float", _expandnet_meta),
+    "expandnet": LearnedModel("int8+float", _exported_meta("service.operators.expandnet")),
+    "singlehdr": LearnedModel("int8+float", _exported_meta("service.operators.singlehdr")),
 }
 """Learned operators by name; any other operator is classical (quant ``none``, no version)."""
 

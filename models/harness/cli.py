@@ -17,7 +17,7 @@ from typing import Any
 
 from models.harness.config import TrainConfig
 
-MODELS = ("mqn", "expandnet")
+MODELS = ("mqn", "expandnet", "singlehdr")
 DEFAULT_MODEL = "mqn"
 
 

@@ -1,4 +1,4 @@
-"""Name -> operator lookup. The learned operators (``mqn``, ``expandnet``) are registered lazily.
+"""Name -> operator lookup. The learned operators (``mqn``, ``expandnet``, ``singlehdr``) load lazily.
 
 Their runtime is heavier: they are listed always, imported on first use, and fail with an ``EngineError``
 when their model is absent.
@@ -21,6 +21,7 @@ _CLASSICAL: dict[str, type[Operator]] = {cls.info.name: cls for cls in (BT2408, 
 _LAZY: dict[str, str] = {
     "mqn": "service.operators.mqn:MQN",
     "expandnet": "service.operators.expandnet:ExpandNet",
+    "singlehdr": "service.operators.singlehdr:SingleHDR",
 }
 _PLUGINS: dict[str, str] = {}
 """Registered extra operators: name -> ``module:Class``."""
