@@ -13,8 +13,6 @@ The split is MQN's: int8 everywhere except the last layer, which produces the HD
 """
 
 import json
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +27,8 @@ from models.expandnet.artifacts import (
     META_FILE,
 )
 from models.harness.cli import export_main
-from models.harness.export import open_run, training_summary
-from models.mqn.data import (
-    DEFAULT_DATA_DIR,
-    SceneBank,
-    SynthesisConfig,
-    fixed_samples,
-    read_manifest,
-)
-from models.mqn.data import split_scenes as split
+from models.harness.export import calibration_samples, convert_int8, open_run, training_summary
+from models.mqn.data import DEFAULT_DATA_DIR
 from models.mqn.export import convert_head  # MQN's head conversion as it is: the same split, the same ops
 from service.operators.expandnet import FRAME_INPUT, GLOBAL_INPUT
 
@@ -66,39 +57,14 @@ def calibration_views(
     """Representative (frame, global view) uint8 pairs from *training* scenes, synthesised as trained."""
     from models.expandnet.train import inputs_of
 
-    train, _ = split(read_manifest(data_dir), val_scenes)
-    samples = fixed_samples(
-        SceneBank(data_dir, train), n_per_scene, (size, size), SynthesisConfig(), seed=CALIBRATION_SEED
-    )
+    samples = calibration_samples(data_dir, val_scenes, n_per_scene, size, CALIBRATION_SEED)
     frame, view = inputs_of(samples, global_size)
     return frame, view
 
 
 def convert_features(features: Any, frames: np.ndarray, views: np.ndarray) -> bytes:
     """Full int8 PTQ of the feature extractor (two uint8 inputs, float32 output)."""
-    import tensorflow as tf
-
-    def representative() -> Iterator[dict[str, np.ndarray]]:
-        # Exact 0 and 1 in one frame pin both inputs' range to [0, 1], so their uint8 scale is 1/255.
-        f, v = frames[:1].copy(), views[:1].copy()
-        f[0, 0, 0], f[0, 0, 1], v[0, 0, 0], v[0, 0, 1] = 0.0, 1.0, 0.0, 1.0
-        yield {FRAME_INPUT: f, GLOBAL_INPUT: v}
-        for i in range(len(frames)):
-            yield {FRAME_INPUT: frames[i : i + 1], GLOBAL_INPUT: views[i : i + 1]}
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(features)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.uint8
-    conv.inference_output_type = tf.float32
-    with warnings.catch_warnings():
-        # Two warnings TensorFlow raises about itself: it asks for input statistics it does not use here
-        # (the representative data pins both inputs to [0, 1], which gives them their 1/255 scale, checked
-        # by the LiteRT tests), and its calibrator runs the deprecated tf.lite.Interpreter.
-        warnings.filterwarnings("ignore", "Statistics for quantized inputs", UserWarning)
-        warnings.filterwarnings("ignore", ".*tf.lite.Interpreter is deprecated", UserWarning)
-        return bytes(conv.convert())
+    return convert_int8(features, {FRAME_INPUT: frames, GLOBAL_INPUT: views})
 
 
 def export(

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from models.mqn.layers import EdgePad, pq_encode_tf
-from models.singlehdr.basis import response_basis
+from models.singlehdr.basis import KNOTS, response_basis
 
 SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 """Sobel's horizontal derivative kernel; its transpose is the vertical one."""
@@ -81,9 +81,11 @@ class SoftHistogram(keras.layers.Layer):
 class ResponseCurve(keras.layers.Layer):
     """PCA weights -> a monotone inverse response, as its ``KNOTS - 1`` non-negative increments summing to 1.
 
-    curve = mean + weights @ basis (the family of :mod:`models.singlehdr.basis`, rebuilt from ``components``),
-    then, as the paper keeps it monotone: differences, ReLU (plus ``eps``: never flat, so invertible),
-    normalised by their sum, so the curve runs from 0 to 1. Zero weights give the family's mean curve.
+    curve = mean + weights @ basis, then, as the paper keeps it monotone: differences, ReLU (plus ``eps``:
+    never flat, so invertible), normalised by their sum, so the curve runs from 0 to 1. Zero weights give the
+    family's mean curve. The mean and the basis are the layer's non-trainable weights, initialised from
+    :func:`models.singlehdr.basis.response_basis`: saved with the model and baked into its LiteRT graph, so a
+    trained model keeps its basis even if the synthesis curves it was built from change later.
     """
 
     def __init__(self, components: int = 11, eps: float = 1e-4, **kwargs: Any) -> None:
@@ -91,12 +93,25 @@ class ResponseCurve(keras.layers.Layer):
         self.components = components
         self.eps = eps
 
+    def build(self, input_shape: Any) -> None:
+        """The basis, as constants of this layer."""
+        mean, basis = response_basis(self.components)
+        self.mean = self.add_weight(
+            shape=(1, KNOTS),
+            initializer=keras.initializers.Constant(mean[None].astype(np.float32)),
+            trainable=False,
+            name="mean",
+        )
+        self.basis = self.add_weight(
+            shape=(self.components, KNOTS),
+            initializer=keras.initializers.Constant(basis.astype(np.float32)),
+            trainable=False,
+            name="basis",
+        )
+
     def call(self, weights: Any) -> Any:
         """N x components -> N x (KNOTS - 1) increments."""
-        mean, basis = response_basis(self.components)
-        curve = tf.constant(mean[None].astype(np.float32)) + tf.matmul(
-            weights, tf.constant(basis.astype(np.float32))
-        )
+        curve = self.mean + tf.matmul(weights, self.basis)
         steps = tf.nn.relu(curve[:, 1:] - curve[:, :-1]) + self.eps
         return steps / tf.reduce_sum(steps, axis=-1, keepdims=True)
 

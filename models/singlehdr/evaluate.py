@@ -1,0 +1,90 @@
+"""SingleHDR's rows of the model-card table: ``python -m models.evaluate --model singlehdr``.
+
+The same cases, metrics and views as MQN's and ExpandNet's tables (:mod:`models.harness.evaluation`), with
+the classical baselines beside it, the exported (int8 + float) model in both modes and, if its float twin is
+there, the float model in ``fast`` mode and how far the exported one is from it.
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from models.harness.evaluation import BASELINES, PEAK, evaluation_parser, run_evaluation, score_methods
+from models.mqn.data import REPO_ROOT
+from models.mqn.metrics import pu21_psnr
+from models.singlehdr.artifacts import ARTIFACTS, FLOAT_WEIGHTS, META_FILE
+from service.operators import Operator, create_operator
+from service.operators.singlehdr import SingleHDR, SingleHDREngine
+from service.timing import StageClock
+
+QUANTIZED = "singlehdr fast (int8+float)"
+QUALITY = "singlehdr quality (int8+float)"
+FLOAT = "singlehdr fast (float)"
+
+
+class FloatPredictor:
+    """The float Keras twin behind the operator's runtime interface (parity tests, float rows)."""
+
+    def __init__(self, features: Any, head: Any, meta: dict[str, Any]) -> None:
+        self.features = features
+        self.head = head
+        self.meta = meta
+
+    def run(self, frames: npt.NDArray[np.uint8], clock: StageClock) -> Any:
+        """Float forward pass: logits, N x H x W x 3."""
+        unit = frames.astype(np.float32) * np.float32(1.0 / 255.0)
+        residual = np.asarray(self.features(unit, training=False), np.float32)
+        clock.lap("backbone")
+        out = np.asarray(self.head([unit, residual], training=False), np.float32)
+        clock.lap("head")
+        return out
+
+
+def float_operator(artifacts: Path, peak_nits: float = PEAK, mode: str = "fast") -> SingleHDR:
+    """The ``singlehdr`` operator running the exported float twin (TensorFlow) instead of LiteRT."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from models.singlehdr.export import load_float
+
+    meta = json.loads((artifacts / META_FILE).read_text())
+    _, net = load_float(artifacts)
+    return SingleHDR(peak_nits, mode, engine=FloatPredictor(net.features, net.head, meta))
+
+
+def methods(artifacts: Path) -> dict[str, Operator]:
+    """Every row: the baselines, the exported model in both modes, the float twin if its weights exist."""
+    ops: dict[str, Operator] = {name: create_operator(name, peak_nits=PEAK) for name in BASELINES}
+    engine = SingleHDREngine(artifacts, num_threads=2)
+    ops[QUANTIZED] = SingleHDR(PEAK, "fast", engine=engine)
+    ops[QUALITY] = SingleHDR(PEAK, "quality", engine=engine)
+    if (artifacts / FLOAT_WEIGHTS).exists():
+        ops[FLOAT] = float_operator(artifacts)
+    return ops
+
+
+def evaluate(cases: list[dict[str, Any]], ops: dict[str, Operator]) -> dict[str, dict[str, float]]:
+    """Run every method on every case; per-method aggregates, seconds per case, quantized vs float."""
+    table, kept = score_methods(cases, ops, keep=lambda name: name in (QUANTIZED, FLOAT))
+    if FLOAT in kept:
+        pairs = zip(kept[QUANTIZED], kept[FLOAT], strict=True)
+        table[QUANTIZED]["pu21_psnr_vs_float"] = float(np.mean([pu21_psnr(a, b, PEAK) for a, b in pairs]))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    p = evaluation_parser(
+        "python -m models.evaluate --model singlehdr",
+        __doc__,
+        artifacts=ARTIFACTS,
+        out=REPO_ROOT / "models" / "results" / "eval_singlehdr.json",
+    )
+    args = p.parse_args(argv)
+    return run_evaluation(args, lambda cases: evaluate(cases, methods(args.artifacts)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
