@@ -2,8 +2,9 @@
 # Lint and validate the Helm chart offline (no cluster, no helm binary).
 #
 #  1. helm lint --strict (Helm's Go SDK via PyPI helm-python-sdk), Kubernetes 1.30; any WARNING fails.
-#  2. helm template for three value sets (defaults plus an API-key Secret; single replica with a PVC and
-#     API keys; no autoscaling, no ServiceMonitor and allowAnonymous), each piped into
+#  2. helm template for each value set (defaults plus an API-key Secret; single replica with a PVC and
+#     API keys; no autoscaling, no ServiceMonitor and allowAnonymous; the RayCluster with and without its
+#     autoscaler), each piped into
 #     `kubernetes-validate --strict -k 1.30.0`; its WARN lines (unknown kind or removed apiVersion) fail
 #     the check too.
 #  3. The ServiceMonitor (a CRD that kubernetes-validate has no schema for) is checked structurally, and
@@ -12,6 +13,8 @@
 #     "ray") is checked against the fields KubeRay's ray.io/v1 API reference documents
 #     (kuberay_v1_fields.json; its CRD schema cannot be fetched here), its pod templates go to
 #     kubernetes-validate as Pods, and ITM_RAY_ADDRESS, the image and the Ray version must agree with it.
+#     The head pod mounts its service account token exactly when the autoscaler sidecar runs in it (value
+#     set "ray-fixed" turns autoscaling off), workers never, and the chart adds no RBAC (KubeRay does).
 #  4. Forbidden values fail to render (values.schema.json types; a PVC shared by autoscaled replicas;
 #     neither apiKeys.existingSecret nor allowAnonymous, by the schema and, without it, by the template).
 #
@@ -64,6 +67,10 @@ VALUE_SETS = {
     "ray": {
         "apiKeys": {"existingSecret": "itm-keys"},
         "ray": {"enabled": True, "workers": {"replicas": 2, "minReplicas": 1, "maxReplicas": 16}},
+    },
+    "ray-fixed": {
+        "allowAnonymous": True,
+        "ray": {"enabled": True, "autoscaler": {"enabled": False}, "workers": {"replicas": 3}},
     },
 }
 
@@ -145,6 +152,8 @@ def check(name: str, docs: list[dict]) -> None:
     assert config["data"]["ITM_HOST"] == "0.0.0.0"  # why auth is required at all
     # Everything but the CRDs goes to kubernetes-validate; RayCluster pod templates go as Pods.
     builtin = [d for d in docs if d["kind"] not in ("ServiceMonitor", "RayCluster")]
+    rbac = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"} & set(by_kind)
+    assert not rbac, f"{name}: {rbac}: KubeRay creates the autoscaler's RBAC; the service needs none"
     clusters = by_kind.get("RayCluster", [])
     assert len(clusters) == int(bool(VALUE_SETS[name].get("ray", {}).get("enabled"))), f"{name}: RayCluster"
     for cluster in clusters:
@@ -189,7 +198,28 @@ def check_raycluster(name: str, cluster: dict, service: dict, config: dict) -> l
         pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]})
     address = f"ray://{cluster['metadata']['name']}-head-svc:10001"
     assert config["data"].get("ITM_RAY_ADDRESS") == address, f"{name}: ITM_RAY_ADDRESS is not {address}"
+    check_autoscaler_token(name, spec)
     return pods
+
+
+def check_autoscaler_token(name: str, spec: dict) -> None:
+    """The head pod mounts its token exactly when KubeRay runs the autoscaler sidecar in it; workers never.
+
+    The sidecar reads /var/run/secrets/kubernetes.io/serviceaccount/token to patch the RayCluster. KubeRay
+    creates the ServiceAccount (named after the RayCluster), Role and RoleBinding it uses, but only while the
+    head pod names no serviceAccountName (ray-operator reconcileAutoscalerServiceAccount): so none is named.
+    """
+    autoscaling = spec["enableInTreeAutoscaling"]
+    head = spec["headGroupSpec"]["template"]["spec"]
+    assert isinstance(autoscaling, bool), f"{name}: enableInTreeAutoscaling {autoscaling!r}"
+    assert head.get("automountServiceAccountToken") is autoscaling, (
+        f"{name}: head automountServiceAccountToken must be {autoscaling} (the autoscaler sidecar's token)"
+    )
+    assert "serviceAccountName" not in head, f"{name}: KubeRay provisions the autoscaler's account itself"
+    assert ("autoscalerOptions" in spec) is autoscaling, f"{name}: autoscalerOptions without the autoscaler"
+    for group in spec["workerGroupSpecs"]:
+        worker = group["template"]["spec"]
+        assert worker.get("automountServiceAccountToken") is False, f"{name}: a worker mounts an API token"
 
 
 for name, values in VALUE_SETS.items():
