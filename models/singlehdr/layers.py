@@ -31,6 +31,10 @@ class Sobel(keras.layers.Layer):
         self.channels = channels
         self.pad = EdgePad()
 
+    def build(self, input_shape: Any) -> None:
+        """The padding layer has no weights; build it with this one."""
+        self.pad.build(input_shape)
+
     def call(self, x: Any) -> Any:
         """Edge responses, channel ``c`` at ``2c`` (x) and ``2c + 1`` (y)."""
         kx = np.array(SOBEL_X, np.float32)
