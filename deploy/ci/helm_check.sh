@@ -16,7 +16,9 @@
 #     The head pod mounts its service account token exactly when the autoscaler sidecar runs in it (value
 #     set "ray-fixed" turns autoscaling off), workers never, and the chart adds no RBAC (KubeRay does).
 #  4. Forbidden values fail to render (values.schema.json types; a PVC shared by autoscaled replicas;
-#     neither apiKeys.existingSecret nor allowAnonymous, by the schema and, without it, by the template).
+#     neither apiKeys.existingSecret nor allowAnonymous, by the schema and, without it, by the template;
+#     an unknown key anywhere under ray; ray.workers outside minReplicas <= replicas <= maxReplicas; a
+#     ray.rayVersion other than the image's Ray, Chart.yaml's itmstream/ray-version = pyproject's pin).
 #
 # Idempotent; ~5-10 s once tools are installed.
 set -euo pipefail
@@ -225,28 +227,41 @@ def check_autoscaler_token(name: str, spec: dict) -> None:
 for name, values in VALUE_SETS.items():
     check(name, docs_of(values))
 
-try:
-    docs_of({"apiKeys": {"existingSecret": "k"}, "ray": {"enabled": True, "autoscaler": {"upscalingMode": "Fast"}}})
-except helm.HelmError as exc:
-    assert "/ray/autoscaler/upscalingMode" in str(exc), exc
-else:
-    sys.exit("values.schema.json accepted ray.autoscaler.upscalingMode='Fast'")
-
-try:
-    docs_of({"service": {"port": "eighty"}})
-except helm.HelmError as exc:
-    assert "/service/port" in str(exc), exc
-else:
-    sys.exit("values.schema.json accepted service.port='eighty'")
-
-# Neither a key Secret nor allowAnonymous: the schema refuses, naming both values...
-for values in ({}, {"apiKeys": {"existingSecret": ""}, "allowAnonymous": False}):
+def refused(values: dict, *needles: str) -> None:
+    """Rendering ``values`` must fail, with every one of ``needles`` in the message."""
     try:
         docs_of(values)
     except helm.HelmError as exc:
-        assert "/apiKeys/existingSecret" in str(exc) and "/allowAnonymous" in str(exc), exc
+        assert all(needle in str(exc) for needle in needles), f"{values}: {exc}"
     else:
-        sys.exit(f"the chart rendered with neither apiKeys.existingSecret nor allowAnonymous: {values}")
+        sys.exit(f"the chart rendered {values}; it must refuse it ({', '.join(needles)})")
+
+
+KEYS = {"apiKeys": {"existingSecret": "k"}}
+refused({**KEYS, "ray": {"enabled": True, "autoscaler": {"upscalingMode": "Fast"}}}, "/ray/autoscaler/upscalingMode")
+refused({"service": {"port": "eighty"}}, "/service/port")
+# The ray values: a misspelt key is refused rather than ignored (additionalProperties: false), at every level.
+for where, values in {
+    "/ray": {"segmentSecond": 5},
+    "/ray/autoscaler": {"autoscaler": {"idleTimeout": 60}},
+    "/ray/head": {"head": {"cpu": "2"}},
+    "/ray/head/resources": {"head": {"resources": {"limits": {"cpu": "1"}, "limit": {}}}},
+    "/ray/workers": {"workers": {"replica": 2}},
+}.items():
+    refused({**KEYS, "ray": {"enabled": True, **values}}, where)
+# The worker group's bounds (the template's guard: the schema cannot relate the three).
+for workers in ({"replicas": 9, "maxReplicas": 8}, {"replicas": 0, "minReplicas": 1}, {"minReplicas": 3, "maxReplicas": 2}):
+    refused({**KEYS, "ray": {"enabled": True, "workers": workers}}, "ray.workers: minReplicas (", "does not hold")
+# A Ray other than the image's: service, head and workers must run the same one.
+refused({**KEYS, "ray": {"enabled": True, "rayVersion": "2.59.0"}}, 'ray.rayVersion "2.59.0"', RAY_PIN)
+refused({**KEYS, "ray": {"enabled": True, "rayVersion": "latest"}}, "/ray/rayVersion")
+(raycluster,) = [d for d in docs_of({**KEYS, "ray": {"enabled": True, "rayVersion": RAY_PIN}}) if d["kind"] == "RayCluster"]
+assert raycluster["spec"]["rayVersion"] == RAY_PIN, "ray.rayVersion equal to the image's Ray is accepted"
+assert chart.metadata["annotations"]["itmstream/ray-version"] == RAY_PIN, "Chart.yaml's Ray is not pyproject's"
+
+# Neither a key Secret nor allowAnonymous: the schema refuses, naming both values...
+for values in ({}, {"apiKeys": {"existingSecret": ""}, "allowAnonymous": False}):
+    refused(values, "/apiKeys/existingSecret", "/allowAnonymous")
 # ...and so does the template's own guard when the schema is not applied (a copy without it).
 import shutil
 
@@ -261,12 +276,7 @@ else:
     sys.exit("without values.schema.json the chart rendered with no API keys and no allowAnonymous")
 shutil.rmtree(bare)
 
-try:
-    docs_of({"persistence": {"enabled": True}, "autoscaling": {"enabled": True}, "allowAnonymous": True})
-except helm.HelmError as exc:
-    assert "exactly one replica" in str(exc), exc
-else:
-    sys.exit("a PVC shared by autoscaled replicas rendered; it must fail")
+refused({"persistence": {"enabled": True}, "autoscaling": {"enabled": True}, "allowAnonymous": True}, "exactly one replica")
 PY
 
 for rendered in "$WORK"/*.yaml; do

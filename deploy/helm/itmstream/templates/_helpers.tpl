@@ -55,3 +55,25 @@ both ways out, rather than ship pods that crash-loop.
 {{- define "itmstream.rayClusterName" -}}
 {{- printf "%s-ray" (include "itmstream.fullname" .) | trunc 50 | trimSuffix "-" }}
 {{- end }}
+
+{{/*
+The RayCluster's Ray version: the image's (Chart.yaml annotation itmstream/ray-version). ray.rayVersion may
+repeat it and nothing else, as the service drives the cluster with the image's Ray: a head or workers on
+another Ray would refuse it. Also checks the worker group's replica bounds, which the schema cannot relate.
+*/}}
+{{- define "itmstream.rayVersion" -}}
+{{- $image := index .Chart.Annotations "itmstream/ray-version" }}
+{{- with .Values.ray.rayVersion }}
+{{- if ne . $image }}
+{{- fail (printf "ray.rayVersion %q is not the Ray in the image (%s, pinned in pyproject.toml): the service, the head and the workers must run the same Ray; leave ray.rayVersion empty" . $image) }}
+{{- end }}
+{{- end }}
+{{- $image }}
+{{- end }}
+
+{{- define "itmstream.rayWorkerReplicas" -}}
+{{- $w := .Values.ray.workers }}
+{{- if not (and (le (int $w.minReplicas) (int $w.replicas)) (le (int $w.replicas) (int $w.maxReplicas))) }}
+{{- fail (printf "ray.workers: minReplicas (%d) <= replicas (%d) <= maxReplicas (%d) does not hold" (int $w.minReplicas) (int $w.replicas) (int $w.maxReplicas)) }}
+{{- end }}
+{{- end }}
