@@ -94,7 +94,8 @@ class Settings(ScaleoutSettings):
     job_isolation: bool = Field(
         default=False,
         description="Convert each job in a child process (a crash fails the job, not the server); "
-        "False runs it in-process with its frames on the shared batcher.",
+        "False runs it in-process with its frames on the shared batcher. Not with ray_address, which "
+        "converts jobs on Ray instead (refused at start-up).",
     )
     job_queue_size: int = Field(default=32, ge=1, description="Queued jobs before uploads get 503.")
 
@@ -175,6 +176,17 @@ class Settings(ScaleoutSettings):
     def _queue_holds_a_batch(self) -> "Settings":
         if self.queue_size < self.max_batch_size:
             raise ValueError(f"queue_size {self.queue_size} must be >= max_batch_size {self.max_batch_size}")
+        return self
+
+    @model_validator(mode="after")
+    def _jobs_run_in_one_place(self) -> "Settings":
+        # The runner would take the child process and never use Ray: refuse rather than ignore one of them.
+        if self.job_isolation and self.ray_address:
+            raise ValueError(
+                f"ITM_JOB_ISOLATION=true and ITM_RAY_ADDRESS='{self.ray_address}' cannot be combined: a job "
+                "converts either in a child process of this server or in segments on the Ray cluster; unset "
+                "one of them"
+            )
         return self
 
     @property

@@ -59,6 +59,17 @@ def test_invalid_values_fail_at_startup(
         Settings()
 
 
+def test_job_isolation_with_a_ray_address_is_refused_naming_both(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ITM_JOB_ISOLATION", "true")
+    assert Settings().job_isolation  # alone it is fine
+    monkeypatch.setenv("ITM_RAY_ADDRESS", "ray://head:10001")
+    both = "ITM_JOB_ISOLATION=true and ITM_RAY_ADDRESS='ray://head:10001' cannot be combined"
+    with pytest.raises(ValidationError, match=both):
+        Settings()
+    monkeypatch.setenv("ITM_JOB_ISOLATION", "false")
+    assert Settings().ray_address == "ray://head:10001"
+
+
 def test_queue_must_hold_a_batch() -> None:
     with pytest.raises(ValidationError, match="queue_size"):
         Settings(max_batch_size=8, queue_size=4)
