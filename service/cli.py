@@ -236,8 +236,9 @@ def _convert(args: argparse.Namespace) -> int:
     convert = _converter(operator, options, address, scaleout)
     if args.out_dir is not None:
         _make_out_dir(args.out_dir, jobs)
+    planned = _planned_frames(jobs, options) if args.out_dir is not None else {}
     bar = tqdm(
-        total=None,
+        total=sum(planned.values()) or None,  # a single file's total comes with its first progress
         unit="frame",
         desc=args.paths[0].name if args.out_dir is None else f"{len(jobs)} files",
         disable=args.quiet or None,  # None: only on a terminal
@@ -268,15 +269,44 @@ def _convert(args: argparse.Namespace) -> int:
                 if args.out_dir is None:
                     raise
                 failed += 1
+                _settle(bar, planned, src, done_before, 0)
                 bar.write(f"itmstream: error: {src}: {exc}", file=sys.stderr)
                 continue
             done_before += result.frames
+            if planned:
+                _settle(bar, planned, src, done_before, result.frames)
             if not args.quiet:
                 _report(bar, result, time.perf_counter() - started)
     finally:
         bar.close()
         ray_run.close()
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _planned_frames(jobs: Sequence[tuple[Path, Path]], options: "ConvertOptions") -> dict[Path, int]:
+    """Frames each input should give (declared, else duration x rate), from a probe of all before the first.
+
+    What the overall progress bar of ``--out-dir`` counts to. An input that cannot be probed counts 0: it
+    fails with its own message when its turn comes.
+    """
+    from service.video.decode import VideoReader
+
+    planned: dict[Path, int] = {}
+    for src, _ in jobs:
+        try:
+            with VideoReader(src, options.decode) as reader:
+                frames = reader.info.frames
+        except ItmError:
+            frames = 0
+        planned[src] = min(frames, options.max_frames) if options.max_frames else frames
+    return planned
+
+
+def _settle(bar: "tqdm[Never]", planned: dict[Path, int], src: Path, done_before: int, frames: int) -> None:
+    """Once ``src`` is done (``frames`` converted, 0 if it failed): its planned count becomes the real one."""
+    bar.total = (bar.total or 0) + frames - planned.pop(src, 0)
+    bar.update(done_before - bar.n)  # a failed file's partial frames do not count
+    bar.refresh()
 
 
 def _converter(

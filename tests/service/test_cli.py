@@ -250,3 +250,36 @@ def test_convert_many_inputs_need_out_dir(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
     assert main(["convert", str(a), str(a), "--out-dir", str(tmp_path / "o")]) == 1
     assert "would both be written to" in capsys.readouterr().err
+
+
+def test_convert_folder_progress_bar_counts_to_every_file_s_frames(tmp_path, monkeypatch):
+    """``--out-dir``: the bar's total is known before the first frame (a probe of every input), not None."""
+    import io
+
+    import tqdm
+
+    bars: list[tqdm.tqdm] = []  # type: ignore[type-arg]
+    seen: list[tuple[int | None, int]] = []  # (total, n) at the start and after every update
+
+    class Recording(tqdm.tqdm):  # type: ignore[type-arg]
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args, **{**kwargs, "disable": False, "file": io.StringIO()})
+            bars.append(self)
+            seen.append((self.total, self.n))
+
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            seen.append((self.total, self.n))
+            return shown
+
+    monkeypatch.setattr(tqdm, "tqdm", Recording)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", frames=6)
+    make_clip(folder / "b.mkv", frames=4)
+    (folder / "c.mp4").write_bytes(b"not a video" * 50)  # probes as 0 frames, then fails alone
+    assert main(["convert", str(folder), "--out-dir", str(tmp_path / "out"), "-o", "bt2408", "-q"]) == 1
+    assert len(bars) == 1 and seen[0] == (10, 0)
+    assert {total for total, _ in seen} == {10}, seen
+    done = [n for _, n in seen]
+    assert done == sorted(done) and done[-1] == 10 and len(set(done)) > 3, seen  # frame by frame, to the end
