@@ -1,5 +1,6 @@
 """Segment-parallel conversion on a real two-node Ray cluster (run by `make test` in a private namespace)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -9,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import EngineError, JobCancelledError
+from service.errors import CorruptStreamError, EngineError, JobCancelledError
 from service.inference.types import OperatorSpec
 from service.operators.registry import register_operator, unregister_operator
-from service.pipeline import ConvertOptions
+from service.pipeline import ConvertOptions, Progress
 from service.scaleout.cluster import ScaleoutConfig, SegmentEvent, convert_video_segmented
 from tests.faults.faulty_operator import SLOW_PATH
 from tests.service.test_pipeline import _check_hdr10
 
-from . import faults
+from . import counting, faults
 from .conftest import CLIENT_ADDRESS, ROOT, SPEC, add_node, decode, gop_clip, luma_psnr
 
 pytestmark = pytest.mark.ray
@@ -68,13 +69,122 @@ def test_shared_clip_runs_on_both_nodes_and_matches_in_process(ray_cluster, data
     records = _tasks(ray_cluster, names)
     assert {r["state"] for r in records} == {"FINISHED"}
     assert len({r["node_id"] for r in records}) == 2, "both nodes ran segments (Ray's state API)"
+    assert [r["required_resources"] for r in records] == [{"CPU": 1.0}] * 4, "each task declares num_cpus=1"
     reference = in_process(src)
     assert (result.frames, result.max_cll, result.max_fall) == (250, reference.max_cll, reference.max_fall)
     _check_hdr10(dst, result, 250)
+    assert _probe_video_streams(dst) == [{"codec_type": "video", "nb_read_frames": "250"}]
     ours, theirs = decode(dst), decode(reference.path)
     assert ours.pts_s == theirs.pts_s
     assert luma_psnr(ours, theirs) >= 40.0
     assert sorted(p.name for p in out.iterdir()) == ["bikes.mp4"]
+
+
+def _probe_video_streams(path: Path) -> list[dict[str, str]]:
+    """ffprobe's video streams of ``path`` with their frames counted by decoding; fails on any ffprobe error.
+
+    ``-count_frames`` decodes every frame, so at ``-v error`` anything wrong in the stream (a broken
+    reference at a segment border, a timestamp that goes back) is printed, and the test wants nothing printed.
+    """
+    entries = ["-show_entries", "stream=codec_type,nb_read_frames", "-of", "json"]
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", *entries, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert probe.stderr == "", probe.stderr
+    streams: list[dict[str, str]] = json.loads(probe.stdout)["streams"]
+    fields = ("codec_type", "nb_read_frames")  # not the HDR10 side data, which _check_hdr10 checks
+    return [{k: s[k] for k in fields} for s in streams if s["codec_type"] == "video"]
+
+
+def test_progress_rises_segment_by_segment_to_the_total(ray_cluster, tmp_path):
+    """The driver reports frames over all segments as each is written: intermediate counts, then the total.
+
+    (The job record's final frames_done says nothing about this: the runner sets it to the frame count.)
+    """
+    src = gop_clip(tmp_path / "src.mp4", seconds=4.0, audio=False)  # 100 frames, keyframes every 1 s
+    seen: list[Progress] = []
+    events: list[SegmentEvent] = []
+    result = convert_video_segmented(
+        src,
+        tmp_path / "hdr.mp4",
+        SPEC,
+        config=ScaleoutConfig(ray_cluster, 1.0),
+        progress=seen.append,
+        on_segment=events.append,
+    )
+    *converting, last = seen
+    done = [p.frames_done for p in converting]
+    segments = sum(e.state == "queued" for e in events)
+    assert segments >= 3 and len(done) == segments, (segments, seen)  # one report per segment written
+    assert done == sorted(set(done)) and done[0] > 0 and done[-1] == 100, done  # strictly rising
+    assert all(p.frames_total == 100 and p.stage == "convert" for p in converting), seen
+    assert all(p.eta_s is not None and p.eta_s > 0 for p in converting[:-1]), seen
+    assert (last.frames_done, last.frames_total, last.stage) == (100, 100, "finalize")
+    assert result.frames == 100
+
+
+def test_bad_input_fails_before_any_task_is_submitted(ray_cluster, tmp_path):
+    """A truncated file whose first two segments are whole fails in planning: Ray sees no task of it.
+
+    The file opens (its index is at the front) and its first 56 of 100 frames demux, so a driver that
+    submitted segments while it read would have sent some. A sentinel task submitted after the failure
+    shows that the state API has caught up with everything this driver submitted before it.
+    """
+    import ray
+    from ray.util.state import list_tasks
+
+    from tests.adversarial.media import ffmpeg
+
+    whole = gop_clip(tmp_path / "whole.mp4", seconds=4.0, audio=False)
+    faststart = tmp_path / "faststart.mp4"
+    ffmpeg("-i", str(whole), "-c", "copy", "-movflags", "+faststart", str(faststart))
+    data = faststart.read_bytes()
+    src = tmp_path / "truncated.mp4"
+    src.write_bytes(data[: len(data) * 3 // 5])
+    ours = [("job_id", "=", ray.get_runtime_context().get_job_id())]
+    before = {t.task_id for t in list_tasks(ray_cluster, filters=ours, limit=10_000)}
+    with pytest.raises(CorruptStreamError, match=r"input 'truncated\.mp4' is truncated or corrupt"):
+        convert_video_segmented(src, tmp_path / "hdr.mp4", SPEC, config=ScaleoutConfig(ray_cluster, 1.0))
+    sentinel = f"itm-sentinel-{os.getpid()}"
+    ray.get(ray.remote(lambda: None).options(name=sentinel).remote())
+    new: list[str] = []
+    deadline = time.monotonic() + 30  # task events reach the state API with a delay
+    while sentinel not in new and time.monotonic() < deadline:
+        time.sleep(0.5)
+        new = [t.name for t in list_tasks(ray_cluster, filters=ours, limit=10_000) if t.task_id not in before]
+    assert new == [sentinel], new
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faststart.mp4", "truncated.mp4", "whole.mp4"]
+
+
+def test_each_worker_process_builds_the_operator_once(ray_cluster, tmp_path):
+    """More segments than worker processes: each process that ran segments built the operator exactly once.
+
+    The operator writes its builder's pid to a ledger (:mod:`.counting`); Ray's state API says which worker
+    process ran each segment. Building it per segment would write one line per segment.
+    """
+    register_operator(counting.PATH)
+    try:
+        ledger = tmp_path / "builds"
+        spec = OperatorSpec.of("counting", peak_nits=1000.0, ledger=str(ledger))  # builds once here, to check
+        src = gop_clip(tmp_path / "src.mp4", seconds=2.4, gop=5, audio=False)  # keyframes every 0.2 s
+        events: list[SegmentEvent] = []
+        result = convert_video_segmented(
+            src, tmp_path / "hdr.mp4", spec, config=ScaleoutConfig(ray_cluster, 0.2), on_segment=events.append
+        )
+    finally:
+        unregister_operator("counting")
+    assert result.frames == 60
+    names = [e.task_name for e in events if e.state == "queued"]
+    records = _tasks(ray_cluster, names)
+    assert len(records) == len(names) >= 8 and {r["state"] for r in records} == {"FINISHED"}
+    ran = {r["worker_pid"] for r in records}
+    built = [pid for pid in counting.builds(ledger) if pid != os.getpid()]  # not the driver's check
+    assert sorted(built) == sorted(ran), (built, ran)  # once in each worker that ran segments, and only there
+    assert len(ran) < len(names), "the workers were reused across segments, so the cache was exercised"
 
 
 @pytest.fixture
@@ -303,7 +413,8 @@ def test_a_service_job_runs_in_segments_with_metrics(ray_cluster, live_factory, 
         job = _wait_final(client, location.headers["location"])
         progress = job["progress"]
         assert job["state"] == "succeeded", job
-        assert (progress["frames_done"], progress["frames_total"]) == (100, 100)
+        assert (progress["frames_done"], progress["frames_total"]) == (100, 100)  # the end state only: see
+        # test_progress_rises_segment_by_segment_to_the_total for the counts on the way
         result = tmp_path / "result.mp4"
         result.write_bytes(client.get(f"{location.headers['location']}/result").content)
     assert len(decode(result).pts_s) == 100
