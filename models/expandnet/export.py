@@ -27,7 +27,7 @@ from models.expandnet.artifacts import (
     META_FILE,
 )
 from models.harness.cli import export_main
-from models.harness.export import calibration_samples, convert_int8, open_run, training_summary
+from models.harness.export import calibration_samples, convert_int8, open_run, provenance
 from models.mqn.data import DEFAULT_DATA_DIR
 from models.mqn.export import convert_head  # MQN's head conversion as it is: the same split, the same ops
 from service.operators.expandnet import FRAME_INPUT, GLOBAL_INPUT
@@ -106,13 +106,7 @@ def export(
         "architecture": cfg.to_json(),
         "params": int(model.count_params()),
         "gmacs_1080p": count_macs(cfg, 1080, 1920) / 1e9,
-        "calibration": {
-            "frames": len(frames),
-            "size": size,
-            "source": "training scenes, synthesised SDR views",
-        },
-        "weights": which,
-        "training": training_summary(train_cfg),
+        **provenance(len(frames), size, which, train_cfg),
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2))
     return meta

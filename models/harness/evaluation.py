@@ -21,6 +21,7 @@ from models.mqn.convention import midtone_mask, midtone_scale, reference_nits
 from models.mqn.data import (
     DEFAULT_DATA_DIR,
     DEFAULT_VAL_SCENES,
+    REPO_ROOT,
     SceneBank,
     SynthesisConfig,
     decode_sdr,
@@ -131,6 +132,19 @@ def score_methods(
     return table, kept
 
 
+def score_with_float(cases: list[dict[str, Any]], ops: dict[str, Operator], served: str, twin: str) -> Table:
+    """:func:`score_methods`, plus how far the ``served`` row's outputs are from its float ``twin``'s.
+
+    The distance is the mean PU21-PSNR of the served output against the twin's (``pu21_psnr_vs_float`` in
+    the served row), when the twin is among ``ops``.
+    """
+    table, kept = score_methods(cases, ops, keep=lambda name: name in (served, twin))
+    if twin in kept:
+        pairs = zip(kept[served], kept[twin], strict=True)
+        table[served]["pu21_psnr_vs_float"] = float(np.mean([pu21_psnr(a, b, PEAK) for a, b in pairs]))
+    return table
+
+
 def evaluation_parser(
     prog: str, description: str | None, artifacts: Path, out: Path
 ) -> argparse.ArgumentParser:
@@ -160,3 +174,27 @@ def run_evaluation(args: argparse.Namespace, table_of: Callable[[list[dict[str, 
     table = table_of(cases)
     print(write_table(args.out, table, len(cases), (w, h)))
     return 0
+
+
+def evaluation_main(
+    argv: list[str] | None,
+    *,
+    model: str,
+    description: str | None,
+    artifacts: Path,
+    methods: Callable[[Path], dict[str, Operator]],
+    served: str,
+    twin: str,
+) -> int:
+    """``python -m models.evaluate --model <model>``: its rows (``methods``), the served one beside its twin.
+
+    Writes ``models/results/eval_<model>.{json,md}`` unless ``--out`` says otherwise.
+    """
+    p = evaluation_parser(
+        f"python -m models.evaluate --model {model}",
+        description,
+        artifacts=artifacts,
+        out=REPO_ROOT / "models" / "results" / f"eval_{model}.json",
+    )
+    args = p.parse_args(argv)
+    return run_evaluation(args, lambda cases: score_with_float(cases, methods(args.artifacts), served, twin))

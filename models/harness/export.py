@@ -31,6 +31,15 @@ def training_summary(train_cfg: dict[str, Any]) -> dict[str, Any] | None:
     return summary
 
 
+def provenance(frames: int, size: int, which: str, train_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The export metadata's record of where an artefact came from: calibration, weights, training run."""
+    return {
+        "calibration": {"frames": frames, "size": size, "source": "training scenes, synthesised SDR views"},
+        "weights": which,
+        "training": training_summary(train_cfg),
+    }
+
+
 def calibration_samples(
     data_dir: Path, val_scenes: tuple[str, ...], n_per_scene: int, size: int, seed: int
 ) -> list[Any]:

@@ -13,9 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.harness.evaluation import BASELINES, PEAK, evaluation_parser, run_evaluation, score_methods
-from models.mqn.data import REPO_ROOT
-from models.mqn.metrics import pu21_psnr
+from models.harness.evaluation import BASELINES, PEAK, evaluation_main
 from models.singlehdr.artifacts import ARTIFACTS, FLOAT_WEIGHTS, META_FILE
 from service.operators import Operator, create_operator
 from service.operators.singlehdr import SingleHDR, SingleHDREngine
@@ -65,25 +63,17 @@ def methods(artifacts: Path) -> dict[str, Operator]:
     return ops
 
 
-def evaluate(cases: list[dict[str, Any]], ops: dict[str, Operator]) -> dict[str, dict[str, float]]:
-    """Run every method on every case; per-method aggregates, seconds per case, quantized vs float."""
-    table, kept = score_methods(cases, ops, keep=lambda name: name in (QUANTIZED, FLOAT))
-    if FLOAT in kept:
-        pairs = zip(kept[QUANTIZED], kept[FLOAT], strict=True)
-        table[QUANTIZED]["pu21_psnr_vs_float"] = float(np.mean([pu21_psnr(a, b, PEAK) for a, b in pairs]))
-    return table
-
-
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
-    p = evaluation_parser(
-        "python -m models.evaluate --model singlehdr",
-        __doc__,
+    return evaluation_main(
+        argv,
+        model="singlehdr",
+        description=__doc__,
         artifacts=ARTIFACTS,
-        out=REPO_ROOT / "models" / "results" / "eval_singlehdr.json",
+        methods=methods,
+        served=QUANTIZED,
+        twin=FLOAT,
     )
-    args = p.parse_args(argv)
-    return run_evaluation(args, lambda cases: evaluate(cases, methods(args.artifacts)))
 
 
 if __name__ == "__main__":

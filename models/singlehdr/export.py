@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from models.harness.cli import export_main
-from models.harness.export import calibration_samples, convert_int8, open_run, training_summary
+from models.harness.export import calibration_samples, convert_int8, open_run, provenance
 from models.mqn.data import DEFAULT_DATA_DIR
 from models.mqn.export import convert_head  # dynamic range: int8 weights, float activations, builtin ops
 from models.singlehdr.artifacts import (
@@ -93,13 +93,7 @@ def export(
         "params": int(net.model.count_params()),
         "gmacs_1080p": count_macs(cfg, 1080, 1920) / 1e9,
         "gmacs_fast_1080p": count_macs(cfg, h, w) / 1e9,
-        "calibration": {
-            "frames": len(frames),
-            "size": size,
-            "source": "training scenes, synthesised SDR views",
-        },
-        "weights": which,
-        "training": training_summary(train_cfg),
+        **provenance(len(frames), size, which, train_cfg),
     }
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=2))
     return meta

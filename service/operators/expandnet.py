@@ -71,6 +71,23 @@ class Predictor(Protocol):
         ...
 
 
+def read_meta(path: Path, name: str, dir_env: str) -> dict[str, Any]:
+    """The export metadata of learned operator ``name`` at ``path``.
+
+    Raises
+    ------
+    EngineError
+        If the model has not been exported there; the message says how to make it.
+    """
+    if not path.exists():
+        raise EngineError(
+            f"{name} is not available: {path} is missing; train it (python -m models.train --model {name}) "
+            f"and export it (python -m models.export --model {name}), or point {dir_env} at an exported model"
+        )
+    meta: dict[str, Any] = json.loads(path.read_text())
+    return meta
+
+
 class ExpandNetEngine:
     """The exported ExpandNet: int8 feature extractor + dynamic-range head, each a :class:`LiteRTModel`.
 
@@ -81,14 +98,7 @@ class ExpandNetEngine:
     """
 
     def __init__(self, directory: Path, num_threads: int = 2) -> None:
-        meta_path = directory / META_FILE
-        if not meta_path.exists():
-            raise EngineError(
-                f"expandnet is not available: {meta_path} is missing; train it "
-                "(python -m models.train --model expandnet) and export it (python -m models.export --model "
-                f"expandnet), or point {DIR_ENV} at an exported model"
-            )
-        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        self.meta = read_meta(directory / META_FILE, "expandnet", DIR_ENV)
         self.features = LiteRTModel(directory / self.meta["features"], num_threads)
         self.head = LiteRTModel(directory / self.meta["head"], num_threads)
 

@@ -18,7 +18,6 @@ exported model the operator is still listed, and creating it fails with an
 :class:`~service.errors.EngineError` that says how to make it.
 """
 
-import json
 import os
 from functools import cache
 from pathlib import Path
@@ -30,11 +29,10 @@ import numpy.typing as npt
 
 from service.colour.description import ColourDescription
 from service.colour.scaling import DEFAULT_PEAK_NITS
-from service.errors import EngineError
 from service.inference.engine import ARTIFACTS_DIR, LiteRTModel
 from service.operators.base import Frames, Mode, Nits, Operator, OperatorInfo, ParamSpec
 from service.operators.classical import PEAK_PARAM
-from service.operators.expandnet import OutputSpec, offsets_to_nits
+from service.operators.expandnet import OutputSpec, offsets_to_nits, read_meta
 from service.operators.mqn import processing_size
 from service.operators.resample import resize_bilinear
 from service.timing import StageClock
@@ -82,14 +80,7 @@ class SingleHDREngine:
     """
 
     def __init__(self, directory: Path, num_threads: int = 2) -> None:
-        meta_path = directory / META_FILE
-        if not meta_path.exists():
-            raise EngineError(
-                f"singlehdr is not available: {meta_path} is missing; train it "
-                "(python -m models.train --model singlehdr) and export it (python -m models.export --model "
-                f"singlehdr), or point {DIR_ENV} at an exported model"
-            )
-        self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+        self.meta = read_meta(directory / META_FILE, "singlehdr", DIR_ENV)
         self.features = LiteRTModel(directory / self.meta["features"], num_threads)
         self.head = LiteRTModel(directory / self.meta["head"], num_threads)
 

@@ -7,7 +7,6 @@ the fixture ``singlehdr_dir`` into a test module; it is built once per session a
 """
 
 import importlib.util
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,10 +48,6 @@ def smoke_singlehdr(root: Path, steps: int = 2) -> Path:
 def singlehdr_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The exported smoke model, with ``ITM_SINGLEHDR_DIR`` pointing at it for the whole session."""
     directory = smoke_singlehdr(tmp_path_factory.mktemp("singlehdr"))
-    old = os.environ.get("ITM_SINGLEHDR_DIR")
-    os.environ["ITM_SINGLEHDR_DIR"] = str(directory)
-    yield directory
-    if old is None:
-        os.environ.pop("ITM_SINGLEHDR_DIR", None)
-    else:
-        os.environ["ITM_SINGLEHDR_DIR"] = old
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ITM_SINGLEHDR_DIR", str(directory))
+        yield directory

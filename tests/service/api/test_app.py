@@ -156,6 +156,7 @@ def test_image_errors(client_factory: Callable[..., Any]) -> None:
     ("name", "quant", "version"),
     [
         ("expandnet", "int8+float", "expandnet_v1 (format 1)"),
+        ("singlehdr", "int8+float", "singlehdr_v1 (format 1)"),
         ("bt2446a", "none", ""),
         ("inverse_reinhard", "none", ""),
     ],
@@ -165,10 +166,11 @@ def test_model_info_labels_of_every_operator(
 ) -> None:
     from service.app import model_quant, model_version
 
-    # expandnet's labels come from the expandnet.json where the operator reads its model (ITM_EXPANDNET_DIR).
-    meta = {"model": "expandnet", "version": 1, "training": {"run": "expandnet_v1", "steps": 4000}}
-    (tmp_path / "expandnet.json").write_text(json.dumps(meta))
-    monkeypatch.setenv("ITM_EXPANDNET_DIR", str(tmp_path))
+    # A learned operator's labels come from the <name>.json where it reads its model (ITM_<NAME>_DIR).
+    for learned in ("expandnet", "singlehdr"):
+        meta = {"model": learned, "version": 1, "training": {"run": f"{learned}_v1", "steps": 4000}}
+        (tmp_path / f"{learned}.json").write_text(json.dumps(meta))
+        monkeypatch.setenv(f"ITM_{learned.upper()}_DIR", str(tmp_path))
     assert (model_quant(name), model_version(name)) == (quant, version)
 
 
