@@ -72,6 +72,11 @@ here 6 of 36 connections while another job loaded the machine, none of 10 when i
 support gRPC installs no such handlers, which is gRPC's own advice for a process that only forks to exec.
 """
 _CLIENT_SERVER_FAILED = "Starting Ray client server failed"
+_connection = threading.Lock()
+"""Held while :func:`connect` or :func:`disconnect` runs: jobs that start together join Ray once."""
+_joined: str | None = None
+"""The address :func:`connect` joined, until :func:`disconnect`: set while Ray reports not initialised
+means the connection was lost."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,14 @@ def connect(address: str) -> None:
 
     A ``ray://`` address is joined through Ray Client: its head must run in :data:`RAY_CLIENT_HEAD_ENV`.
 
+    Safe to call from several threads at once (jobs starting together): one joins, the others wait for it.
+    A connection that was lost is joined again. Ray Client gives a lost head up after its reconnect grace
+    period (30 s); from then on Ray reports itself not initialised, yet keeps the dead client, and
+    ``ray.init`` would refuse to connect again ("ray client is already connected"), so the dead client is
+    dropped first (``ray.shutdown()``). A job that runs while the head is gone fails; the next one joins the
+    cluster again once its head is back. (A driver joined by GCS address rather than ``ray://`` does not get
+    here: Ray ends a process whose GCS stays unreachable, "Failed to connect to GCS within ... seconds".)
+
     Raises
     ------
     EngineError
@@ -171,8 +184,20 @@ def connect(address: str) -> None:
         import ray
     except ImportError as exc:
         raise EngineError("Ray is not installed; install itmstream with the 'ray' extra") from exc
-    if ray.is_initialized():
-        return
+    global _joined
+    with _connection:
+        if ray.is_initialized():
+            return
+        if _joined is not None:
+            log.warning("lost the Ray cluster at '%s'; joining it again", _joined)
+            _joined = None
+            _drop_lost(ray)
+        _init(ray, address)
+        _joined = address
+
+
+def _init(ray: Any, address: str) -> None:
+    """``ray.init`` for :func:`connect` (which holds :data:`_connection`), its errors mapped to ours."""
     start: dict[str, Any] = {}
     if address == LOCAL and not _running_here():
         if not only_loopback():
@@ -210,9 +235,24 @@ def connect(address: str) -> None:
 
 def disconnect() -> None:
     """Leave the cluster :func:`connect` joined; a Ray it started here (:data:`LOCAL`) stops with it."""
+    global _joined
     ray = sys.modules.get("ray")  # never imported (in-process conversions): nothing to leave
-    if ray is not None and ray.is_initialized():
+    if ray is None:
+        return
+    with _connection:
+        if ray.is_initialized():
+            ray.shutdown()
+        elif _joined is not None:
+            _drop_lost(ray)
+        _joined = None
+
+
+def _drop_lost(ray: Any) -> None:
+    """Drop a connection Ray lost (the caller holds :data:`_connection`), so that ``ray.init`` works again."""
+    try:
         ray.shutdown()
+    except Exception:  # closing a dead Ray Client's channels may fail; the client is dropped all the same
+        log.debug("ray.shutdown() of a lost connection failed", exc_info=True)
 
 
 @contextlib.contextmanager

@@ -1,5 +1,7 @@
 """Joining or starting Ray (``--ray auto``), without a cluster: Ray's own calls are replaced by fakes."""
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -8,6 +10,13 @@ from service.errors import EngineError
 from service.scaleout import cluster
 
 ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed")
+HEAD = "ray://head:10001"
+
+
+@pytest.fixture(autouse=True)
+def never_joined(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts as a process that has joined no cluster (connect() remembers the last one)."""
+    monkeypatch.setattr(cluster, "_joined", None)
 
 
 @pytest.fixture
@@ -104,3 +113,97 @@ def test_the_charts_ray_head_runs_in_the_ray_client_environment():
     head = text[text.index("headGroupSpec:") : text.index("workerGroupSpecs:")]
     for name, value in cluster.RAY_CLIENT_HEAD_ENV.items():
         assert re.search(rf'- name: {name}\n\s+value: "{value}"', head), f"{name}={value} not on the head"
+
+
+class FakeRayClient:
+    """Ray 2.60's Ray Client as :func:`cluster.connect` sees it (ray/util/client/__init__.py, worker.py).
+
+    ``client`` is None (never connected, or dropped by ``ray.shutdown()``), "live", or "lost": a head gone for
+    longer than the reconnect grace period leaves a closed client behind, which reports Ray not initialised
+    while ``ray.init`` refuses to replace it. ``ray.init`` takes a while, as a real connection does.
+    """
+
+    def __init__(self) -> None:
+        self.client: str | None = None
+        self.head_up = True
+        self.inits = 0
+        self.shutdowns = 0
+
+    def is_initialized(self) -> bool:
+        return self.client == "live"
+
+    def init(self, **kwargs: Any) -> None:
+        if self.client == "live":
+            raise RuntimeError("Ray Client is already connected")
+        if self.client == "lost":
+            raise Exception("ray.init() called, but ray client is already connected")  # sic: a bare Exception
+        time.sleep(0.05)
+        if not self.head_up:
+            raise ConnectionError("ray client connection timeout")  # and the failed client is dropped
+        self.inits += 1
+        self.client = "live"
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+        self.client = None
+
+    def lose_head(self) -> None:
+        self.client, self.head_up = "lost", False
+
+
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch) -> FakeRayClient:
+    fake = FakeRayClient()
+    for name in ("is_initialized", "init", "shutdown"):
+        monkeypatch.setattr(ray, name, getattr(fake, name))
+    return fake
+
+
+def test_jobs_that_start_together_join_ray_once(client):
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def job() -> None:
+        start.wait()
+        try:
+            cluster.connect(HEAD)
+        except BaseException as exc:  # collected: an error in a thread would otherwise go unseen
+            errors.append(exc)
+
+    threads = [threading.Thread(target=job) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and client.inits == 1
+
+
+def test_a_lost_head_is_joined_again_by_the_next_job(client, caplog):
+    cluster.connect(HEAD)
+    client.lose_head()
+    with pytest.raises(Exception, match="already connected"):  # what ray.init alone would do, every time
+        ray.init(address=HEAD)
+    client.head_up = True  # KubeRay restarted the head
+    cluster.connect(HEAD)
+    assert (client.inits, client.shutdowns, client.client) == (2, 1, "live")
+    assert f"lost the Ray cluster at '{HEAD}'; joining it again" in caplog.text
+
+
+def test_while_the_head_is_gone_each_job_fails_and_the_first_after_it_joins(client):
+    cluster.connect(HEAD)
+    client.lose_head()
+    for _ in range(2):
+        with pytest.raises(EngineError, match=f"cannot join the Ray cluster at '{HEAD}': ray client conn"):
+            cluster.connect(HEAD)
+    client.head_up = True
+    cluster.connect(HEAD)
+    assert (client.inits, client.shutdowns, client.client) == (2, 1, "live")
+
+
+def test_disconnect_drops_a_lost_connection_too(client):
+    cluster.connect(HEAD)
+    client.lose_head()
+    cluster.disconnect()
+    client.head_up = True
+    cluster.connect(HEAD)  # no "lost" warning: the caller left on purpose
+    assert (client.inits, client.shutdowns) == (2, 1)
