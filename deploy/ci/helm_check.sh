@@ -15,6 +15,10 @@
 #     kubernetes-validate as Pods, and ITM_RAY_ADDRESS, the image and the Ray version must agree with it.
 #     The head pod mounts its service account token exactly when the autoscaler sidecar runs in it (value
 #     set "ray-fixed" turns autoscaling off), workers never, and the chart adds no RBAC (KubeRay does).
+#     Every Ray container has its own readiness and liveness probes (else KubeRay injects `wget` ones, and
+#     the image has no wget): an HTTP GET of /api/healthz on the port rayStartParams give the dashboard
+#     agent, or an exec; no probe anywhere runs wget or curl. Ray containers run non-root on a read-only
+#     root with /tmp (Ray's temp dir), /dev/shm (object store) and the image user's HOME as emptyDirs.
 #  4. Forbidden values fail to render (values.schema.json types; a PVC shared by autoscaled replicas;
 #     neither apiKeys.existingSecret nor allowAnonymous, by the schema and, without it, by the template;
 #     an unknown key anywhere under ray; ray.workers outside minReplicas <= replicas <= maxReplicas; a
@@ -53,6 +57,10 @@ import yaml
 chart_dir, work, kube = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 KUBERAY = json.loads(Path(sys.argv[4]).read_text())
 RAY_PIN = re.search(r'"ray\[default\]==([0-9.]+)"', Path(sys.argv[5]).read_text()).group(1)
+RAY_VERSION = tuple(int(part) for part in RAY_PIN.split("."))
+RAY_AGENT_PORT = 52365  # `ray start --dashboard-agent-listen-port` default (ray_constants), KubeRay's too
+IMAGE_HOME = re.search(r"--home-dir (\S+)", (Path(sys.argv[5]).parent / "Dockerfile").read_text()).group(1)
+PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
 SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
 
 VALUE_SETS = {
@@ -162,6 +170,7 @@ def check(name: str, docs: list[dict]) -> None:
         builtin += check_raycluster(name, cluster, container, config)
     if not clusters:
         assert "ITM_RAY_ADDRESS" not in config["data"], f"{name}: ITM_RAY_ADDRESS without a RayCluster"
+    no_probe_downloads(name, docs)
     (work / f"{name}.yaml").write_text(yaml.safe_dump_all(builtin, sort_keys=False))
     print(f"{name}: {', '.join(sorted(f'{k} x{len(v)}' for k, v in by_kind.items()))}", file=sys.stderr)
 
@@ -195,6 +204,8 @@ def check_raycluster(name: str, cluster: dict, service: dict, config: dict) -> l
         for ray_container in template["spec"]["containers"]:
             assert ray_container["image"] == service["image"], f"{name}: {where} runs another image"
             assert ray_container["resources"]["limits"], f"{name}: {where} has no resource limits"
+            check_ray_probes(f"{name}: {where}", ray_container, params)
+            check_ray_writable(f"{name}: {where}", template["spec"], ray_container, params)
         pod_name = f"{cluster['metadata']['name']}-{where.split('.')[-1].replace('[', '-').rstrip(']')}".lower()
         metadata = {**template.get("metadata", {}), "name": pod_name}
         pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]})
@@ -202,6 +213,51 @@ def check_raycluster(name: str, cluster: dict, service: dict, config: dict) -> l
     assert config["data"].get("ITM_RAY_ADDRESS") == address, f"{name}: ITM_RAY_ADDRESS is not {address}"
     check_autoscaler_token(name, spec)
     return pods
+
+
+def check_ray_probes(where: str, container: dict, params: dict) -> None:
+    """Both probes are the template's own, on the port the node's dashboard agent listens on.
+
+    Without them KubeRay injects probes, which before ray-project/kuberay#4448 run `wget ... | grep success`
+    in the container, and the image has no wget: the pods would never be ready. An HTTP GET is made by the
+    kubelet and needs nothing in the image; /api/healthz (raylet, and GCS on the head) exists from Ray 2.53.
+    """
+    agent_port = int(params.get("dashboard-agent-listen-port", RAY_AGENT_PORT))
+    for kind in ("readinessProbe", "livenessProbe"):
+        probe = container.get(kind)
+        assert probe, f"{where}: no {kind} (KubeRay would inject one that runs wget, which the image lacks)"
+        handlers = set(probe) & {"exec", "httpGet", "tcpSocket", "grpc"}
+        assert handlers in ({"exec"}, {"httpGet"}), f"{where}: {kind} handlers {sorted(handlers)}"
+        if "httpGet" in probe:
+            get = probe["httpGet"]
+            assert (get["path"], get["port"]) == ("/api/healthz", agent_port), f"{where}: {kind} GET {get}"
+            assert RAY_VERSION >= (2, 53), f"{where}: Ray {RAY_PIN} has no /api/healthz (2.53+)"
+
+
+def check_ray_writable(where: str, pod: dict, container: dict, params: dict) -> None:
+    """A non-root Ray container on a read-only root writes only to emptyDirs: /tmp (Ray's --temp-dir, and
+    so its session directory), /dev/shm (the object store) and the image user's HOME."""
+    assert pod["securityContext"]["runAsNonRoot"] is True, f"{where}: runs as root"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True, f"{where}: writable root"
+    empty = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
+    mounts = {m["mountPath"] for m in container.get("volumeMounts", []) if m["name"] in empty}
+    need = {"/tmp", "/dev/shm", IMAGE_HOME}
+    need |= {params.get("temp-dir", "/tmp/ray"), params.get("plasma-directory", "/dev/shm")}
+    unwritable = [p for p in sorted(need) if not any(p == m or p.startswith(m.rstrip("/") + "/") for m in mounts)]
+    assert not unwritable, f"{where}: {unwritable} would be on the read-only root (emptyDirs: {sorted(mounts)})"
+
+
+def no_probe_downloads(name: str, node: object) -> None:
+    """No probe anywhere in the manifests runs wget or curl: the image (python:3.12-slim) has neither."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in PROBES and "exec" in value:
+                command = " ".join(value["exec"].get("command", []))
+                assert not re.search(r"\b(wget|curl)\b", command), f"{name}: {key} runs '{command}'"
+            no_probe_downloads(name, value)
+    elif isinstance(node, list):
+        for item in node:
+            no_probe_downloads(name, item)
 
 
 def check_autoscaler_token(name: str, spec: dict) -> None:

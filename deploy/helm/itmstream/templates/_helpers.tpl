@@ -77,3 +77,61 @@ another Ray would refuse it. Also checks the worker group's replica bounds, whic
 {{- fail (printf "ray.workers: minReplicas (%d) <= replicas (%d) <= maxReplicas (%d) does not hold" (int $w.minReplicas) (int $w.replicas) (int $w.maxReplicas)) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The port of Ray's dashboard agent on every Ray node: given to `ray start` (rayStartParams) and probed by
+itmstream.rayProbes, so the two cannot drift apart. 52365 is Ray's and KubeRay's default.
+*/}}
+{{- define "itmstream.rayAgentPort" -}}
+52365
+{{- end }}
+
+{{/*
+Readiness and liveness probes of a Ray container; the argument is "head" or "worker". Without them KubeRay
+injects its own, which before KubeRay's "Use HTTP health check when possible" (ray-project/kuberay#4448)
+run `wget ... | grep success` in the container: our image (python:3.12-slim) has no wget, so the pods
+would never become ready. KubeRay keeps probes the template defines. This is the probe KubeRay now injects
+for Ray >= 2.53: an HTTP GET of the dashboard agent's /api/healthz (ray-project/ray#56943), which checks
+this node's raylet and, on the head, the GCS, and answers 503 if either fails. The kubelet makes the request, so
+nothing is needed in the image, and the agent runs on every node whether or not the dashboard does. Timings
+are KubeRay's defaults.
+*/}}
+{{- define "itmstream.rayProbes" -}}
+{{- $get := printf "{path: /api/healthz, port: %s}" (include "itmstream.rayAgentPort" .) }}
+{{- $timeout := ternary 5 2 (eq . "head") }}
+readinessProbe:
+  httpGet: {{ $get }}
+  initialDelaySeconds: 10
+  periodSeconds: 5
+  timeoutSeconds: {{ $timeout }}
+  failureThreshold: 10
+livenessProbe:
+  httpGet: {{ $get }}
+  initialDelaySeconds: 30
+  periodSeconds: 5
+  timeoutSeconds: {{ $timeout }}
+  failureThreshold: 120
+{{- end }}
+
+{{/*
+The writable paths of a Ray container, whose root filesystem is read-only (securityContext): everything Ray
+writes goes to /tmp/ray (session directory: logs, sockets, spilled objects, runtime envs; `ray start`'s
+--temp-dir default) and the object store to /dev/shm, both emptyDirs here. /data is the image user's HOME
+and WORKDIR: `ray start` only reads ~/.ray/auth_token there (usage stats are off by RAY_USAGE_STATS_ENABLED,
+not by writing ~/.ray/config.json), but the image declares /data a VOLUME, which container runtimes handle
+differently under a read-only root, so it is an emptyDir as well. Numba's cache (NUMBA_CACHE_DIR) is /tmp/numba.
+*/}}
+{{- define "itmstream.rayVolumeMounts" -}}
+- {name: tmp, mountPath: /tmp}
+- {name: shm, mountPath: /dev/shm}  # the object store, and each segment's scratch files
+- {name: home, mountPath: /data}
+{{- end }}
+
+{{- define "itmstream.rayVolumes" -}}
+- name: tmp
+  emptyDir: {sizeLimit: 4Gi}
+- name: shm
+  emptyDir: {medium: Memory}
+- name: home
+  emptyDir: {sizeLimit: 1Gi}
+{{- end }}
