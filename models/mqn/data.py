@@ -48,6 +48,9 @@ not (to our knowledge) re-distributed under another name elsewhere in the set.""
 
 TRANSFERS = ("srgb", "bt1886")
 CURVES = ("clip", "gamma_crf", "sigmoid_crf", "reinhard", "hable", "aces", "agx")
+"""The tone curves a view draws uniformly."""
+ALL_CURVES = (*CURVES, "video_knee")
+"""Every curve :func:`tone_curve` knows; ``video_knee`` is drawn by ``SynthesisConfig.p_video_knee`` only."""
 
 
 @dataclass(frozen=True)
@@ -304,7 +307,7 @@ def tone_curve(x: F32, curve: str, rng: np.random.Generator) -> tuple[F32, dict[
             meta["knee"], meta["white"] = knee, white
             d = video_knee_code(x, knee, white) ** 2.2
         case _:
-            raise ValueError(f"curve '{curve}' is not known; expected one of {(*CURVES, 'video_knee')}")
+            raise ValueError(f"curve '{curve}' is not known; expected one of {ALL_CURVES}")
     return np.clip(d, 0.0, 1.0).astype(np.float32), meta
 
 

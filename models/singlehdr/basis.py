@@ -5,9 +5,10 @@ database can be downloaded here, so the basis is built the same way from a dense
 transfer curves, and rebuilt bit for bit whenever the model is built (:func:`response_basis`):
 
 * display transfers: the sRGB and BT.1886 EOTFs, and pure gammas 1.8 to 2.6;
-* every tone curve of the harness's SDR synthesis (:data:`models.mqn.data.CURVES`: clip, gamma and sigmoid
-  camera responses, Reinhard, Hable, ACES, AgX, each with its random parameters drawn from a seeded
-  generator), each encoded by both synthesis transfers (:data:`models.mqn.data.TRANSFERS`).
+* every tone curve of the harness's SDR synthesis (:data:`models.mqn.data.ALL_CURVES`: clip, gamma and
+  sigmoid camera responses, Reinhard, Hable, ACES, AgX, a video camera's knee, each with its random
+  parameters drawn from a seeded generator), each encoded by both synthesis transfers
+  (:data:`models.mqn.data.TRANSFERS`).
 
 Each curve is an *inverse* response in our absolute convention: SDR code value in [0, 1] -> linear light
 relative to SDR white (1.0 = 203 cd/m²), with the scene scaled so that mid-grey lands where the display puts
@@ -22,7 +23,7 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
-from models.mqn.data import CURVES, TRANSFERS, decode_sdr, encode_sdr, tone_curve
+from models.mqn.data import ALL_CURVES, TRANSFERS, decode_sdr, encode_sdr, tone_curve
 
 KNOTS = 33
 """Samples per curve: code values 0, 1/32, ..., 1 (the runtime curve is piecewise linear between them)."""
@@ -71,7 +72,7 @@ def curve_family() -> F64:
     curves = [np.asarray(decode_sdr(codes.astype(np.float32), t), np.float64) for t in TRANSFERS]
     curves += [codes**g for g in np.linspace(1.8, 2.6, GAMMAS)]
     rng = np.random.default_rng(BASIS_SEED)
-    for curve in CURVES:
+    for curve in ALL_CURVES:
         for transfer in TRANSFERS:
             curves += [inverse_tone_curve(curve, transfer, rng) for _ in range(DRAWS_PER_CURVE)]
     family = np.stack(curves)

@@ -5,7 +5,7 @@ import pytest
 
 from models.mqn.convention import PQ_PEAK, pq_to_nits, reference_nits
 from models.mqn.data import (
-    CURVES,
+    ALL_CURVES,
     DEFAULT_DATA_DIR,
     Scene,
     SceneBank,
@@ -47,7 +47,7 @@ def test_target_is_absolute_pq_clipped_at_peak() -> None:
         assert s.base.max() <= 0.5808  # the BT.2408 placement never exceeds 203 cd/m²
 
 
-@pytest.mark.parametrize("curve", (*CURVES, "video_knee"))
+@pytest.mark.parametrize("curve", ALL_CURVES)
 def test_tone_curves_map_into_sdr_range_monotonically(curve: str) -> None:
     x = np.geomspace(1e-4, 100.0, 200).astype(np.float32)
     d, _ = tone_curve(x, curve, np.random.default_rng(0))
