@@ -632,7 +632,9 @@ def main() -> None:
     os.environ.setdefault("SVT_LOG", "1")
     with tempfile.TemporaryDirectory() as tmp:
         cases = bench(args, Path(tmp))
-    print(f"results: {write('scale', cases)}")
+    # One file per operator, so a run with mqn does not overwrite the bt2408 figures SCALING.md cites.
+    subject = "scale" if args.operator == "bt2408" else f"scale_{args.operator}"
+    print(f"results: {write(subject, cases, settings=vars(args))}")
 
 
 if __name__ == "__main__":
