@@ -10,7 +10,10 @@
 #  4. docker build --network host (legacy builder), docker run --network host on a free loopback port.
 #  5. Check that the image refuses to start on its 0.0.0.0 with no ITM_API_KEYS (naming both ways out),
 #     then run it with a key: /readyz, /metrics and the HEALTHCHECK open, /v1/* 401 without the key, one
-#     real conversion with it, a non-root uid, and a clean exit (status 0, drained) on SIGTERM.
+#     real conversion with it, a non-root uid, and a clean exit (status 0, drained) on SIGTERM. Then a Ray
+#     head as the Helm chart's RayCluster runs it: image user, read-only root, only /tmp, /dev/shm and
+#     HOME writable, no network but loopback; the chart's probe (/api/healthz on the dashboard agent) must
+#     answer 200 and `ray stop` must end it.
 #  6. Stop dockerd by PID and delete everything (also on failure, via trap).
 #
 # Needs root (dockerd, mmdebstrap). Idempotent; ~3-6 min on 2 busy cores, bounded by per-step timeouts.
@@ -55,7 +58,7 @@ cleanup() {
             log "container logs:"; "$DOCKER" logs itm-ci 2>&1 | tail -40 >&2
             log "dockerd log tail:"; tail -20 "$WORK/dockerd.log" >&2
         fi
-        timeout 30 "$DOCKER" rm -f itm-ci >/dev/null 2>&1
+        timeout 30 "$DOCKER" rm -f itm-ci itm-ray-ci >/dev/null 2>&1
         kill -TERM "$DOCKERD_PID"
         for _ in $(seq 1 60); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.5; done
         kill -0 "$DOCKERD_PID" 2>/dev/null && kill -KILL "$DOCKERD_PID"
@@ -247,3 +250,35 @@ code="$("$DOCKER" inspect -f '{{.State.ExitCode}}' itm-ci)"
 grep -q "itmstream stopped" "$WORK/container.log" || die "no drain on SIGTERM (no 'itmstream stopped' log)"
 grep -q "auth on: " "$WORK/container.log" || die "the start-up log does not state the auth mode"
 log "clean exit on SIGTERM"
+
+# A Ray head started as the chart's RayCluster starts it (templates/raycluster.yaml): the image's user, a
+# read-only root with /tmp, /dev/shm and HOME (/data) writable, as the emptyDirs there. --network none: only
+# loopback, as some of Ray's agents listen on every interface whatever node address they get. The chart's
+# readiness and liveness probe is an HTTP GET of the dashboard agent's /api/healthz (the image has no wget);
+# here urllib asks it. What Ray writes under HOME is printed (the chart mounts an emptyDir there anyway).
+cat >"$WORK/ray_smoke.sh" <<'SMOKE'
+set -u
+fail() { echo "ray smoke: $*"; tail -n 25 /tmp/ray/session_latest/logs/{raylet.out,gcs_server.out,dashboard_agent.log} 2>&1; ray stop --force >/dev/null 2>&1; exit 1; }
+ray start --head --num-cpus 1 --object-store-memory 100000000 --dashboard-agent-listen-port 52365 \
+    --disable-usage-stats >/tmp/ray-start.log 2>&1 || { cat /tmp/ray-start.log; fail "ray start"; }
+python -c '
+import sys, time, urllib.error, urllib.request
+deadline = time.monotonic() + 90
+while True:
+    try:
+        body = urllib.request.urlopen("http://127.0.0.1:52365/api/healthz", timeout=2).read().decode()
+        print("ray head healthy, /api/healthz:", " ".join(body.split()))
+        break
+    except (urllib.error.URLError, OSError) as exc:
+        if time.monotonic() > deadline:
+            sys.exit(f"/api/healthz did not answer 200 within 90 s: {exc}")
+        time.sleep(1)
+' || fail "probe"
+written="$(find /data -mindepth 1 -maxdepth 2 2>/dev/null | head -5 | tr '\n' ' ')"
+echo "ray writes under HOME (/data): ${written:-nothing}"
+ray stop --grace-period 10 >/dev/null 2>&1 || fail "ray stop"
+SMOKE
+timeout 240 "$DOCKER" run --rm --name itm-ray-ci --network none --read-only \
+    --tmpfs /tmp:rw,exec,mode=1777 --tmpfs /data:rw,mode=1777 --shm-size 256m -e RAY_USAGE_STATS_ENABLED=0 \
+    -v "$WORK/ray_smoke.sh:/smoke.sh:ro" "$IMAGE" bash /smoke.sh >&2 || die "Ray head on a read-only root"
+log "Ray head runs as uid $uid on a read-only root; the chart's probe answers"
