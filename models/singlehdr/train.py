@@ -12,14 +12,14 @@ that finished; ``--set stage='"hal"'`` runs one phase only. The last phase's wei
 
 import json
 import logging
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from models.harness import phases
 from models.harness.cli import train_main
 from models.harness.config import TrainConfig
 from models.harness.loop import Batch, Validation, fit, load_data, start_run
@@ -30,8 +30,7 @@ from service.colour.scaling import SDR_WHITE_NITS
 log = logging.getLogger("models.singlehdr.train")
 
 CONFIGS = Path(__file__).parent / "configs"
-PHASE_KEYS = frozenset({"stage", "steps", "lr", "lr_min", "warmup_steps", "max_minutes", "val_every", "loss"})
-"""What a phase may set for itself; everything else is the run's."""
+PHASE_KEYS = phases.PHASE_KEYS
 
 
 def _default_phases() -> list[dict[str, Any]]:
@@ -39,7 +38,7 @@ def _default_phases() -> list[dict[str, Any]]:
 
 
 @dataclass
-class SingleHDRTrainConfig(TrainConfig):
+class SingleHDRTrainConfig(phases.PhasedTrainConfig):
     """MQN's run settings, SingleHDR's defaults, and the phases.
 
     ``net_sizes``, ``val_net`` and ``init_from`` are unused. A phase's ``loss`` is merged over the run's.
@@ -85,7 +84,7 @@ def batches(bank: SceneBank, batch_size: int, size: int, cfg: SynthesisConfig, s
 
 
 def phase_config(cfg: SingleHDRTrainConfig, phase: dict[str, Any]) -> SingleHDRTrainConfig:
-    """The run's settings for one phase: its own checkpoint folder, steps, schedule and loss weights.
+    """The run's settings for one phase (:func:`models.harness.phases.phase_config` over SingleHDR's stages).
 
     Raises
     ------
@@ -94,21 +93,7 @@ def phase_config(cfg: SingleHDRTrainConfig, phase: dict[str, Any]) -> SingleHDRT
     """
     from models.singlehdr.losses import PHASES
 
-    unknown = set(phase) - PHASE_KEYS
-    if unknown:
-        raise ValueError(
-            f"phase keys {sorted(unknown)} are not known; expected a subset of {sorted(PHASE_KEYS)}"
-        )
-    if phase.get("stage") not in PHASES:
-        raise ValueError(f"phase stage {phase.get('stage')!r} is not known; expected one of {PHASES}")
-    settings = {k: v for k, v in phase.items() if k not in ("stage", "loss")}
-    return replace(cfg, run=f"{cfg.run}/{phase['stage']}", loss=cfg.loss | phase.get("loss", {}), **settings)
-
-
-def _finished(cfg: TrainConfig) -> bool:
-    """Whether a phase already reached its steps (its summary says so)."""
-    path = cfg.resolve(cfg.log_root) / cfg.run / "summary.json"
-    return path.exists() and json.loads(path.read_text())["steps"] >= cfg.steps
+    return phases.phase_config(cfg, phase, PHASES)  # type: ignore[return-value]
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -123,12 +108,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise TypeError(f"expected a SingleHDRTrainConfig, got {type(cfg).__name__}")
     if cfg.init_from:
         raise ValueError("init_from (warm start) is MQN's; SingleHDR trains from scratch, phase by phase")
-    phases = [phase_config(cfg, p) for p in cfg.phases]
-    stages = [p["stage"] for p in cfg.phases]
-    if cfg.stage is not None and cfg.stage not in stages:
-        raise ValueError(f"stage {cfg.stage!r} is not one of this run's phases {stages}")
+    from models.singlehdr.losses import PHASES, LossWeights, stage_loss
+
+    phase_cfgs = phases.check_phases(cfg, PHASES)
     ckpt_dir, log_dir = start_run(cfg, log)
-    from models.singlehdr.losses import LossWeights, stage_loss
     from models.singlehdr.model import SingleHDRConfig, build_singlehdr
 
     mcfg = SingleHDRConfig.from_json(cfg.model)
@@ -144,48 +127,25 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     def predict(inputs: Batch) -> np.ndarray:
         return np.asarray(model(inputs[0], training=False)[-1], np.float32)
 
-    summaries: dict[str, Any] = {}
-    previous: Path | None = None
-    for stage, pcfg in zip(stages, phases, strict=True):
-        phase_dir = pcfg.resolve(pcfg.checkpoint_root) / pcfg.run
-        if (cfg.stage is None or cfg.stage == stage) and not _finished(pcfg):
-            for name, part in net.stages.items():
-                part.trainable = stage == "joint" or name == stage
-            weights = LossWeights(**pcfg.loss)
-            start = previous
+    def fit_phase(stage: str, pcfg: TrainConfig, previous: Path | None) -> dict[str, Any]:
+        for name, part in net.stages.items():
+            part.trainable = stage == "joint" or name == stage
+        weights = LossWeights(**pcfg.loss)
 
-            def loss(m: Any, batch: Any, stage: str = stage, w: LossWeights = weights) -> Any:
-                frame, deq_t, base, target = batch
-                return stage_loss(stage, m(frame, training=True), deq_t, base, target, w)
+        def loss(m: Any, batch: Any) -> Any:
+            frame, deq_t, base, target = batch
+            return stage_loss(stage, m(frame, training=True), deq_t, base, target, weights)
 
-            def init(start: Path | None = start) -> None:
-                if start is not None:
-                    model.load_weights(start / "last.weights.h5")
+        def init() -> None:
+            if previous is not None:
+                model.load_weights(previous / "last.weights.h5")
 
-            def stream(seed: int, pcfg: TrainConfig = pcfg) -> Iterator[Batch]:
-                return batches(data.train, pcfg.batch_size, pcfg.crop, data.synthesis, seed)
+        def stream(seed: int) -> Iterator[Batch]:
+            return batches(data.train, pcfg.batch_size, pcfg.crop, data.synthesis, seed)
 
-            for root in (pcfg.checkpoint_root, pcfg.log_root):
-                (pcfg.resolve(root) / pcfg.run).mkdir(parents=True, exist_ok=True)
-            log.info("phase %s: up to %d steps", stage, pcfg.steps)
-            summaries[stage] = fit(pcfg, model, loss, predict, stream, val, log, init)
-        elif (done := pcfg.resolve(pcfg.log_root) / pcfg.run / "summary.json").exists():
-            summaries[stage] = json.loads(done.read_text())
-        previous = phase_dir
-    final = phases[-1]
-    final_dir = final.resolve(final.checkpoint_root) / final.run
-    if (final_dir / "best.weights.h5").exists():
-        for which in ("best", "last"):
-            shutil.copyfile(final_dir / f"{which}.weights.h5", ckpt_dir / f"{which}.weights.h5")
-    last = summaries.get(stages[-1], {})
-    summary = {
-        "run": cfg.run,
-        "steps": sum(int(s.get("steps", 0)) for s in summaries.values()),
-        "phases": summaries,
-        **{k: v for k, v in last.items() if k.startswith(("val_", "best_"))},
-    }
-    (log_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+        return fit(pcfg, model, loss, predict, stream, val, log, init)
+
+    return phases.run_phases(cfg, phase_cfgs, fit_phase, log, ckpt_dir, log_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
