@@ -67,6 +67,7 @@ LEARNED_MODELS: dict[str, LearnedModel] = {
     "mqn": LearnedModel("int8+float", lambda: ModelFiles.load().meta),
     "expandnet": LearnedModel("int8+float", _exported_meta("service.operators.expandnet")),
     "singlehdr": LearnedModel("int8+float", _exported_meta("service.operators.singlehdr")),
+    "region_lstm": LearnedModel("int8+float", _exported_meta("service.operators.region_lstm")),
 }
 """Learned operators by name; any other operator is classical (quant ``none``, no version)."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from models.harness.config import TrainConfig
 
-MODELS = ("mqn", "expandnet", "singlehdr")
+MODELS = ("mqn", "expandnet", "singlehdr", "region_lstm")
 DEFAULT_MODEL = "mqn"
 
 

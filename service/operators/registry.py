@@ -1,4 +1,5 @@
-"""Name -> operator lookup. The learned operators (``mqn``, ``expandnet``, ``singlehdr``) load lazily.
+"""Name -> operator lookup. The learned operators (``mqn``, ``expandnet``, ``singlehdr``, ``region_lstm``)
+load lazily.
 
 Their runtime is heavier: they are listed always, imported on first use, and fail with an ``EngineError``
 when their model is absent.
@@ -22,6 +23,7 @@ _LAZY: dict[str, str] = {
     "mqn": "service.operators.mqn:MQN",
     "expandnet": "service.operators.expandnet:ExpandNet",
     "singlehdr": "service.operators.singlehdr:SingleHDR",
+    "region_lstm": "service.operators.region_lstm:RegionLSTM",
 }
 _PLUGINS: dict[str, str] = {}
 """Registered extra operators: name -> ``module:Class``."""

@@ -35,7 +35,7 @@ def test_mqn_evaluation_keeps_its_names_and_signatures() -> None:
     assert list(inspect.signature(evaluate.FloatPredictor).parameters) == ["model", "meta"]
 
 
-@pytest.mark.parametrize("model", ["mqn", "expandnet", "singlehdr"])
+@pytest.mark.parametrize("model", ["mqn", "expandnet", "singlehdr", "region_lstm"])
 def test_evaluation_without_scenes_says_skipped(
     model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

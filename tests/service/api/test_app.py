@@ -157,6 +157,7 @@ def test_image_errors(client_factory: Callable[..., Any]) -> None:
     [
         ("expandnet", "int8+float", "expandnet_v1 (format 1)"),
         ("singlehdr", "int8+float", "singlehdr_v1 (format 1)"),
+        ("region_lstm", "int8+float", "region_lstm_v1 (format 1)"),
         ("bt2446a", "none", ""),
         ("inverse_reinhard", "none", ""),
     ],
@@ -167,7 +168,7 @@ def test_model_info_labels_of_every_operator(
     from service.app import model_quant, model_version
 
     # A learned operator's labels come from the <name>.json where it reads its model (ITM_<NAME>_DIR).
-    for learned in ("expandnet", "singlehdr"):
+    for learned in ("expandnet", "singlehdr", "region_lstm"):
         meta = {"model": learned, "version": 1, "training": {"run": f"{learned}_v1", "steps": 4000}}
         (tmp_path / f"{learned}.json").write_text(json.dumps(meta))
         monkeypatch.setenv(f"ITM_{learned.upper()}_DIR", str(tmp_path))

@@ -1,0 +1,80 @@
+"""The region-map ConvLSTM's rows of the model-card table: ``python -m models.evaluate --model region_lstm``.
+
+The same cases, metrics and views as the other learned operators' tables (:mod:`models.harness.evaluation`),
+with the classical baselines beside it, the exported (int8 + float) model in both modes and, if its float
+twin is there, the float model in ``fast`` mode and how far the exported one is from it.
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from models.harness.evaluation import BASELINES, PEAK, evaluation_main
+from models.region_lstm.artifacts import ARTIFACTS, FLOAT_WEIGHTS, META_FILE
+from service.operators import Operator, create_operator
+from service.operators.region_lstm import RegionLSTM, RegionLSTMEngine, network_inputs
+from service.timing import StageClock
+
+QUANTIZED = "region_lstm fast (int8+float)"
+QUALITY = "region_lstm quality (int8+float)"
+FLOAT = "region_lstm fast (float)"
+
+
+class FloatPredictor:
+    """The float Keras twin behind the operator's runtime interface (parity tests, float rows)."""
+
+    def __init__(self, features: Any, head: Any, meta: dict[str, Any]) -> None:
+        self.features = features
+        self.head = head
+        self.meta = meta
+
+    def run(self, frames: npt.NDArray[np.uint8], anchor: npt.NDArray[np.float32], clock: StageClock) -> Any:
+        """Float forward pass: offsets, N x H x W x 3."""
+        sparam_view, unit, bounds = network_inputs(frames, int(self.meta["sparam_size"]))
+        curve = np.asarray(self.features(sparam_view.astype(np.float32) / 255.0, training=False), np.float32)
+        clock.lap("backbone")
+        out = np.asarray(self.head([unit, anchor, bounds, curve], training=False), np.float32)
+        clock.lap("head")
+        return out
+
+
+def float_operator(artifacts: Path, peak_nits: float = PEAK, mode: str = "fast") -> RegionLSTM:
+    """The ``region_lstm`` operator running the exported float twin (TensorFlow) instead of LiteRT."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from models.region_lstm.export import load_float
+
+    meta = json.loads((artifacts / META_FILE).read_text())
+    _, net = load_float(artifacts)
+    return RegionLSTM(peak_nits, mode, engine=FloatPredictor(net.features, net.head, meta))
+
+
+def methods(artifacts: Path) -> dict[str, Operator]:
+    """Every row: the baselines, the exported model in both modes, the float twin if its weights exist."""
+    ops: dict[str, Operator] = {name: create_operator(name, peak_nits=PEAK) for name in BASELINES}
+    engine = RegionLSTMEngine(artifacts, num_threads=2)
+    ops[QUANTIZED] = RegionLSTM(PEAK, "fast", engine=engine)
+    ops[QUALITY] = RegionLSTM(PEAK, "quality", engine=engine)
+    if (artifacts / FLOAT_WEIGHTS).exists():
+        ops[FLOAT] = float_operator(artifacts)
+    return ops
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    return evaluation_main(
+        argv,
+        model="region_lstm",
+        description=__doc__,
+        artifacts=ARTIFACTS,
+        methods=methods,
+        served=QUANTIZED,
+        twin=FLOAT,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
