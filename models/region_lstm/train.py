@@ -1,13 +1,14 @@
-"""Train the region-map ConvLSTM on CPU: ``python -m models.train --model region_lstm`` (``configs/default.json``).
+"""Train the region-map ConvLSTM on CPU: ``python -m models.train --model region_lstm``.
 
-The paper's schedule as the run's ``phases`` (:mod:`models.harness.phases`), one command for both:
-SParam-Net alone on the pseudo-HDR image (``sparam``: the ConvLSTM and the decoder are not even run), then
-the whole model from there (``joint``: α Loss_LSTM + β Loss_SParam, :mod:`models.region_lstm.losses`). Each
-phase is a run of the MQN harness (:func:`models.harness.loop.fit`: the same scenes, split, synthesis,
-validation views and absolute PQ targets), checkpointed under ``models/checkpoints/<run>/<phase>/``;
-rerunning resumes, ``--set stage='"joint"'`` runs one phase. Views are ``crop`` pixels square at full
-resolution (the ``quality`` mode's input); SParam-Net reads each view resized to 256² and its region maps,
-computed by the operator's own functions (:func:`service.operators.region_lstm.network_inputs`).
+The full run is ``configs/default.json``: the paper's schedule as the run's ``phases``
+(:mod:`models.harness.phases`), one command for both: SParam-Net alone on the pseudo-HDR image (``sparam``:
+the ConvLSTM and the decoder are not even run), then the whole model from there (``joint``: α Loss_LSTM +
+β Loss_SParam, :mod:`models.region_lstm.losses`). Each phase is a run of the MQN harness
+(:func:`models.harness.loop.fit`: the same scenes, split, synthesis, validation views and absolute PQ
+targets), checkpointed under ``models/checkpoints/<run>/<phase>/``; rerunning resumes,
+``--set stage='"joint"'`` runs one phase. Views are ``crop`` pixels square at full resolution (the
+``quality`` mode's input); SParam-Net reads each view resized to 256² and its region maps, computed by the
+operator's own functions (:func:`service.operators.region_lstm.network_inputs`).
 """
 
 import json
@@ -112,8 +113,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         weights = LossWeights(**pcfg.loss)
 
         def outputs(m: Any, inputs: Batch, training: bool) -> Any:
-            frame, view, anchor, bounds = inputs
-            return m([view, anchor] if stage == "sparam" else [frame, view, anchor, bounds], training=training)
+            _, view, anchor, _ = inputs
+            return m([view, anchor] if stage == "sparam" else list(inputs), training=training)
 
         def loss(m: Any, batch: Any) -> Any:
             return phase_loss(stage, outputs(m, batch[:4], True), batch[2], batch[4], weights)

@@ -1,8 +1,7 @@
-"""Name -> operator lookup. The learned operators (``mqn``, ``expandnet``, ``singlehdr``, ``region_lstm``)
-load lazily.
+"""Name -> operator lookup. The learned operators load lazily.
 
-Their runtime is heavier: they are listed always, imported on first use, and fail with an ``EngineError``
-when their model is absent.
+The learned ones (``mqn``, ``expandnet``, ``singlehdr``, ``region_lstm``) have a heavier runtime: they are
+listed always, imported on first use, and fail with an ``EngineError`` when their model is absent.
 
 Extra operators (``ITM_EXTRA_OPERATORS``, a comma-separated list of ``module:Class`` paths) are checked with
 :func:`check_operator_path` when the settings are validated, and registered with :func:`register_operator`
