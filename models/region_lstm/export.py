@@ -30,7 +30,8 @@ from models.region_lstm.artifacts import (
     HEAD_FILE,
     META_FILE,
 )
-from service.operators.region_lstm import FAST_LONG_SIDE, SPARAM_INPUT, network_inputs
+from service.operators.learned import FAST_LONG_SIDE
+from service.operators.region_lstm import SPARAM_INPUT, network_inputs
 
 CALIBRATION_SEED = 777
 """MQN's calibration seed: the same training views, drawn the same way."""

@@ -29,7 +29,8 @@ from models.singlehdr.artifacts import (
     HEAD_FILE,
     META_FILE,
 )
-from service.operators.singlehdr import FAST_LONG_SIDE, FRAME_INPUT
+from service.operators.learned import FAST_LONG_SIDE
+from service.operators.singlehdr import FRAME_INPUT
 
 CALIBRATION_SEED = 777
 """MQN's calibration seed: the same training views, drawn the same way."""

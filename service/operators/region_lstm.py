@@ -6,8 +6,8 @@ maps and predicts the parameters of an inverse Reinhard S-curve; the float head 
 with it, runs a two-layer ConvLSTM over the region maps, brightest first, each step joined with the pseudo-HDR
 image, at a quarter of the network's resolution, and an FSRCNN-style decoder whose deconvolution brings its
 correction back to full resolution (``models/region_lstm``). The head's output is a logit offset from the
-BT.2408 placement per pixel and channel, so the output stage is ``expandnet``'s
-(:func:`service.operators.expandnet.offsets_to_nits`): a zero offset is ``bt2408``.
+BT.2408 placement per pixel and channel, so the output stage is the one every learned operator here shares
+(:func:`service.operators.learned.offsets_to_nits`): a zero offset is ``bt2408``.
 
 The curve is anchored: mid-grey (18 % of SDR white) keeps its BT.2408 placement whatever the parameters, and
 the network predicts only how far white is expanded, bounded to [1, 1000 / 203] times SDR white. The region
@@ -16,32 +16,28 @@ they decompose the input and scale nothing: the output stays on the absolute con
 
 Modes: ``quality`` runs the network on the frame itself (sides rounded to multiples of its stride, 4), the
 ConvLSTM at a quarter of each side; ``fast`` on the frame downscaled to a 512 px long side, its offsets
-upsampled bilinearly and applied to every full-resolution pixel (``singlehdr``'s fast mode).
+upsampled bilinearly and applied to every full-resolution pixel (``singlehdr``'s fast mode: both are a
+:class:`~service.operators.learned.ModedLearnedOperator`).
 
 Artefacts are read from ``ITM_REGION_LSTM_DIR`` if set (tests), else from ``models/artifacts``. Without an
 exported model the operator is still listed, and creating it fails with an
 :class:`~service.errors.EngineError` that says how to make it.
 """
 
-import os
-from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
 from service.colour.description import ColourDescription
 from service.colour.pq import eotf_inverse_st2084
-from service.colour.scaling import DEFAULT_PEAK_NITS, SDR_WHITE_NITS
-from service.inference.engine import ARTIFACTS_DIR, LiteRTModel
-from service.operators.base import Frames, Mode, Nits, Operator, OperatorInfo, ParamSpec
+from service.colour.scaling import SDR_WHITE_NITS
+from service.operators import learned
+from service.operators.base import Frames, OperatorInfo
 from service.operators.classical import PEAK_PARAM
-from service.operators.expandnet import OutputSpec, offsets_to_nits, read_meta
-from service.operators.mqn import processing_size
+from service.operators.learned import MODE_PARAM, LearnedEngine, ModedLearnedOperator
 from service.operators.resample import resize_bilinear
-from service.operators.singlehdr import upsample_bilinear
 from service.timing import StageClock
 
 DIR_ENV = "ITM_REGION_LSTM_DIR"
@@ -58,9 +54,6 @@ CURVE_INPUT = "curve"
 REGIONS = 5
 """N, the number of region maps: the paper's best (its Table 2)."""
 CODES = 256
-MODES = tuple(mode.value for mode in Mode)
-FAST_LONG_SIDE = 512
-"""Long side (px) of the network's input in ``fast`` mode when the model's metadata names none."""
 SPARAM_SIZE = 256
 """Side of SParam-Net's square view when the model's metadata names none (the paper's 256²)."""
 
@@ -70,7 +63,7 @@ I64 = npt.NDArray[np.int64]
 
 def artifacts_dir() -> Path:
     """Where the model is read from: ``ITM_REGION_LSTM_DIR``, else the shipped artefacts."""
-    return Path(os.environ.get(DIR_ENV) or ARTIFACTS_DIR)
+    return learned.artifacts_dir(DIR_ENV)
 
 
 def region_bounds(frames: Frames, regions: int = REGIONS) -> I64:
@@ -174,7 +167,7 @@ class Predictor(Protocol):
         ...
 
 
-class RegionLSTMEngine:
+class RegionLSTMEngine(LearnedEngine):
     """The exported model: int8 SParam-Net + float-activation head, each a :class:`LiteRTModel`.
 
     Raises
@@ -183,10 +176,9 @@ class RegionLSTMEngine:
         If the model has not been exported to ``directory``.
     """
 
-    def __init__(self, directory: Path, num_threads: int = 2) -> None:
-        self.meta = read_meta(directory / META_FILE, "region_lstm", DIR_ENV)
-        self.features = LiteRTModel(directory / self.meta["features"], num_threads)
-        self.head = LiteRTModel(directory / self.meta["head"], num_threads)
+    name = "region_lstm"
+    meta_file = META_FILE
+    dir_env = DIR_ENV
 
     def run(self, frames: Frames, anchor: F32, clock: StageClock) -> F32:
         """Offsets, charging ``backbone`` (maps, int8 SParam-Net) and ``head`` (the rest) to ``clock``."""
@@ -199,13 +191,7 @@ class RegionLSTMEngine:
         return np.asarray(offsets, np.float32)
 
 
-@cache
-def _engine(directory: Path, threads: int) -> RegionLSTMEngine:
-    """One engine per model directory per process (it hands each thread its own interpreters)."""
-    return RegionLSTMEngine(directory, num_threads=threads)
-
-
-class RegionLSTM(Operator):
+class RegionLSTM(ModedLearnedOperator[Predictor]):
     """Learned ITM: region maps, SParam-Net's anchored inverse S-curve, a ConvLSTM and an FSRCNN decoder.
 
     Raises
@@ -221,55 +207,13 @@ class RegionLSTM(Operator):
         "Region-map ConvLSTM (learned; five cumulative-histogram region maps, an inverse S-curve anchored on "
         "the BT.2408 mid-tones, a ConvLSTM over the maps at 1/4 resolution and an FSRCNN decoder; run on a "
         "512 px view (fast) or at native resolution (quality))",
-        (
-            PEAK_PARAM,
-            ParamSpec(
-                "mode",
-                "fast",
-                "fast (network on a 512 px long side) or quality (network at native resolution)",
-                choices=MODES,
-            ),
-        ),
+        (PEAK_PARAM, MODE_PARAM),
     )
+    engine_type = RegionLSTMEngine
+    default_stride = 4  # the ConvLSTM's quarter resolution
 
-    def __init__(
-        self, peak_nits: float = DEFAULT_PEAK_NITS, mode: str = "fast", engine: Predictor | None = None
-    ) -> None:
-        super().__init__(peak_nits)
-        if mode not in MODES:
-            raise ValueError(f"mode '{mode}' is not known; expected one of {MODES}")
-        self.mode = mode
-        # ``engine`` lets evaluation plug in the float Keras model; the service always uses LiteRT.
-        self.engine: Predictor = (
-            engine if engine is not None else _engine(artifacts_dir(), numba.get_num_threads())
-        )
-        meta = self.engine.meta
-        self.stride = int(meta.get("stride", 4))
-        self.fast_long_side = int(meta.get("fast_long_side", FAST_LONG_SIDE))
-        model_peak = float(meta.get("peak_nits", DEFAULT_PEAK_NITS))
-        # Trained for a 1000 cd/m² peak: a lower peak clips, a higher one is not used.
-        self.spec = OutputSpec(model_peak, min(self.peak_nits, model_peak))
-
-    @property
-    def params(self) -> dict[str, float | str]:
-        """Peak and mode as run."""
-        return {"peak_nits": self.peak_nits, "mode": self.mode}
-
-    def network_size(self, height: int, width: int) -> tuple[int, int]:
-        """The size the network runs at for a frame: sides multiples of the stride, at most the frame's."""
-        long_side = max(height, width)
-        if self.mode == Mode.FAST.value:
-            long_side = min(long_side, self.fast_long_side)
-        return processing_size(height, width, long_side, self.stride)
-
-    def apply(self, frames: Frames, colour: ColourDescription) -> Nits:
-        """Run the network at its size and apply its offsets to every pixel's BT.2408 placement."""
-        h, w = frames.shape[1:3]
-        ph, pw = self.network_size(h, w)
-        small = frames if (ph, pw) == (h, w) else resize_bilinear(frames, ph, pw)
+    def offsets(self, small: Frames, colour: ColourDescription) -> F32:
+        """The network's offsets; it reads the PQ of its input's BT.2408 placement as its anchor."""
         anchor = anchor_pq_lut(colour)[small]
         self.clock.lap("preprocess")
-        offsets = self.engine.run(small, anchor, self.clock)
-        if (ph, pw) != (h, w):
-            offsets = upsample_bilinear(offsets, h, w)
-        return offsets_to_nits(frames, colour, offsets, self.spec)
+        return self.engine.run(small, anchor, self.clock)

@@ -99,7 +99,7 @@ def test_zero_initialised_model_is_the_bt2408_placement() -> None:
 
 def test_training_anchor_matches_the_runtime_maths() -> None:
     from models.expandnet.model import AnchoredSigmoid
-    from service.operators.expandnet import anchored_sigmoid
+    from service.operators.learned import anchored_sigmoid
 
     rng = np.random.default_rng(2)
     base = rng.random((4, 9, 11, 3), np.float32) * 0.75

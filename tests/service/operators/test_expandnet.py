@@ -10,7 +10,7 @@ from service.colour.description import ColourDescription
 from service.colour.pq import eotf_inverse_st2084, eotf_st2084
 from service.errors import EngineError
 from service.operators import available_operators, create_operator
-from service.operators.expandnet import OutputSpec, anchored_sigmoid, offsets_to_nits
+from service.operators.learned import OutputSpec, anchored_sigmoid, offsets_to_nits
 from tests.models.expandnet_smoke import expandnet_dir, needs_smoke_model
 
 __all__ = ["expandnet_dir"]

@@ -9,7 +9,7 @@ import pytest
 from service.colour.description import ColourDescription
 from service.errors import EngineError
 from service.operators import available_operators, create_operator
-from service.operators.singlehdr import upsample_bilinear
+from service.operators.learned import upsample_bilinear
 from tests.models.singlehdr_smoke import needs_smoke_model, singlehdr_dir
 
 __all__ = ["singlehdr_dir"]
