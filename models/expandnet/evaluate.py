@@ -15,8 +15,14 @@ import numpy as np
 import numpy.typing as npt
 
 from models.expandnet.artifacts import ARTIFACTS, FLOAT_WEIGHTS, META_FILE
-from models.harness.evaluation import BASELINES, PEAK, evaluation_main, score_with_float
-from service.operators import Operator, create_operator
+from models.harness.evaluation import (
+    PEAK,
+    FloatTwin,
+    baseline_operators,
+    evaluation_main,
+    score_with_float,
+)
+from service.operators import Operator
 from service.operators.expandnet import ExpandNet, ExpandNetEngine
 from service.timing import StageClock
 
@@ -24,13 +30,8 @@ QUANTIZED = "expandnet (int8+float)"
 FLOAT = "expandnet (float)"
 
 
-class FloatPredictor:
+class FloatPredictor(FloatTwin):
     """The float Keras twin behind the operator's runtime interface (parity tests, float rows)."""
-
-    def __init__(self, features: Any, head: Any, meta: dict[str, Any]) -> None:
-        self.features = features
-        self.head = head
-        self.meta = meta
 
     def run(self, frames: npt.NDArray[np.uint8], view: npt.NDArray[np.uint8], clock: StageClock) -> Any:
         """Float forward pass: logit offsets, N x H x W x 3."""
@@ -56,7 +57,7 @@ def float_operator(artifacts: Path, peak_nits: float = PEAK) -> ExpandNet:
 
 def methods(artifacts: Path) -> dict[str, Operator]:
     """Every row: the baselines, the exported model and, if its float weights exist, the float twin."""
-    ops: dict[str, Operator] = {name: create_operator(name, peak_nits=PEAK) for name in BASELINES}
+    ops = baseline_operators()
     ops[QUANTIZED] = ExpandNet(PEAK, engine=ExpandNetEngine(artifacts, num_threads=2))
     if (artifacts / FLOAT_WEIGHTS).exists():
         ops[FLOAT] = float_operator(artifacts)

@@ -32,9 +32,6 @@ from models.mqn.data import DEFAULT_DATA_DIR
 from models.mqn.export import convert_head  # MQN's head conversion as it is: the same split, the same ops
 from service.operators.expandnet import FRAME_INPUT, GLOBAL_INPUT
 
-CALIBRATION_SEED = 777
-"""MQN's calibration seed: the same training views, drawn the same way."""
-
 
 def load_model(config: Path, weights: Path) -> tuple[Any, Any, Any, Any]:
     """(config, training model, features, head) with ``weights`` loaded."""
@@ -57,7 +54,7 @@ def calibration_views(
     """Representative (frame, global view) uint8 pairs from *training* scenes, synthesised as trained."""
     from models.expandnet.train import inputs_of
 
-    samples = calibration_samples(data_dir, val_scenes, n_per_scene, size, CALIBRATION_SEED)
+    samples = calibration_samples(data_dir, val_scenes, n_per_scene, size)
     frame, view = inputs_of(samples, global_size)
     return frame, view
 

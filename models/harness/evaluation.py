@@ -31,13 +31,31 @@ from models.mqn.data import (
 from models.mqn.metrics import delta_e_itp, pq_ssim, pu21_psnr
 from service.colour.description import ColourDescription
 from service.colour.primaries import PRIMARIES_BT709, PRIMARIES_BT2020, matrix_rgb_to_rgb
-from service.operators import Operator
+from service.operators import Operator, create_operator
 
 PEAK = 1000.0
 BASELINES = ("bt2408", "bt2446a", "inverse_reinhard")
 M709_2020 = matrix_rgb_to_rgb(PRIMARIES_BT709, PRIMARIES_BT2020).astype(np.float32)
 
 Table = dict[str, dict[str, float]]
+
+
+class FloatTwin:
+    """Base of the float Keras twins that stand in for an exported model's LiteRT engine (parity, float rows).
+
+    It holds the two parts as the export split them and the exported metadata; each model's subclass adds
+    the ``run`` of its operator's runtime interface, feeding the parts what its LiteRT engine feeds them.
+    """
+
+    def __init__(self, features: Any, head: Any, meta: dict[str, Any]) -> None:
+        self.features = features
+        self.head = head
+        self.meta = meta
+
+
+def baseline_operators() -> dict[str, Operator]:
+    """The classical rows every model's table starts with, at the evaluation's peak."""
+    return {name: create_operator(name, peak_nits=PEAK) for name in BASELINES}
 
 
 def make_cases(

@@ -1,14 +1,17 @@
-"""What every model's export shares: TensorFlow set-up, run config and summary, calibration, int8 PTQ."""
+"""What every model's export shares: TensorFlow set-up, the run's config and summary, loading, int8 PTQ."""
 
 import contextlib
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+CALIBRATION_SEED = 777
+"""MQN's calibration seed: every model is calibrated on the same training views, drawn the same way."""
 
 
 def open_run(run_dir: Path) -> dict[str, Any]:
@@ -40,8 +43,22 @@ def provenance(frames: int, size: int, which: str, train_cfg: dict[str, Any]) ->
     }
 
 
+def load_network(
+    config_type: Any, build: Callable[[Any], Any], config: Path, weights: Path
+) -> tuple[Any, Any]:
+    """(config, built network) from a run's or an export's config JSON, with ``weights`` loaded.
+
+    For the models whose ``build`` returns one object holding the whole Keras model as ``.model`` (and its
+    exported parts beside it); ``config_type`` is the model's config dataclass (``from_json``).
+    """
+    cfg = config_type.from_json(json.loads(config.read_text()))
+    net = build(cfg)
+    net.model.load_weights(weights)
+    return cfg, net
+
+
 def calibration_samples(
-    data_dir: Path, val_scenes: tuple[str, ...], n_per_scene: int, size: int, seed: int
+    data_dir: Path, val_scenes: tuple[str, ...], n_per_scene: int, size: int, seed: int = CALIBRATION_SEED
 ) -> list[Any]:
     """Representative views of the *training* scenes (``size`` square), synthesised as in training."""
     from models.mqn.data import SceneBank, SynthesisConfig, fixed_samples, read_manifest, split_scenes

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.harness.evaluation import BASELINES, PEAK, evaluation_main
+from models.harness.evaluation import PEAK, FloatTwin, baseline_operators, evaluation_main
 from models.singlehdr.artifacts import ARTIFACTS, FLOAT_WEIGHTS, META_FILE
-from service.operators import Operator, create_operator
+from service.operators import Operator
 from service.operators.singlehdr import SingleHDR, SingleHDREngine
 from service.timing import StageClock
 
@@ -24,13 +24,8 @@ QUALITY = "singlehdr quality (int8+float)"
 FLOAT = "singlehdr fast (float)"
 
 
-class FloatPredictor:
+class FloatPredictor(FloatTwin):
     """The float Keras twin behind the operator's runtime interface (parity tests, float rows)."""
-
-    def __init__(self, features: Any, head: Any, meta: dict[str, Any]) -> None:
-        self.features = features
-        self.head = head
-        self.meta = meta
 
     def run(self, frames: npt.NDArray[np.uint8], clock: StageClock) -> Any:
         """Float forward pass: logits, N x H x W x 3."""
@@ -54,7 +49,7 @@ def float_operator(artifacts: Path, peak_nits: float = PEAK, mode: str = "fast")
 
 def methods(artifacts: Path) -> dict[str, Operator]:
     """Every row: the baselines, the exported model in both modes, the float twin if its weights exist."""
-    ops: dict[str, Operator] = {name: create_operator(name, peak_nits=PEAK) for name in BASELINES}
+    ops = baseline_operators()
     engine = SingleHDREngine(artifacts, num_threads=2)
     ops[QUANTIZED] = SingleHDR(PEAK, "fast", engine=engine)
     ops[QUALITY] = SingleHDR(PEAK, "quality", engine=engine)

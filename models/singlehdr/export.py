@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from models.harness.cli import export_main
-from models.harness.export import calibration_samples, convert_int8, open_run, provenance
+from models.harness.export import (
+    calibration_samples,
+    convert_int8,
+    load_network,
+    open_run,
+    provenance,
+)
 from models.mqn.data import DEFAULT_DATA_DIR
 from models.mqn.export import convert_head  # dynamic range: int8 weights, float activations, builtin ops
 from models.singlehdr.artifacts import (
@@ -32,18 +38,12 @@ from models.singlehdr.artifacts import (
 from service.operators.learned import FAST_LONG_SIDE
 from service.operators.singlehdr import FRAME_INPUT
 
-CALIBRATION_SEED = 777
-"""MQN's calibration seed: the same training views, drawn the same way."""
-
 
 def load_model(config: Path, weights: Path) -> tuple[Any, Any]:
     """(config, built network) with ``weights`` loaded."""
     from models.singlehdr.model import SingleHDRConfig, build_singlehdr
 
-    cfg = SingleHDRConfig.from_json(json.loads(config.read_text()))
-    net = build_singlehdr(cfg)
-    net.model.load_weights(weights)
-    return cfg, net
+    return load_network(SingleHDRConfig, build_singlehdr, config, weights)
 
 
 def load_float(artifacts: Path = ARTIFACTS) -> tuple[Any, Any]:
@@ -64,9 +64,7 @@ def export(
 
     train_cfg = open_run(run_dir)
     cfg, net = load_model(run_dir / "model.json", run_dir / f"{which}.weights.h5")
-    samples = calibration_samples(
-        data_dir, tuple(train_cfg["val_scenes"]), n_per_scene, size, CALIBRATION_SEED
-    )
+    samples = calibration_samples(data_dir, tuple(train_cfg["val_scenes"]), n_per_scene, size)
     frames = np.stack([s.sdr for s in samples]).astype(np.float32) / 255.0
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / FEATURES_FILE).write_bytes(convert_int8(net.features, {FRAME_INPUT: frames}))
