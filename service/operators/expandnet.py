@@ -15,7 +15,7 @@ listed, and creating it fails with an :class:`~service.errors.EngineError` that 
 """
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +26,7 @@ from service.operators import learned
 from service.operators.base import Frames, Nits, OperatorInfo
 from service.operators.classical import PEAK_PARAM
 from service.operators.learned import LOGIT_EPS as LOGIT_EPS  # re-exported: the models' layers read it here
-from service.operators.learned import LearnedEngine, LearnedOperator, offsets_to_nits
+from service.operators.learned import LearnedEngine, LearnedOperator, Runtime, offsets_to_nits
 from service.operators.resample import resize_bilinear
 from service.timing import StageClock
 
@@ -47,13 +47,8 @@ def artifacts_dir() -> Path:
     return learned.artifacts_dir(DIR_ENV)
 
 
-class Predictor(Protocol):
-    """What the operator needs from a runtime (LiteRT here; the float Keras twin in evaluation)."""
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """Artefact metadata (``global_size``, ``peak_nits`` ...)."""
-        ...
+class Predictor(Runtime, Protocol):
+    """What the operator needs from a runtime: ``meta`` (``global_size``, ``peak_nits``) and ``run``."""
 
     def run(self, frames: Frames, view: Frames, clock: StageClock) -> F32:
         """N x H x W x 3 uint8 frames and their N x g x g x 3 views -> N x H x W x 3 logit offsets."""

@@ -25,7 +25,7 @@ exported model the operator is still listed, and creating it fails with an
 """
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +36,7 @@ from service.colour.scaling import SDR_WHITE_NITS
 from service.operators import learned
 from service.operators.base import Frames, OperatorInfo
 from service.operators.classical import PEAK_PARAM
-from service.operators.learned import MODE_PARAM, LearnedEngine, ModedLearnedOperator
+from service.operators.learned import MODE_PARAM, LearnedEngine, ModedLearnedOperator, Runtime
 from service.operators.resample import resize_bilinear
 from service.timing import StageClock
 
@@ -154,13 +154,8 @@ def anchor_pq_lut(colour: ColourDescription) -> F32:
     return np.asarray(eotf_inverse_st2084(colour.linear_lut(SDR_WHITE_NITS)), np.float32)
 
 
-class Predictor(Protocol):
-    """What the operator needs from a runtime (LiteRT here; the float Keras twin in evaluation)."""
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """Artefact metadata (``stride``, ``sparam_size``, ``peak_nits`` ...)."""
-        ...
+class Predictor(Runtime, Protocol):
+    """What the operator needs from a runtime: ``meta`` (``stride``, ``sparam_size`` ...) and ``run``."""
 
     def run(self, frames: Frames, anchor: F32, clock: StageClock) -> F32:
         """N x h x w x 3 uint8 frames (sides multiples of ``stride``) and their anchors -> logit offsets."""

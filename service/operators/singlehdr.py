@@ -20,7 +20,7 @@ exported model the operator is still listed, and creating it fails with an
 """
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +29,7 @@ from service.colour.description import ColourDescription
 from service.operators import learned
 from service.operators.base import Frames, OperatorInfo
 from service.operators.classical import PEAK_PARAM
-from service.operators.learned import MODE_PARAM, LearnedEngine, ModedLearnedOperator
+from service.operators.learned import MODE_PARAM, LearnedEngine, ModedLearnedOperator, Runtime
 from service.timing import StageClock
 
 DIR_ENV = "ITM_SINGLEHDR_DIR"
@@ -49,13 +49,8 @@ def artifacts_dir() -> Path:
     return learned.artifacts_dir(DIR_ENV)
 
 
-class Predictor(Protocol):
-    """What the operator needs from a runtime (LiteRT here; the float Keras twin in evaluation)."""
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """Artefact metadata (``stride``, ``peak_nits`` ...)."""
-        ...
+class Predictor(Runtime, Protocol):
+    """What the operator needs from a runtime: ``meta`` (``stride``, ``peak_nits`` ...) and ``run``."""
 
     def run(self, frames: Frames, clock: StageClock) -> F32:
         """N x h x w x 3 uint8 frames (sides multiples of ``stride``) -> N x h x w x 3 logits."""
