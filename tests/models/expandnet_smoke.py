@@ -6,22 +6,14 @@ service paths should see a model that changes pixels), and exports both parts. I
 ``expandnet_dir`` into a test module; it is built once per session and sets ``ITM_EXPANDNET_DIR``.
 """
 
-import importlib.util
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from models.mqn.data import DEFAULT_DATA_DIR
+from service.operators.expandnet import DIR_ENV
+from tests.models.learned_smoke import needs_smoke, randomize, smoke_dir_fixture
 
-needs_smoke_model = pytest.mark.skipif(
-    importlib.util.find_spec("tensorflow") is None
-    or importlib.util.find_spec("ai_edge_litert") is None
-    or not (DEFAULT_DATA_DIR / "MANIFEST.csv").exists(),
-    reason="a smoke ExpandNet needs tensorflow (the `train` extra), ai-edge-litert and the HDR scenes",
-)
+needs_smoke_model = needs_smoke("ExpandNet")
 HEAD_SIGMA = 0.3
 """Standard deviation of the random head weights (offsets of a few tenths of a logit)."""
 
@@ -36,21 +28,10 @@ def smoke_expandnet(root: Path, steps: int = 3) -> Path:
     train(cfg)
     run = root / "ck" / cfg.run
     _, model, _, head = load_model(run / "model.json", run / "best.weights.h5")
-    rng = np.random.default_rng(5)
-    head.set_weights([rng.normal(0.0, HEAD_SIGMA, w.shape).astype(np.float32) for w in head.get_weights()])
+    randomize(head, HEAD_SIGMA, np.random.default_rng(5))
     model.save_weights(run / "best.weights.h5")
     export(run, root / "artifacts", n_per_scene=1, size=96)
     return root / "artifacts"
 
 
-@pytest.fixture(scope="session")
-def expandnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The exported smoke model, with ``ITM_EXPANDNET_DIR`` pointing at it for the whole session."""
-    directory = smoke_expandnet(tmp_path_factory.mktemp("expandnet"))
-    old = os.environ.get("ITM_EXPANDNET_DIR")
-    os.environ["ITM_EXPANDNET_DIR"] = str(directory)
-    yield directory
-    if old is None:
-        os.environ.pop("ITM_EXPANDNET_DIR", None)
-    else:
-        os.environ["ITM_EXPANDNET_DIR"] = old
+expandnet_dir = smoke_dir_fixture("expandnet", DIR_ENV, smoke_expandnet)
