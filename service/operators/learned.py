@@ -258,6 +258,7 @@ class LearnedOperator[P: Runtime](Operator):
 
     def __init__(self, peak_nits: float = DEFAULT_PEAK_NITS, engine: P | None = None) -> None:
         super().__init__(peak_nits)
+        self.check_params()
         # ``engine`` lets evaluation plug in the float Keras model; the service always uses LiteRT.
         self.engine: P = (
             engine
@@ -267,6 +268,9 @@ class LearnedOperator[P: Runtime](Operator):
         model_peak = float(self.engine.meta.get("peak_nits", DEFAULT_PEAK_NITS))
         # Trained for a 1000 cd/m² peak: a lower peak clips, a higher one is not used.
         self.spec = OutputSpec(model_peak, min(self.peak_nits, model_peak))
+
+    def check_params(self) -> None:
+        """Refuse the operator's own parameters, after the peak and before the model is read; none here."""
 
     @classmethod
     def load_engine(cls, threads: int) -> LearnedEngine:
@@ -295,13 +299,22 @@ class ModedLearnedOperator[P: Runtime](LearnedOperator[P]):
     def __init__(
         self, peak_nits: float = DEFAULT_PEAK_NITS, mode: str = "fast", engine: P | None = None
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode '{mode}' is not known; expected one of {MODES}")
         self.mode = mode
         super().__init__(peak_nits, engine)
         meta = self.engine.meta
         self.stride = int(meta.get("stride", self.default_stride))
         self.fast_long_side = int(meta.get("fast_long_side", FAST_LONG_SIDE))
+
+    def check_params(self) -> None:
+        """Refuse an unknown mode before the model is read: a wrong mode is a ``ValueError``, model or not.
+
+        Raises
+        ------
+        ValueError
+            For an unknown ``mode``.
+        """
+        if self.mode not in MODES:
+            raise ValueError(f"mode '{self.mode}' is not known; expected one of {MODES}")
 
     @property
     def params(self) -> dict[str, float | str]:
