@@ -42,6 +42,29 @@ def _tasks(address: str, names: list[str], timeout: float = 30.0) -> list[dict]:
     return []
 
 
+def _settled_task_ids(address: str, filters: list[tuple[str, str, str]], sentinel: str) -> set[str]:
+    """The ids of every task the state API will ever show for ``filters`` so far, once late events are in.
+
+    Task events reach the state API in batches, per worker, a second or so late. A sentinel task submitted
+    now, seen in the list, and then a list that stops changing for two seconds, mean the batches of every task
+    that finished before this call have arrived.
+    """
+    import ray
+    from ray.util.state import list_tasks
+
+    ray.get(ray.remote(lambda: None).options(name=sentinel).remote())
+    seen: list[set[str]] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = list_tasks(address, filters=filters, limit=10_000)
+        seen.append({t.task_id for t in rows})
+        stable = len(seen) >= 5 and len({frozenset(ids) for ids in seen[-5:]}) == 1
+        if stable and sentinel in {t.name for t in rows}:
+            return seen[-1]
+        time.sleep(0.5)
+    raise AssertionError(f"the state API did not settle in 30 s; last {len(seen[-1]) if seen else 0} tasks")
+
+
 def poison_clip(path: Path) -> Path:
     """2 s of testsrc2, 1 s of magenta (the test operators' poison), 1 s of testsrc2; keyframes every 1 s."""
     from tests.adversarial.media import ffmpeg
@@ -127,18 +150,14 @@ def test_progress_rises_segment_by_segment_to_the_total(ray_cluster, tmp_path):
     assert result.frames == 100
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 12 gap, timing-dependent: the streaming driver submits the segments it planned while it "
-    "still reads the file, so a file truncated after its first segments may have sent those before the error "
-    "(failed in a clean-clone CI run, passed alone); fix: validate the whole index before the first submit",
-)
 def test_bad_input_fails_before_any_task_is_submitted(ray_cluster, tmp_path):
     """A truncated file whose first two segments are whole fails in planning: Ray sees no task of it.
 
     The file opens (its index is at the front) and its first 56 of 100 frames demux, so a driver that
     submitted segments while it read would have sent some. A sentinel task submitted after the failure
-    shows that the state API has caught up with everything this driver submitted before it.
+    shows that the state API has caught up with everything this driver submitted before it; the snapshot
+    taken before waits for the earlier tests' tasks in the same way, since their events also arrive late
+    (a CI run once counted the previous test's four segments as this test's).
     """
     import ray
     from ray.util.state import list_tasks
@@ -152,7 +171,7 @@ def test_bad_input_fails_before_any_task_is_submitted(ray_cluster, tmp_path):
     src = tmp_path / "truncated.mp4"
     src.write_bytes(data[: len(data) * 3 // 5])
     ours = [("job_id", "=", ray.get_runtime_context().get_job_id())]
-    before = {t.task_id for t in list_tasks(ray_cluster, filters=ours, limit=10_000)}
+    before = _settled_task_ids(ray_cluster, ours, "itm-sentinel-before")
     with pytest.raises(CorruptStreamError, match=r"input 'truncated\.mp4' is truncated or corrupt"):
         convert_video_segmented(src, tmp_path / "hdr.mp4", SPEC, config=ScaleoutConfig(ray_cluster, 1.0))
     sentinel = f"itm-sentinel-{os.getpid()}"
