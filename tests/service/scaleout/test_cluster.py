@@ -24,8 +24,13 @@ from .conftest import CLIENT_ADDRESS, ROOT, SPEC, add_node, decode, gop_clip, lu
 pytestmark = pytest.mark.ray
 
 
-def _tasks(address: str, names: list[str], timeout: float = 30.0) -> list[dict]:  # type: ignore[type-arg]
+def _tasks(
+    address: str, names: list[str], timeout: float = 30.0, require: tuple[str, ...] = ()
+) -> list[dict]:  # type: ignore[type-arg]
     """Ray's state API records of the named tasks, once every one has reached a final state (else []).
+
+    A record can reach its final state before all of its fields do (a CI run saw a FINISHED task whose
+    ``worker_pid`` was still None): ``require`` names fields to wait for as well.
 
     Every state query names the test cluster's address: resolved from the machine's latest Ray session
     instead, it would ask whichever cluster started last on this host (another namespace's, say) and time out.
@@ -36,7 +41,8 @@ def _tasks(address: str, names: list[str], timeout: float = 30.0) -> list[dict]:
     while time.monotonic() < deadline:
         rows = [r for name in names for r in list_tasks(address, filters=[("name", "=", name)], detail=True)]
         named = {r.name for r in rows}
-        if named == set(names) and all(r.state in ("FINISHED", "FAILED") for r in rows):
+        final = all(r.state in ("FINISHED", "FAILED") for r in rows)
+        if named == set(names) and final and all(getattr(r, f) is not None for r in rows for f in require):
             return [r.__dict__ for r in rows]
         time.sleep(0.5)
     return []
@@ -89,7 +95,7 @@ def test_shared_clip_runs_on_both_nodes_and_matches_in_process(ray_cluster, data
     )
     names = [e.task_name for e in events if e.state == "queued"]
     assert len(names) == 4
-    records = _tasks(ray_cluster, names)
+    records = _tasks(ray_cluster, names, require=("node_id",))
     assert {r["state"] for r in records} == {"FINISHED"}
     assert len({r["node_id"] for r in records}) == 2, "both nodes ran segments (Ray's state API)"
     assert [r["required_resources"] for r in records] == [{"CPU": 1.0}] * 4, "each task declares num_cpus=1"
@@ -204,7 +210,7 @@ def test_each_worker_process_builds_the_operator_once(ray_cluster, tmp_path):
         unregister_operator("counting")
     assert result.frames == 60
     names = [e.task_name for e in events if e.state == "queued"]
-    records = _tasks(ray_cluster, names)
+    records = _tasks(ray_cluster, names, require=("worker_pid",))
     assert len(records) == len(names) >= 8 and {r["state"] for r in records} == {"FINISHED"}
     ran = {r["worker_pid"] for r in records}
     built = [pid for pid in counting.builds(ledger) if pid != os.getpid()]  # not the driver's check
