@@ -48,24 +48,23 @@ def _tasks(
     return []
 
 
-def _settled_task_ids(address: str, filters: list[tuple[str, str, str]], sentinel: str) -> set[str]:
-    """The ids of every task the state API will ever show for ``filters`` so far, once late events are in.
+def _settled_tasks(address: str, filters: list[tuple[str, str, str]], sentinel: str) -> dict[str, str]:
+    """Id -> name of every task the state API shows for ``filters``, once late events are in.
 
-    Task events reach the state API in batches, per worker, a second or so late. A sentinel task submitted
-    now, seen in the list, and then a list that stops changing for two seconds, mean the batches of every task
-    that finished before this call have arrived.
+    Task events reach the state API in batches, per worker, a second or so late. The task ``sentinel``,
+    submitted now and seen in the list, and then a list that stops changing for two seconds, mean the batches
+    of every task that finished before this call have arrived.
     """
     import ray
     from ray.util.state import list_tasks
 
     ray.get(ray.remote(lambda: None).options(name=sentinel).remote())
-    seen: list[set[str]] = []
+    seen: list[dict[str, str]] = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        rows = list_tasks(address, filters=filters, limit=10_000)
-        seen.append({t.task_id for t in rows})
-        stable = len(seen) >= 5 and len({frozenset(ids) for ids in seen[-5:]}) == 1
-        if stable and sentinel in {t.name for t in rows}:
+        seen.append({t.task_id: t.name for t in list_tasks(address, filters=filters, limit=10_000)})
+        stable = len(seen) >= 5 and all(ids == seen[-1] for ids in seen[-5:])
+        if stable and sentinel in seen[-1].values():
             return seen[-1]
         time.sleep(0.5)
     raise AssertionError(f"the state API did not settle in 30 s; last {len(seen[-1]) if seen else 0} tasks")
@@ -166,7 +165,6 @@ def test_bad_input_fails_before_any_task_is_submitted(ray_cluster, tmp_path):
     (a CI run once counted the previous test's four segments as this test's).
     """
     import ray
-    from ray.util.state import list_tasks
 
     from tests.adversarial.media import ffmpeg
 
@@ -177,16 +175,12 @@ def test_bad_input_fails_before_any_task_is_submitted(ray_cluster, tmp_path):
     src = tmp_path / "truncated.mp4"
     src.write_bytes(data[: len(data) * 3 // 5])
     ours = [("job_id", "=", ray.get_runtime_context().get_job_id())]
-    before = _settled_task_ids(ray_cluster, ours, "itm-sentinel-before")
+    before = _settled_tasks(ray_cluster, ours, "itm-sentinel-before")
     with pytest.raises(CorruptStreamError, match=r"input 'truncated\.mp4' is truncated or corrupt"):
         convert_video_segmented(src, tmp_path / "hdr.mp4", SPEC, config=ScaleoutConfig(ray_cluster, 1.0))
     sentinel = f"itm-sentinel-{os.getpid()}"
-    ray.get(ray.remote(lambda: None).options(name=sentinel).remote())
-    new: list[str] = []
-    deadline = time.monotonic() + 30  # task events reach the state API with a delay
-    while sentinel not in new and time.monotonic() < deadline:
-        time.sleep(0.5)
-        new = [t.name for t in list_tasks(ray_cluster, filters=ours, limit=10_000) if t.task_id not in before]
+    after = _settled_tasks(ray_cluster, ours, sentinel)
+    new = [name for task_id, name in after.items() if task_id not in before]
     assert new == [sentinel], new
     assert sorted(p.name for p in tmp_path.iterdir()) == ["faststart.mp4", "truncated.mp4", "whole.mp4"]
 
