@@ -101,6 +101,12 @@ class SynthesisConfig:
     drawn from ``CURVES``. Broadcast and consumer video cameras compress the light above 80-95 % of white
     into the last codes, so an unclipped near-white pixel in their video stands for light several times
     above white: the night lamps ITM must expand (models/results/lamps_diagnosis.md)."""
+    p_emitters: float = 0.0
+    """Share of views given strings of small light sources in their dark parts (:func:`add_emitters`), always
+    delivered from ``deliver_factor`` times the size. The panoramas hold too few lamps in dark surroundings
+    for the network to learn that an unclipped near-white core at night is a light source."""
+    emitter_white: tuple[float, float] = (10.0, 300.0)
+    """Range (log-uniform) of an emitter's peak, in multiples of the view's SDR white (5.6 x its key)."""
 
 
 @dataclass
@@ -345,6 +351,57 @@ def deliver_downscale(sdr: U8, scene: F32, factor: int) -> tuple[U8, F32]:
     return np.asarray(small, np.uint8), light.astype(np.float32)
 
 
+def add_emitters(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig, factor: int) -> tuple[F32, int]:
+    """``scene`` with 1-3 strings of small Gaussian light sources added in its dark parts, and their count.
+
+    Night video is full of lamps much smaller than a pixel of the delivered frame (LED strings, street
+    lights, windows far away): each clips in the camera, and delivery averages it with its dark
+    surroundings into an unclipped core (``deliver_downscale``). A string is 4-30 sources along a line
+    (spokes, strings, facades); each has a sigma of 0.4-1.5 delivered pixels (``factor`` render pixels per
+    delivered one), warm white or a saturated LED colour, and kept only where the view's 8-pixel mean is
+    below its log-average luminance, so lamps are taught in dark context and bright skies are untouched.
+    The light is added to the scene, so SDR and target agree on where it is and how bright.
+    """
+    y = luminance(scene)
+    h, w = y.shape
+    key = float(np.exp(np.mean(np.log(np.maximum(y, 1e-6)))))
+    cell = 8 * factor
+    gh, gw = h // cell, w // cell
+    local = y[: gh * cell, : gw * cell].reshape(gh, cell, gw, cell).mean(axis=(1, 3))
+    dark = np.argwhere(local < key)
+    if not len(dark):
+        return scene, 0
+    out = scene.copy()
+    count = 0
+    for _ in range(int(rng.integers(2, 7))):
+        cy, cx = (dark[int(rng.integers(len(dark)))] + rng.random(2)) * cell
+        angle = float(rng.uniform(0.0, np.pi))
+        length = float(rng.uniform(10.0, 120.0)) * factor
+        n = int(rng.integers(4, 31))
+        if rng.random() < 0.7:
+            colour = np.array([1.0, rng.uniform(0.6, 1.0), rng.uniform(0.3, 0.9)], np.float32)
+        else:
+            colour = np.full(3, 0.15, np.float32)
+            colour[int(rng.integers(3))] = 1.0
+        colour /= float(luminance(colour))
+        peak = key * 5.6 * float(np.exp(rng.uniform(*np.log(cfg.emitter_white))))
+        sigma = float(rng.uniform(0.4, 1.5)) * factor
+        r = int(np.ceil(3.0 * sigma))
+        offsets = np.arange(-r, r + 1, dtype=np.float32)
+        for t in np.linspace(-0.5, 0.5, n) * length:
+            py, px = cy + t * np.sin(angle), cx + t * np.cos(angle)
+            iy, ix = round(py), round(px)
+            inside = r <= iy < h - r and r <= ix < w - r and iy // cell < gh and ix // cell < gw
+            if not inside or local[iy // cell, ix // cell] >= key:
+                continue
+            gy = np.exp(-0.5 * ((offsets + iy - py) / sigma) ** 2)
+            gx = np.exp(-0.5 * ((offsets + ix - px) / sigma) ** 2)
+            spot = peak * gy[:, None, None] * gx[None, :, None] * colour
+            out[iy - r : iy + r + 1, ix - r : ix + r + 1] += spot
+            count += 1
+    return out, count
+
+
 def synthesize(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig, deliver_factor: int = 1) -> Sample:
     """Render one scene-linear view to a (SDR, base, target) training pair.
 
@@ -458,10 +515,17 @@ class SceneBank:
     ) -> Sample:
         """One synthesised pair from a uniformly chosen (or the given) scene."""
         i = int(rng.integers(len(self.images))) if index is None else index
-        # Draw only when delivery is on, so p_deliver = 0 reproduces the views of earlier runs.
-        factor = cfg.deliver_factor if cfg.p_deliver > 0 and rng.random() < cfg.p_deliver else 1
+        # Draw only when delivery or emitters are on, so both at 0 reproduce the views of earlier runs.
+        emitters = cfg.p_emitters > 0 and rng.random() < cfg.p_emitters
+        delivered = emitters or (cfg.p_deliver > 0 and rng.random() < cfg.p_deliver)
+        factor = cfg.deliver_factor if delivered else 1
         view = self.view(i, (size[0] * factor, size[1] * factor), rng, cfg)
+        lamps = 0
+        if emitters:
+            view, lamps = add_emitters(view, rng, cfg, factor)
         out = synthesize(view, rng, cfg, factor)
+        if emitters:
+            out.meta["emitters"] = float(lamps)
         out.meta["scene"] = self.scenes[i].file
         return out
 

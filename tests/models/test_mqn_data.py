@@ -10,6 +10,7 @@ from models.mqn.data import (
     Scene,
     SceneBank,
     SynthesisConfig,
+    add_emitters,
     perspective_view,
     read_manifest,
     split_scenes,
@@ -115,6 +116,32 @@ def test_delivery_turns_a_small_clipped_lamp_into_a_near_white_core_that_stays_b
     assert 150 <= delivered.sdr[core][1] < 255
     target, base = pq_to_nits(delivered.target[core]), delivered.linear[core]
     assert (target >= 3.0 * base).all()
+
+
+def test_emitters_go_into_the_dark_half_only_and_become_bright_unclipped_cores() -> None:
+    # Left half dark street, right half bright sky: every added source lands on the dark side, and once
+    # delivered its core is near white but unclipped while its target stays well above the placement.
+    scene = np.full((192, 384, 3), 0.02, np.float32)
+    scene[:, 192:] = 2.0
+    cfg = SynthesisConfig(p_emitters=1.0, deliver_factor=2)
+    lit, count = add_emitters(scene, np.random.default_rng(3), cfg, factor=2)
+    added = (lit - scene).max(axis=-1)
+    assert count > 0 and added[:, :192].max() > 10.0
+    assert not added[:, 200:].any()
+    np.testing.assert_array_equal(add_emitters(scene, np.random.default_rng(3), cfg, 2)[0], lit)
+    quiet = SynthesisConfig(ev_sigma=0.0, p_jpeg=0.0, p_noise=0.0, p_saturation=0.0)
+    s = synthesize(lit, np.random.default_rng(1), quiet, deliver_factor=2)
+    y = s.linear.mean(axis=-1) / 203.0
+    cores = (y > 0.5) & (y < 0.97)
+    cores[:, 90:] = False
+    assert cores.any()
+    assert np.median(pq_to_nits(s.target[cores]).mean(axis=-1) / (y[cores] * 203.0)) > 2.0
+
+
+def test_a_view_without_dark_parts_gets_no_emitters() -> None:
+    scene = np.full((96, 96, 3), 1.0, np.float32)
+    lit, count = add_emitters(scene, np.random.default_rng(0), SynthesisConfig(p_emitters=1.0), factor=2)
+    assert count == 0 and lit is scene
 
 
 @needs_data
