@@ -51,6 +51,9 @@ CURVES = ("clip", "gamma_crf", "sigmoid_crf", "reinhard", "hable", "aces", "agx"
 """The tone curves a view draws uniformly."""
 ALL_CURVES = (*CURVES, "video_knee")
 """Every curve :func:`tone_curve` knows; ``video_knee`` is drawn by ``SynthesisConfig.p_video_knee`` only."""
+WHITE_OVER_KEY = 5.6
+"""SDR white over a view's log-average luminance: auto-exposure puts the key at 0.18 of white (1 / 0.18,
+rounded as the shipped run's emitters were drawn)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,8 @@ class SynthesisConfig:
     delivered from ``deliver_factor`` times the size. The panoramas hold too few lamps in dark surroundings
     for the network to learn that an unclipped near-white core at night is a light source."""
     emitter_white: tuple[float, float] = (10.0, 300.0)
-    """Range (log-uniform) of an emitter's peak, in multiples of the view's SDR white (5.6 x its key)."""
+    """Range (log-uniform) of an emitter's peak, in multiples of the view's SDR white
+    (``WHITE_OVER_KEY`` times its key)."""
 
 
 @dataclass
@@ -352,7 +356,7 @@ def deliver_downscale(sdr: U8, scene: F32, factor: int) -> tuple[U8, F32]:
 
 
 def add_emitters(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig, factor: int) -> tuple[F32, int]:
-    """``scene`` with 1-3 strings of small Gaussian light sources added in its dark parts, and their count.
+    """``scene`` with 2-6 strings of small Gaussian light sources added in its dark parts, and their count.
 
     Night video is full of lamps much smaller than a pixel of the delivered frame (LED strings, street
     lights, windows far away): each clips in the camera, and delivery averages it with its dark
@@ -384,7 +388,7 @@ def add_emitters(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig, fac
             colour = np.full(3, 0.15, np.float32)
             colour[int(rng.integers(3))] = 1.0
         colour /= float(luminance(colour))
-        peak = key * 5.6 * float(np.exp(rng.uniform(*np.log(cfg.emitter_white))))
+        peak = key * WHITE_OVER_KEY * float(np.exp(rng.uniform(*np.log(cfg.emitter_white))))
         sigma = float(rng.uniform(0.4, 1.5)) * factor
         r = int(np.ceil(3.0 * sigma))
         offsets = np.arange(-r, r + 1, dtype=np.float32)
