@@ -382,8 +382,14 @@ def test_a_burst_of_images_beyond_what_the_server_holds_is_refused_at_once(gated
     """Queue 4 + 2 workers: six stills are admitted and wait; the other four get 503 without waiting."""
     live, gate = gated(queue_size=4)
     with httpx.Client(base_url=live.url, timeout=60) as http, ThreadPoolExecutor(10) as pool:
-        admitted = [pool.submit(http.post, "/v1/images", content=png()) for _ in range(6)]
-        live.wait_for(lambda: live.server.itm_app.state.itm.stills_in_flight == 6)
+        # One at a time onto the workers, then four into the queue: sent at once, the six could arrive within
+        # one batching delay and the fifth would find the queue full before a worker took the first.
+        admitted = []
+        for held in (1, 2):
+            admitted.append(pool.submit(http.post, "/v1/images", content=png()))
+            live.wait_for(lambda held=held: gate.entered == held)
+        admitted += [pool.submit(http.post, "/v1/images", content=png()) for _ in range(4)]
+        live.wait_for(lambda: gate.queued == 4 and live.server.itm_app.state.itm.stills_in_flight == 6)
         # Answered while the gate still holds the admitted ones: refused at once, not after them.
         refused = list(pool.map(lambda _: http.post("/v1/images", content=png()), range(4)))
         for response in refused:
