@@ -127,11 +127,13 @@ def export(
         "model": "mqn",
         "backbone": BACKBONE_FILE,
         "head": HEAD_FILE,
-        # Format 3: the head also reads the low-resolution SDR frame (its global path).
-        "version": 3 if cfg.global_path else 2,
+        # Format 3: the head also reads the low-resolution SDR frame (its global path). Format 4: each cell
+        # has a base and a peak curve, blended per pixel by its peak weight.
+        "version": 4 if cfg.peak_guide else 3 if cfg.global_path else 2,
         "output": "grid of monotone tone curves: per cell, PQ (SMPTE ST 2084) of output luminance at the "
-        "input knots (PQ of the BT.2408 luminance, cd/m² below); knot 0 (black) maps to 0",
-        "curves": {"knots_nits": list(cfg.knots_nits), "floor": cfg.floor},
+        "input knots (PQ of the BT.2408 luminance, cd/m² below); knot 0 (black) maps to 0"
+        + ("; the base curve's knots, then the peak curve's" if cfg.peak_guide else ""),
+        "curves": {"knots_nits": list(cfg.knots_nits), "floor": cfg.floor, "paired": cfg.peak_guide},
         "sdr_white_nits": 203.0,
         "peak_nits": cfg.peak_nits,
         "split": "int8 backbone (SDR -> features at 1/16); float head (features"

@@ -12,7 +12,9 @@ import tensorflow as tf
 
 from service.colour import pq
 from service.colour.pq import eotf_inverse_st2084
+from service.colour.scaling import SDR_WHITE_NITS
 from service.colour.ycbcr import LUMA_BT709
+from service.operators.curve_grid import PEAK_CONTRAST, PEAK_RADIUS_DIVISOR
 
 
 @keras.saving.register_keras_serializable(package="mqn")
@@ -132,11 +134,16 @@ class CurveKnots(keras.layers.Layer):
     """
 
     def __init__(
-        self, knots_nits: tuple[float, ...] = (0.0, 1.0), max_log_slope: float = 3.5, **kwargs: Any
+        self,
+        knots_nits: tuple[float, ...] = (0.0, 1.0),
+        max_log_slope: float = 3.5,
+        paired: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.knots_nits = tuple(float(k) for k in knots_nits)
         self.max_log_slope = max_log_slope
+        self.paired = paired
         codes = knot_codes(self.knots_nits)
         widths = np.diff(codes)
         self._widths = tf.constant(widths, tf.float32)
@@ -144,9 +151,15 @@ class CurveKnots(keras.layers.Layer):
         self._tri = tf.constant(np.triu(np.ones((len(widths), len(widths)), np.float32)))
 
     def call(self, log_slopes: Any) -> Any:
-        """Cumulative rises of the segments."""
-        rises = tf.exp(tf.clip_by_value(log_slopes, -4.0, self.max_log_slope)) * self._widths
-        return tf.tensordot(rises, self._tri, axes=[[3], [0]])
+        """Cumulative rises of the segments (``paired``: then the peak curve, the base plus its own rises)."""
+        k = len(self.knots_nits) - 1
+        rises = tf.exp(tf.clip_by_value(log_slopes[..., :k], -4.0, self.max_log_slope)) * self._widths
+        base = tf.tensordot(rises, self._tri, axes=[[3], [0]])
+        if not self.paired:
+            return base
+        # Extra rises may be ~0: the peak curve is the base curve plus a non-negative, rising difference.
+        extra = tf.exp(tf.clip_by_value(log_slopes[..., k:], -12.0, self.max_log_slope)) * self._widths
+        return tf.concat([base, base + tf.tensordot(extra, self._tri, axes=[[3], [0]])], axis=-1)
 
     def get_config(self) -> dict[str, Any]:
         """Round-trippable config."""
@@ -154,7 +167,39 @@ class CurveKnots(keras.layers.Layer):
             **super().get_config(),
             "knots_nits": list(self.knots_nits),
             "max_log_slope": self.max_log_slope,
+            "paired": self.paired,
         }
+
+
+def _repeat_edges(x: Any, pad: Any, axis: int) -> Any:
+    first = tf.gather(x, [0], axis=axis)
+    last = tf.gather(x, [tf.shape(x)[axis] - 1], axis=axis)
+    return tf.concat([tf.repeat(first, pad, axis=axis), x, tf.repeat(last, pad, axis=axis)], axis=axis)
+
+
+def peak_weight_tf(y: Any) -> Any:
+    """Training twin of :func:`service.operators.curve_grid.peak_weight` (luminance N x H x W x 1, cd/m²)."""
+    rel = tf.clip_by_value(y / SDR_WHITE_NITS, 0.0, 1.0)
+    # The radius follows the frame size, which is dynamic in a traced graph: a (2r + 1)² window is r passes
+    # of 3 x 3 (VALID, on the frame padded by 2r repeated edge pixels, as the runtime pads it).
+    # peak_radius's rounding, in TensorFlow ops.
+    short = tf.cast(tf.minimum(tf.shape(y)[1], tf.shape(y)[2]), tf.float32)
+    radius = tf.maximum(1, tf.cast(tf.round(short / PEAK_RADIUS_DIVISOR), tf.int32))
+    pad = 2 * radius
+    padded = _repeat_edges(_repeat_edges(rel, pad, axis=1), pad, axis=2)
+
+    def repeat(x: Any, op: Any) -> Any:
+        shape = tf.TensorShape([None, None, None, 1])
+        return tf.while_loop(
+            lambda i, _: i < radius,
+            lambda i, a: (i + 1, op(a)),
+            (0, x),
+            shape_invariants=(tf.TensorShape([]), shape),
+        )[1]
+
+    eroded = repeat(padded, lambda a: -tf.nn.max_pool2d(-a, 3, 1, "VALID"))
+    opened = repeat(eroded, lambda a: tf.nn.max_pool2d(a, 3, 1, "VALID"))
+    return tf.clip_by_value((rel - opened) / PEAK_CONTRAST, 0.0, 1.0)
 
 
 def pq_encode_tf(nits: Any) -> Any:
@@ -186,6 +231,7 @@ class CurveSlice(keras.layers.Layer):
         floor: float = 0.6,
         peak: float = 1000.0,
         luma: tuple[float, float, float] = LUMA_BT709,
+        paired: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -193,6 +239,7 @@ class CurveSlice(keras.layers.Layer):
         self.floor = floor
         self.peak = peak
         self.luma = tuple(luma)
+        self.paired = paired
         self._codes = tf.constant(knot_codes(self.knots_nits))
 
     def call(self, knots: Any, linear: Any) -> Any:
@@ -202,9 +249,16 @@ class CurveSlice(keras.layers.Layer):
         codes = self._codes
         # Sum of ramps: the piecewise-linear curve is the sum over segments of rise_k * ramp_k(u).
         ramps = tf.clip_by_value((u - codes[:-1]) / (codes[1:] - codes[:-1]), 0.0, 1.0)
-        rises = tf.concat([knots[..., :1], knots[..., 1:] - knots[..., :-1]], axis=-1)
-        rises = tf.image.resize(rises, tf.shape(linear)[1:3], method="bilinear")
-        v = tf.reduce_sum(ramps * rises, axis=-1, keepdims=True)
+        k = len(self.knots_nits) - 1
+        curves = [knots[..., :k], knots[..., k:]] if self.paired else [knots]
+        v = []
+        for c in curves:
+            rises = tf.concat([c[..., :1], c[..., 1:] - c[..., :-1]], axis=-1)
+            rises = tf.image.resize(rises, tf.shape(linear)[1:3], method="bilinear")
+            v.append(tf.reduce_sum(ramps * rises, axis=-1, keepdims=True))
+        if self.paired:  # the weight is a function of the input alone: nothing to learn through it
+            v = [v[0] + tf.stop_gradient(peak_weight_tf(y)) * (v[1] - v[0])]
+        v = v[0]
         v = tf.minimum(v, float(eotf_inverse_st2084(self.peak)))
         y_out = tf.maximum(pq_decode_tf(v), self.floor * y)
         rgb = linear * (y_out / tf.maximum(y, 1e-6))
@@ -219,4 +273,5 @@ class CurveSlice(keras.layers.Layer):
             "floor": self.floor,
             "peak": self.peak,
             "luma": list(self.luma),
+            "paired": self.paired,
         }

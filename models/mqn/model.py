@@ -57,6 +57,10 @@ class MQNConfig:
     features, as HDRNet fuses its global path): the head then also takes the low-resolution SDR."""
     histogram_bins: int = 16
     global_channels: int = 64
+    peak_guide: bool = False
+    """Give every cell a second, brighter curve for small bright structures (:func:`peak_weight`): a pixel
+    reads a blend of the two by how much it stands above the opening of its neighbourhood, so a lamp and a
+    lit wall of the same SDR level in the same cell can get different light."""
 
     @property
     def grid_stride(self) -> int:
@@ -164,8 +168,19 @@ def build_head(cfg: MQNConfig, channels: int) -> keras.Model:
         h = keras.layers.ReLU(name="head_relu0")(keras.layers.Add(name="head_fuse")([h, g]))
         inputs = [feats, sdr]
     # Zero-initialised: training starts exactly at the BT.2408 placement and learns the expansion from there.
-    h = keras.layers.Conv2D(len(cfg.knots_nits) - 1, 1, kernel_initializer="zeros", name="head_log_slopes")(h)
-    out = CurveKnots(cfg.knots_nits, cfg.max_log_slope, name="knots")(h)
+    segments = len(cfg.knots_nits) - 1
+    slopes = keras.layers.Conv2D(segments, 1, kernel_initializer="zeros", name="head_log_slopes")(h)
+    if cfg.peak_guide:
+        # The peak curve's extra log-slopes start near exp(-6): a warm start begins where it was.
+        extra = keras.layers.Conv2D(
+            segments,
+            1,
+            kernel_initializer="zeros",
+            bias_initializer=keras.initializers.Constant(-6.0),
+            name="head_peak_log_slopes",
+        )(h)
+        slopes = keras.layers.Concatenate(name="head_slopes")([slopes, extra])
+    out = CurveKnots(cfg.knots_nits, cfg.max_log_slope, paired=cfg.peak_guide, name="knots")(slopes)
     return keras.Model(inputs, out, name="mqn_head")
 
 
@@ -184,7 +199,9 @@ def build_mqn(cfg: MQNConfig) -> tuple[keras.Model, keras.Model, keras.Model]:
     sdr = keras.Input((None, None, 3), name="sdr")
     linear = keras.Input((None, None, 3), name="linear")
     knots = run_head(head, backbone(sdr), sdr)
-    out = CurveSlice(cfg.knots_nits, cfg.floor, cfg.peak_nits, name="slice")(knots, linear)
+    out = CurveSlice(cfg.knots_nits, cfg.floor, cfg.peak_nits, paired=cfg.peak_guide, name="slice")(
+        knots, linear
+    )
     return keras.Model([sdr, linear], [out, knots], name="mqn"), backbone, head
 
 

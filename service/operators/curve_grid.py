@@ -32,6 +32,11 @@ SAMPLES = 128
 """Samples per cell curve in the kernel's tables (evenly spaced in sqrt(Y / 203)). Measured on the trained
 model's curves for real frames: within 1.1 10-bit PQ codes of the exact curve (p99.9 0.9; 256 samples give
 0.7 / 0.4 but make the 720p kernel 20 % slower, the per-row tables being rebuilt for every row)."""
+PEAK_CONTRAST = 0.25
+"""Light above the neighbourhood's opening, as a fraction of SDR white, at which a pixel reads the peak curve
+alone (models trained with a peak guide)."""
+PEAK_RADIUS_DIVISOR = 180
+"""Short side of the frame per pixel of the opening's radius (:func:`peak_radius`)."""
 DECODE_STEPS = 4096
 """Intervals of the PQ -> cd/m² table (linear interpolation: well under 0.1 of a 10-bit code)."""
 
@@ -43,6 +48,14 @@ class CurveSpec:
     knots_nits: tuple[float, ...]
     floor: float
     peak_nits: float
+    paired: bool = False
+    """Each cell has a base and a peak curve (knots 1..K of each, in that order), blended by
+    :func:`peak_weight`."""
+
+    @property
+    def knots_per_cell(self) -> int:
+        """Channels of the network's grid."""
+        return (len(self.knots_nits) - 1) * (2 if self.paired else 1)
 
     @cached_property
     def knot_codes(self) -> npt.NDArray[np.float32]:
@@ -70,6 +83,38 @@ class CurveSpec:
         return seg, np.clip((u - codes[seg]) / (codes[seg + 1] - codes[seg]), 0.0, 1.0)
 
 
+def peak_radius(height: int, width: int) -> int:
+    """Half-width of the opening's square window: about 1/180 of the short side (2 px at 360p, 4 at 720p).
+
+    Relative to the frame, so the same picture at another size finds the same structures small.
+    """
+    return max(1, round(min(height, width) / PEAK_RADIUS_DIVISOR))
+
+
+def _valid_extreme(a: npt.NDArray[np.float64], radius: int, op: np.ufunc) -> npt.NDArray[np.float64]:
+    """Min or max over every full (2r + 1)² window of N x H x W (output shrinks by 2r per axis)."""
+    for axis in (1, 2):
+        a = op.reduce(np.lib.stride_tricks.sliding_window_view(a, 2 * radius + 1, axis), axis=-1)
+    return a
+
+
+def peak_weight(y: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    """0..1 per pixel: how far it stands above the grey opening of its square neighbourhood (NumPy, exact).
+
+    The opening (erosion, then dilation, over the same window) removes bright structures too small to hold
+    the window: lamps, speculars, thin lit lines. Inside and at the edge of a large bright area it equals the
+    pixel, so a lit wall, a window or the sky gets weight 0 and no bright rim. Past the border the frame is
+    taken to repeat its edge pixels (as the backbone's padding does): a window clipped at the border would
+    take a gradient rising into the border for a peak. ``y`` is N x H x W luminance in cd/m² of the BT.2408
+    placement.
+    """
+    rel = np.clip(np.asarray(y, np.float64) / SDR_WHITE_NITS, 0.0, 1.0)
+    r = peak_radius(*rel.shape[1:3])
+    padded = np.pad(rel, ((0, 0), (2 * r, 2 * r), (2 * r, 2 * r)), mode="edge")
+    opened = _valid_extreme(_valid_extreme(padded, r, np.minimum), r, np.maximum)
+    return np.clip((rel - opened) / PEAK_CONTRAST, 0.0, 1.0)
+
+
 def slice_reference(
     frames: npt.NDArray[np.uint8],
     lut_nits: npt.NDArray[np.float32],
@@ -88,18 +133,35 @@ def slice_reference(
     matrix : numpy.ndarray
         3 x 3 linear input primaries -> BT.2020.
     knots : numpy.ndarray
-        N x h x w x K output PQ at input knots 1..K.
+        N x h x w x K output PQ at input knots 1..K (``spec.paired``: base then peak curve, 2K).
 
     Returns
     -------
     numpy.ndarray
         N x H x W x 3 float32 linear BT.2020 cd/m².
     """
-    n, h, w, _ = frames.shape
-    gh, gw = knots.shape[1:3]
     rgb = lut_nits.astype(np.float64)[frames] @ np.asarray(matrix, np.float64).T
     y = rgb @ np.asarray(LUMA_BT2020)
     u = np.asarray(eotf_inverse_st2084(np.clip(y, 0.0, SDR_WHITE_NITS)), np.float64)
+    k = len(spec.knots_nits) - 1
+    v = _curve_reference(u, knots[..., :k], spec)
+    if spec.paired:
+        v = v + peak_weight(y) * (_curve_reference(u, knots[..., k:], spec) - v)
+    v = np.minimum(v, spec.peak_code)
+    y_out = np.asarray(eotf_st2084(v), np.float64)
+    y_safe = np.maximum(y, 1e-6)
+    gain = np.maximum(y_out, spec.floor * y_safe) / y_safe
+    out = np.clip(rgb * gain[..., None], 0.0, None)
+    over = out.max(axis=-1, keepdims=True)
+    return np.asarray(out * np.minimum(1.0, spec.peak_nits / np.maximum(over, 1e-6)), np.float32)
+
+
+def _curve_reference(
+    u: npt.NDArray[np.float64], knots: npt.NDArray[np.float32], spec: CurveSpec
+) -> npt.NDArray[np.float64]:
+    """Output PQ of each pixel (input PQ ``u``, N x H x W) on one grid of curves, bilinear across cells."""
+    n, h, w = u.shape
+    gh, gw = knots.shape[1:3]
     gy = np.clip((np.arange(h) + 0.5) * gh / h - 0.5, 0.0, gh - 1.0)
     gx = np.clip((np.arange(w) + 0.5) * gw / w - 0.5, 0.0, gw - 1.0)
     y0 = np.floor(gy).astype(np.int64)
@@ -118,22 +180,17 @@ def slice_reference(
     lo = np.take_along_axis(per_pixel, seg[..., None], -1)[..., 0]
     hi = np.take_along_axis(per_pixel, seg[..., None] + 1, -1)[..., 0]
     t = np.clip((u - codes[seg]) / (codes[seg + 1] - codes[seg]), 0.0, 1.0)
-    v = np.minimum(lo + (hi - lo) * t, spec.peak_code)
-    y_out = np.asarray(eotf_st2084(v), np.float64)
-    y_safe = np.maximum(y, 1e-6)
-    gain = np.maximum(y_out, spec.floor * y_safe) / y_safe
-    out = np.clip(rgb * gain[..., None], 0.0, None)
-    over = out.max(axis=-1, keepdims=True)
-    return np.asarray(out * np.minimum(1.0, spec.peak_nits / np.maximum(over, 1e-6)), np.float32)
+    return np.asarray(lo + (hi - lo) * t, np.float64)
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
 def _slice_kernel(  # type: ignore[no-untyped-def]
-    frames, lut, matrix, tables, dec, peak_code, floor, peak, out
+    frames, lut, matrix, tables, peak_tables, weights, paired, dec, peak_code, floor, peak, out
 ):
     # frames N x H x W*3 uint8; tables N x gh x gw*J: each cell's curve (output PQ) at J luminances spaced
-    # evenly in sqrt(Y / 203) (see curve_tables); dec: cd/m² at PQ codes evenly spaced over [0, peak_code];
-    # out N x H x W*3 float32. Curves are interpolated across cells in PQ, as in training.
+    # evenly in sqrt(Y / 203) (see curve_tables); with ``paired``, peak_tables the same for the peak curves
+    # and weights N x H x W their per-pixel share (peak_weight); dec: cd/m² at PQ codes evenly spaced over
+    # [0, peak_code]; out N x H x W*3 float32. Curves are interpolated across cells in PQ, as in training.
     n, h, w3 = frames.shape
     w = w3 // 3
     gh = tables.shape[1]
@@ -174,6 +231,13 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
         rt = np.empty(gw * nj, np.float32)
         for j in range(gw * nj):
             rt[j] = upper[j] + (lower[j] - upper[j]) * fy
+        pt = rt
+        if paired:
+            upper = peak_tables[f, y0]
+            lower = peak_tables[f, y1]
+            pt = np.empty(gw * nj, np.float32)
+            for j in range(gw * nj):
+                pt[j] = upper[j] + (lower[j] - upper[j]) * fy
         src = frames[f, row]
         dst = out[f, row]
         # Three passes over the row: the arithmetic ones vectorise, only the middle one gathers.
@@ -202,7 +266,12 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             fx = fxs[col]
             lo = rt[x0] + (rt[x1] - rt[x0]) * fx
             hi = rt[x0 + 1] + (rt[x1 + 1] - rt[x0 + 1]) * fx
-            q = min(lo + (hi - lo) * t, pc) * dec_scale
+            v = lo + (hi - lo) * t
+            if paired:
+                lo = pt[x0] + (pt[x1] - pt[x0]) * fx
+                hi = pt[x0 + 1] + (pt[x1 + 1] - pt[x0 + 1]) * fx
+                v += weights[f, row, col] * (lo + (hi - lo) * t - v)
+            q = min(v, pc) * dec_scale
             i = min(np.int32(q), last_dec)
             pos[col] = dec[i] + (dec[i + 1] - dec[i]) * (q - np.float32(i))
         for col in range(w):
@@ -215,6 +284,88 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             dst[3 * col] = r * s
             dst[3 * col + 1] = g * s
             dst[3 * col + 2] = b * s
+
+
+@numba.njit(inline="always")
+def _window_min(src, dst, span):  # type: ignore[no-untyped-def]
+    # dst[c] = min(src[c : c + span]) for every full window (len(dst) = len(src) - span + 1); shifted
+    # passes over contiguous memory vectorise.
+    dst[:] = src[: dst.shape[0]]
+    for k in range(1, span):
+        for c in range(dst.shape[0]):
+            dst[c] = min(dst[c], src[c + k])
+
+
+@numba.njit(inline="always")
+def _window_max(src, dst, span):  # type: ignore[no-untyped-def]
+    dst[:] = src[: dst.shape[0]]
+    for k in range(1, span):
+        for c in range(dst.shape[0]):
+            dst[c] = max(dst[c], src[c + k])
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
+def _peak_weight_kernel(frames, lut, matrix, radius, contrast, out):  # type: ignore[no-untyped-def]
+    # frames N x H x W*3 uint8 -> out N x H x W float32: peak_weight of each pixel's BT.2408 luminance.
+    # The relative luminance is quantised to 16 bits (integer min / max vectorise, float ones did not: 6x
+    # faster; the weight moves by < 1e-4) and padded by 2r repeated edge pixels; erosion and dilation then
+    # take full (2r + 1)-wide windows, rows first, each pass shrinking the plane by 2r.
+    n, h, w3 = frames.shape
+    w = w3 // 3
+    pad = 2 * radius
+    span = 2 * radius + 1
+    hp = h + 2 * pad
+    wp = w + 2 * pad
+    padded = np.empty((n, hp, wp), np.uint16)
+    rows_min = np.empty((n, hp, wp - pad), np.uint16)
+    eroded = np.empty((n, h + pad, wp - pad), np.uint16)
+    rows_max = np.empty((n, h + pad, w), np.uint16)
+    opened = np.empty((n, h, w), np.uint16)
+    scale = np.float32(65535.0 / SDR_WHITE_NITS)
+    luma = np.empty(3, np.float32)
+    for i in range(3):
+        luma[i] = (
+            LUMA_BT2020[0] * matrix[0, i] + LUMA_BT2020[1] * matrix[1, i] + LUMA_BT2020[2] * matrix[2, i]
+        )
+    for task in numba.prange(n * hp):
+        f = task // hp
+        src = frames[f, min(max(task % hp - pad, 0), h - 1)]
+        dst = padded[f, task % hp]
+        for col in range(w):
+            y = (
+                luma[0] * lut[src[3 * col]]
+                + luma[1] * lut[src[3 * col + 1]]
+                + luma[2] * lut[src[3 * col + 2]]
+            )
+            dst[pad + col] = np.uint16(min(max(y * scale, np.float32(0.0)), np.float32(65535.0)) + 0.5)
+        dst[:pad] = dst[pad]
+        dst[pad + w :] = dst[pad + w - 1]
+        _window_min(dst, rows_min[f, task % hp], span)
+    for task in numba.prange(n * (h + pad)):
+        f = task // (h + pad)
+        row = task % (h + pad)
+        dst = eroded[f, row]
+        dst[:] = rows_min[f, row]
+        for k in range(1, span):
+            src = rows_min[f, row + k]
+            for c in range(dst.shape[0]):
+                dst[c] = min(dst[c], src[c])
+        _window_max(dst, rows_max[f, row], span)
+    inv = np.float32(1.0 / (65535.0 * contrast))
+    for task in numba.prange(n * h):
+        f = task // h
+        row = task % h
+        top = opened[f, row]
+        top[:] = rows_max[f, row]
+        for k in range(1, span):
+            src = rows_max[f, row + k]
+            for c in range(w):
+                top[c] = max(top[c], src[c])
+        rel = padded[f, row + pad]
+        dst = out[f, row]
+        for c in range(w):
+            above = np.float32(rel[pad + c]) - np.float32(top[c])
+            dst[c] = min(max(above * inv, np.float32(0.0)), np.float32(1.0))
 
 
 def curve_tables(knots: npt.NDArray[np.float32], spec: CurveSpec) -> npt.NDArray[np.float32]:
@@ -240,18 +391,31 @@ def slice_curves(
 ) -> npt.NDArray[np.float32]:
     """Fused, parallel :func:`slice_reference` (same parameters; curves sampled, see :func:`curve_tables`)."""
     n, h, w, _ = frames.shape
-    nk = knots.shape[3]
-    if nk != len(spec.knots_nits) - 1:
+    gh, gw, nk = knots.shape[1:]
+    if nk != spec.knots_per_cell:
         raise ValueError(
-            f"the grid has {nk} knots per curve; the model's convention has {len(spec.knots_nits) - 1}"
+            f"the grid has {nk} knots per cell; the model's convention has {spec.knots_per_cell}"
         )
     out = np.empty((n, h, w, 3), np.float32)
-    tables = curve_tables(knots, spec)
+    k = len(spec.knots_nits) - 1
+    flat = np.ascontiguousarray(frames).reshape(n, h, w * 3)
+    lut = np.ascontiguousarray(lut_nits, np.float32)
+    matrix32 = np.asarray(matrix, np.float32)
+    tables = curve_tables(knots[..., :k], spec).reshape(n, gh, gw * SAMPLES)
+    if spec.paired:
+        peak_tables = curve_tables(knots[..., k:], spec).reshape(n, gh, gw * SAMPLES)
+        weights = np.empty((n, h, w), np.float32)
+        _peak_weight_kernel(flat, lut, matrix32, peak_radius(h, w), np.float32(PEAK_CONTRAST), weights)
+    else:
+        peak_tables, weights = tables, np.zeros((1, 1, 1), np.float32)
     _slice_kernel(
-        np.ascontiguousarray(frames).reshape(n, h, w * 3),
-        np.ascontiguousarray(lut_nits, np.float32),
-        np.asarray(matrix, np.float32),
-        tables.reshape(n, knots.shape[1], knots.shape[2] * SAMPLES),
+        flat,
+        lut,
+        matrix32,
+        tables,
+        peak_tables,
+        weights,
+        spec.paired,
         spec.decode_table,
         np.float32(spec.peak_code),
         np.float32(spec.floor),

@@ -83,6 +83,7 @@ class MQN(Operator):
             knots_nits=tuple(float(k) for k in curves["knots_nits"]),
             floor=float(curves["floor"]),
             peak_nits=float(min(self.peak_nits, float(meta.get("peak_nits", DEFAULT_PEAK_NITS)))),
+            paired=bool(curves.get("paired", False)),
         )
 
     @property

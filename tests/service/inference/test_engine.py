@@ -35,12 +35,13 @@ def test_each_thread_gets_its_own_interpreters_and_shapes_are_cached() -> None:
     np.testing.assert_array_equal(results[0], first)
 
 
-def test_lru_keeps_at_most_max_shapes_and_outputs_one_curve_per_cell() -> None:
+def test_lru_keeps_at_most_max_shapes_and_outputs_the_curves_of_each_cell() -> None:
     from service.inference.engine import MQNEngine
 
     engine = MQNEngine(num_threads=1, max_shapes=2)
     cell = engine.meta["grid_stride"]
-    knots = len(engine.meta["curves"]["knots_nits"]) - 1
+    curves = engine.meta["curves"]
+    knots = (len(curves["knots_nits"]) - 1) * (2 if curves.get("paired") else 1)
     for h, w in ((32, 64), (64, 64), (96, 128)):
         out = engine.run(np.zeros((1, h, w, 3), np.uint8))
         assert out.shape == (1, h // cell, w // cell, knots)

@@ -6,7 +6,7 @@ import pytest
 
 from service.colour.description import ColourDescription
 from service.colour.pq import eotf_inverse_st2084
-from service.operators.curve_grid import CurveSpec, slice_curves, slice_reference
+from service.operators.curve_grid import CurveSpec, peak_radius, peak_weight, slice_curves, slice_reference
 
 KNOTS = (0.0, 1.0, 3.0, 8.0, 16.0, 30.0, 50.0, 75.0, 100.0, 130.0, 160.0, 185.0, 203.0)
 SPEC = CurveSpec(KNOTS, floor=0.6, peak_nits=1000.0)
@@ -111,5 +111,77 @@ def test_batch_mates_do_not_influence_each_other() -> None:
 
 
 def test_grid_with_the_wrong_knot_count_is_refused() -> None:
-    with pytest.raises(ValueError, match="knots per curve"):
+    with pytest.raises(ValueError, match="knots per cell"):
         slice_curves(np.zeros((1, 8, 8, 3), np.uint8), LUT, MATRIX, np.zeros((1, 1, 1, 5), np.float32), SPEC)
+
+
+PAIRED = CurveSpec(KNOTS, floor=0.6, peak_nits=1000.0, paired=True)
+
+
+def _paired_curves(rng: np.random.Generator, n: int, gh: int, gw: int) -> np.ndarray:
+    base = _random_curves(rng, n, gh, gw, 0.05)
+    return np.concatenate([base, base + _random_curves(rng, n, gh, gw, 0.02)], axis=-1)
+
+
+def _lamp_frame() -> np.ndarray:
+    """Dark ground (code 30) with a 2 x 2 lamp (250), a 1 px lit line (240) and a 30 x 30 lit wall (245)."""
+    frames = np.full((1, 90, 160, 3), 30, np.uint8)
+    frames[:, 20:22, 20:22] = 250
+    frames[:, 60, 10:70] = 240
+    frames[:, 40:70, 100:130] = 245
+    return frames
+
+
+def _luminance(frames: np.ndarray) -> np.ndarray:
+    return np.asarray((LUT[frames] @ MATRIX.T) @ np.array([0.2627, 0.6780, 0.0593]))
+
+
+def test_peak_weight_finds_small_bright_structures_and_not_the_edges_of_large_ones() -> None:
+    """A lamp and a thin lit line read the peak curve; a lit wall of the same level does not, not even at
+    its edge (a bright rim there would be an outline), and neither does the dark ground."""
+    w = peak_weight(_luminance(_lamp_frame()))[0]
+    assert w[20:22, 20:22].min() == 1.0 and w[60, 10:70].min() == 1.0
+    assert w[40:70, 100:130].max() == 0.0
+    ground = np.ones_like(w, bool)
+    ground[19:23, 19:23] = ground[59:62, 9:71] = False
+    assert w[ground].max() == 0.0
+
+
+def test_peak_weight_is_blind_to_the_frame_border() -> None:
+    """A flat field and a vertical gradient have weight 0 everywhere, border included; a lamp cut by the
+    border is still a lamp."""
+    flat = np.full((1, 72, 128), 120.0)
+    gradient = np.repeat(np.linspace(20.0, 200.0, 72)[None, :, None], 128, axis=2)
+    assert peak_weight(flat).max() == 0.0 and peak_weight(gradient).max() == 0.0
+    cut = np.full((1, 72, 128), 5.0)
+    cut[0, 0, 60:62] = 190.0
+    assert peak_weight(cut)[0, 0, 60:62].min() == 1.0
+
+
+def test_peak_radius_follows_the_frame_size() -> None:
+    assert [peak_radius(h, 16 * h // 9) for h in (144, 360, 720, 1080)] == [1, 2, 4, 6]
+
+
+@pytest.mark.parametrize("shape", [(2, 45, 80), (1, 360, 640)])
+def test_paired_kernel_matches_the_reference(shape: tuple[int, int, int]) -> None:
+    rng = np.random.default_rng(7)
+    frames = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    frames[:, 10:12, 10:13] = 250  # a lamp, whatever the noise does
+    knots = _paired_curves(rng, shape[0], 3, 5)
+    got = slice_curves(frames, LUT, MATRIX, knots, PAIRED)
+    ref = slice_reference(frames, LUT, MATRIX, knots, PAIRED)
+    assert np.abs(_codes(got) - _codes(ref)).max() <= MAX_CODE_ERROR
+
+
+def test_only_peaks_read_the_peak_curve() -> None:
+    """Same base curves with and without a brighter peak curve: the lamp and the line get brighter, the
+    ground and the wall keep exactly their light."""
+    frames = _lamp_frame()
+    base = _identity(1, 3, 5)
+    single = slice_curves(frames, LUT, MATRIX, base, SPEC)
+    paired = slice_curves(frames, LUT, MATRIX, np.concatenate([base, base + 0.05], axis=-1), PAIRED)
+    lum_single, lum_paired = (x[0] @ np.array([0.2627, 0.6780, 0.0593]) for x in (single, paired))
+    assert np.all(lum_paired[20:22, 20:22] > 1.2 * lum_single[20:22, 20:22])
+    assert np.all(lum_paired[60, 10:70] > 1.2 * lum_single[60, 10:70])
+    untouched = peak_weight(_luminance(frames))[0] == 0.0
+    np.testing.assert_array_equal(paired[0][untouched], single[0][untouched])
