@@ -7,3 +7,5 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+import models  # noqa: E402, F401  (sets TensorFlow's oneDNN switch before any test imports TensorFlow)
