@@ -250,15 +250,15 @@ class CurveSlice(keras.layers.Layer):
         # Sum of ramps: the piecewise-linear curve is the sum over segments of rise_k * ramp_k(u).
         ramps = tf.clip_by_value((u - codes[:-1]) / (codes[1:] - codes[:-1]), 0.0, 1.0)
         k = len(self.knots_nits) - 1
-        curves = [knots[..., :k], knots[..., k:]] if self.paired else [knots]
-        v = []
-        for c in curves:
-            rises = tf.concat([c[..., :1], c[..., 1:] - c[..., :-1]], axis=-1)
+
+        def read(curve: Any) -> Any:
+            rises = tf.concat([curve[..., :1], curve[..., 1:] - curve[..., :-1]], axis=-1)
             rises = tf.image.resize(rises, tf.shape(linear)[1:3], method="bilinear")
-            v.append(tf.reduce_sum(ramps * rises, axis=-1, keepdims=True))
+            return tf.reduce_sum(ramps * rises, axis=-1, keepdims=True)
+
+        v = read(knots[..., :k])
         if self.paired:  # the weight is a function of the input alone: nothing to learn through it
-            v = [v[0] + tf.stop_gradient(peak_weight_tf(y)) * (v[1] - v[0])]
-        v = v[0]
+            v = v + tf.stop_gradient(peak_weight_tf(y)) * (read(knots[..., k:]) - v)
         v = tf.minimum(v, float(eotf_inverse_st2084(self.peak)))
         y_out = tf.maximum(pq_decode_tf(v), self.floor * y)
         rgb = linear * (y_out / tf.maximum(y, 1e-6))

@@ -318,9 +318,7 @@ def _peak_weight_kernel(frames, lut, matrix, radius, contrast, out):  # type: ig
     wp = w + 2 * pad
     padded = np.empty((n, hp, wp), np.uint16)
     rows_min = np.empty((n, hp, wp - pad), np.uint16)
-    eroded = np.empty((n, h + pad, wp - pad), np.uint16)
     rows_max = np.empty((n, h + pad, w), np.uint16)
-    opened = np.empty((n, h, w), np.uint16)
     scale = np.float32(65535.0 / SDR_WHITE_NITS)
     luma = np.empty(3, np.float32)
     for i in range(3):
@@ -344,8 +342,7 @@ def _peak_weight_kernel(frames, lut, matrix, radius, contrast, out):  # type: ig
     for task in numba.prange(n * (h + pad)):
         f = task // (h + pad)
         row = task % (h + pad)
-        dst = eroded[f, row]
-        dst[:] = rows_min[f, row]
+        dst = rows_min[f, row].copy()  # this row's erosion, dilated along the row at once
         for k in range(1, span):
             src = rows_min[f, row + k]
             for c in range(dst.shape[0]):
@@ -355,8 +352,7 @@ def _peak_weight_kernel(frames, lut, matrix, radius, contrast, out):  # type: ig
     for task in numba.prange(n * h):
         f = task // h
         row = task % h
-        top = opened[f, row]
-        top[:] = rows_max[f, row]
+        top = rows_max[f, row].copy()  # this row's opening
         for k in range(1, span):
             src = rows_max[f, row + k]
             for c in range(w):
