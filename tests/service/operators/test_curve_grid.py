@@ -162,7 +162,7 @@ def test_peak_radius_follows_the_frame_size() -> None:
     assert [peak_radius(h, 16 * h // 9) for h in (144, 360, 720, 1080)] == [1, 2, 4, 6]
 
 
-@pytest.mark.parametrize("shape", [(2, 45, 80), (1, 360, 640)])
+@pytest.mark.parametrize("shape", [(2, 45, 80), (3, 130, 231), (1, 360, 640)])
 def test_paired_kernel_matches_the_reference(shape: tuple[int, int, int]) -> None:
     rng = np.random.default_rng(7)
     frames = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
