@@ -25,7 +25,7 @@ def test_processing_size_is_stride_aligned_with_long_side(
 
 @pytest.mark.parametrize(
     ("h", "w", "ph", "pw"),
-    [(1080, 1920, 160, 256), (720, 1280, 288, 512), (37, 53, 32, 32), (40, 60, 64, 96)],
+    [(1080, 1920, 160, 256), (720, 1280, 96, 192), (720, 1280, 288, 512), (37, 53, 32, 32), (40, 60, 64, 96)],
 )
 def test_resize_bilinear_is_bit_identical_to_pillow(h: int, w: int, ph: int, pw: int) -> None:
     frames = np.random.default_rng(3).integers(0, 256, (2, h, w, 3), dtype=np.uint8)
