@@ -183,22 +183,33 @@ def _curve_reference(
     return np.asarray(lo + (hi - lo) * t, np.float64)
 
 
+@numba.njit(inline="always")
+def _light_row(src, lut, matrix, dst):  # type: ignore[no-untyped-def]
+    # One row of uint8 code values (flat W*3) -> linear BT.2020 cd/m² of the BT.2408 placement (flat W*3).
+    for col in range(dst.shape[0] // 3):
+        lr = lut[src[3 * col]]
+        lg = lut[src[3 * col + 1]]
+        lb = lut[src[3 * col + 2]]
+        dst[3 * col] = matrix[0, 0] * lr + matrix[0, 1] * lg + matrix[0, 2] * lb
+        dst[3 * col + 1] = matrix[1, 0] * lr + matrix[1, 1] * lg + matrix[1, 2] * lb
+        dst[3 * col + 2] = matrix[2, 0] * lr + matrix[2, 1] * lg + matrix[2, 2] * lb
+
+
 @numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
 def _slice_kernel(  # type: ignore[no-untyped-def]
     frames, lut, matrix, tables, peak_tables, weights, paired, dec, peak_code, floor, peak, out
 ):
     # frames N x H x W*3 uint8; tables N x gh x gw*J: each cell's curve (output PQ) at J luminances spaced
     # evenly in sqrt(Y / 203) (see curve_tables); with ``paired``, peak_tables the same for the peak curves
-    # and weights N x H x W their per-pixel share (peak_weight); dec: cd/m² at PQ codes evenly spaced over
-    # [0, peak_code]; out N x H x W*3 float32. Curves are interpolated across cells in PQ, as in training.
+    # and weights N x H x W their per-pixel share (peak_weight), and out already holds each pixel's linear
+    # BT.2020 light (the weight kernel computed it: one pass of table reads, not two); dec: cd/m² at PQ codes
+    # evenly spaced over [0, peak_code]; out N x H x W*3 float32. Curves are interpolated across cells in PQ,
+    # as in training.
     n, h, w3 = frames.shape
     w = w3 // 3
     gh = tables.shape[1]
     nj = SAMPLES
     gw = tables.shape[2] // nj
-    m00, m01, m02 = matrix[0, 0], matrix[0, 1], matrix[0, 2]
-    m10, m11, m12 = matrix[1, 0], matrix[1, 1], matrix[1, 2]
-    m20, m21, m22 = matrix[2, 0], matrix[2, 1], matrix[2, 2]
     wr = np.float32(LUMA_BT2020[0])
     wg = np.float32(LUMA_BT2020[1])
     wb = np.float32(LUMA_BT2020[2])
@@ -243,18 +254,11 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
         # Three passes over the row: the arithmetic ones vectorise, only the middle one gathers.
         lum = np.empty(w, np.float32)
         pos = np.empty(w, np.float32)
+        if not paired:
+            _light_row(src, lut, matrix, dst)
         for col in range(w):
-            lr = lut[src[3 * col]]
-            lg = lut[src[3 * col + 1]]
-            lb = lut[src[3 * col + 2]]
-            r = m00 * lr + m01 * lg + m02 * lb
-            g = m10 * lr + m11 * lg + m12 * lb
-            b = m20 * lr + m21 * lg + m22 * lb
-            dst[3 * col] = r
-            dst[3 * col + 1] = g
-            dst[3 * col + 2] = b
             # Branch-free: black (lum 0) gets a finite gain that multiplies zeros.
-            y_in = max(wr * r + wg * g + wb * b, tiny)
+            y_in = max(wr * dst[3 * col] + wg * dst[3 * col + 1] + wb * dst[3 * col + 2], tiny)
             lum[col] = y_in
             pos[col] = min(np.sqrt(y_in * inv_white), one) * top_j
         for col in range(w):
@@ -316,11 +320,12 @@ def _window_min(src, dst, span, scratch):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
-def _peak_weight_kernel(frames, lut, matrix, radius, contrast, out):  # type: ignore[no-untyped-def]
-    # frames N x H x W*3 uint8 -> out N x H x W float32: peak_weight of each pixel's BT.2408 luminance.
-    # The relative luminance is quantised to 16 bits (integer min / max vectorise, float ones did not: 6x
-    # faster; the weight moves by < 1e-4) and padded by 2r repeated edge pixels; erosion and dilation then
-    # take full (2r + 1)-wide windows, rows first, each pass shrinking the plane by 2r.
+def _peak_weight_kernel(frames, lut, matrix, radius, contrast, weights, light):  # type: ignore[no-untyped-def]
+    # frames N x H x W*3 uint8 -> light N x H x W*3 float32, the BT.2408 placement in BT.2020 (what the slice
+    # kernel scales), and weights N x H x W: peak_weight of its luminance. The relative luminance is quantised
+    # to 16 bits (integer min / max vectorise, float ones did not: 6x faster; the weight moves by < 1e-4) and
+    # padded by 2r repeated edge pixels; erosion and dilation then take full (2r + 1)-wide windows, rows
+    # first, each pass shrinking the plane by 2r.
     n, h, w3 = frames.shape
     w = w3 // 3
     pad = 2 * radius
@@ -331,22 +336,20 @@ def _peak_weight_kernel(frames, lut, matrix, radius, contrast, out):  # type: ig
     rows_min = np.empty((n, hp, wp - pad), np.uint16)
     flipped_rows = np.empty((n, h + pad, w), np.uint16)  # 65535 minus the row maxima of the erosion
     scale = np.float32(65535.0 / SDR_WHITE_NITS)
-    luma = np.empty(3, np.float32)
-    for i in range(3):
-        luma[i] = (
-            LUMA_BT2020[0] * matrix[0, i] + LUMA_BT2020[1] * matrix[1, i] + LUMA_BT2020[2] * matrix[2, i]
-        )
+    wr = np.float32(LUMA_BT2020[0])
+    wg = np.float32(LUMA_BT2020[1])
+    wb = np.float32(LUMA_BT2020[2])
     for task in numba.prange(n * hp):
         f = task // hp
-        src = frames[f, min(max(task % hp - pad, 0), h - 1)]
+        row = min(max(task % hp - pad, 0), h - 1)
+        # The 2r rows past each border repeat the edge row: its light again, into scratch.
+        rgb = light[f, row] if task % hp - pad == row else np.empty(w3, np.float32)
+        _light_row(frames[f, row], lut, matrix, rgb)
         dst = padded[f, task % hp]
+        codes = dst[pad : pad + w]
         for col in range(w):
-            y = (
-                luma[0] * lut[src[3 * col]]
-                + luma[1] * lut[src[3 * col + 1]]
-                + luma[2] * lut[src[3 * col + 2]]
-            )
-            dst[pad + col] = np.uint16(min(max(y * scale, np.float32(0.0)), np.float32(65535.0)) + 0.5)
+            y = wr * rgb[3 * col] + wg * rgb[3 * col + 1] + wb * rgb[3 * col + 2]
+            codes[col] = np.uint16(min(max(y * scale, np.float32(0.0)), np.float32(65535.0)) + 0.5)
         dst[:pad] = dst[pad]
         dst[pad + w :] = dst[pad + w - 1]
         _window_min(dst, rows_min[f, task % hp], span, np.empty((2, wp), np.uint16))
@@ -372,7 +375,7 @@ def _peak_weight_kernel(frames, lut, matrix, radius, contrast, out):  # type: ig
             for c in range(w):
                 flipped[c] = min(flipped[c], src[c])
         rel = padded[f, row + pad]
-        dst = out[f, row]
+        dst = weights[f, row]
         for c in range(w):
             above = np.float32(rel[pad + c]) + np.float32(flipped[c]) - np.float32(65535.0)
             dst[c] = min(max(above * inv, np.float32(0.0)), np.float32(1.0))
@@ -415,7 +418,15 @@ def slice_curves(
     if spec.paired:
         peak_tables = curve_tables(knots[..., k:], spec).reshape(n, gh, gw * SAMPLES)
         weights = np.empty((n, h, w), np.float32)
-        _peak_weight_kernel(flat, lut, matrix32, peak_radius(h, w), np.float32(PEAK_CONTRAST), weights)
+        _peak_weight_kernel(
+            flat,
+            lut,
+            matrix32,
+            peak_radius(h, w),
+            np.float32(PEAK_CONTRAST),
+            weights,
+            out.reshape(n, h, w * 3),
+        )
     else:
         peak_tables, weights = tables, np.zeros((1, 1, 1), np.float32)
     _slice_kernel(
