@@ -38,9 +38,11 @@ from models.mqn.data import (
     split_scenes,
 )
 
-FAST_LONG_SIDE = 256
+FAST_LONG_SIDE = 192
 QUALITY_LONG_SIDE = 512
-"""Processing resolutions (long side, px) of the two modes: the grid has one curve per 16 px of them."""
+"""Processing resolutions (long side, px) of the two modes: the grid has one curve per 16 px of them. Fast
+was 256 until mqn_v6: 192 measured the same at 1280x720 (PU21-PSNR 31.34 both, highlights +0.5 dB, ΔE_ITP
++0.2) and the stream 15-20 % faster; the network is trained on views 2-4x below their size."""
 STRIDE = 32
 
 
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m models.export",
         description=__doc__,
         export=export,
-        run="mqn_v5b",
+        run="mqn_v6",
         out=ARTIFACTS,
         calibration_per_scene=3,
         shown=("backbone", "head", "params"),

@@ -1,6 +1,6 @@
 """The learned operator: MQN (Mixed Quantization Network) on LiteRT, in ``fast`` and ``quality`` modes.
 
-The frame is downscaled (Pillow-exact bilinear) to a processing size: long side 256 px in ``fast`` mode,
+The frame is downscaled (Pillow-exact bilinear) to a processing size: long side 192 px in ``fast`` mode,
 512 px in ``quality`` mode, both sides multiples of the network stride. The int8 backbone and the float head
 turn it into a grid of monotone tone curves, one per 16 x 16 processing pixels, and every full-resolution
 pixel reads the curve at its own place and its own luminance (:mod:`service.operators.curve_grid`). Detail,
@@ -24,7 +24,7 @@ from service.operators.curve_grid import CurveSpec, slice_curves
 from service.operators.resample import resize_bilinear
 
 MODES = tuple(mode.value for mode in Mode)
-LONG_SIDES = {"fast": 256, "quality": 512}
+LONG_SIDES = {"fast": 192, "quality": 512}
 """Processing resolution (long side, px) per mode when the model's metadata names none."""
 
 
@@ -55,12 +55,12 @@ class MQN(Operator):
 
     info = OperatorInfo(
         "mqn",
-        "Mixed Quantization Network (learned; a grid of monotone tone curves from a 256 px (fast) or 512 px "
+        "Mixed Quantization Network (learned; a grid of monotone tone curves from a 192 px (fast) or 512 px "
         "(quality) view, applied to each full-resolution pixel by its own luminance)",
         (
             PEAK_PARAM,
             ParamSpec(
-                "mode", "fast", "fast (256 px grid, real time) or quality (512 px grid)", choices=MODES
+                "mode", "fast", "fast (192 px grid, real time) or quality (512 px grid)", choices=MODES
             ),
         ),
     )
