@@ -290,7 +290,7 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             dst[3 * col + 2] = b * s
 
 
-@numba.njit(no_cpython_wrapper=True, cache=True)
+@numba.njit(cache=True)
 def _min_shifted(src, dst, shift, n):  # type: ignore[no-untyped-def]
     # dst[k] = min(src[k], src[k + shift]) for k < n. Slices rather than src[k + shift]: a computed index
     # gets Numba's negative-index check, which keeps LLVM from vectorising (8x slower); out of line because
