@@ -47,6 +47,9 @@ class TrainConfig:
     its ``*.weights.h5`` files, loaded into every layer of this model with the same name and weight shapes
     (the others keep their initialisation). How a new head part is trained on top of a backbone that
     already learned."""
+    init_fresh: tuple[str, ...] = ()
+    """Layers a warm start leaves at their initialisation although the source has them: how a part that
+    its source never really trained (``mqn_v6``'s peak curve, stuck on the base curve) starts over."""
     checkpoint_root: str = "models/checkpoints"
     log_root: str = "models/logs"
 
@@ -61,7 +64,7 @@ class TrainConfig:
             raise ValueError(
                 f"config keys {sorted(unknown)} are not known; expected a subset of {sorted(known)}"
             )
-        for key in ("val_scenes", "net_sizes"):
+        for key in ("val_scenes", "net_sizes", "init_fresh"):
             if key in raw:
                 raw[key] = tuple(raw[key])
         return cls(**raw)

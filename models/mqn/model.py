@@ -61,6 +61,12 @@ class MQNConfig:
     """Give every cell a second, brighter curve for small bright structures (:func:`peak_weight`): a pixel
     reads a blend of the two by how much it stands above the opening of its neighbourhood, so a lamp and a
     lit wall of the same SDR level in the same cell can get different light."""
+    peak_init: float = -6.0
+    """Initial bias of the peak curve's extra log-slopes (its kernel starts at zero). At -6 the peak curve
+    starts on the base curve and, measured, stays there: Adam moves a parameter by about the learning rate
+    per step, so a log-slope that must climb ~5 units from -6 barely leaves it in a few thousand steps
+    (``mqn_v6``'s peak curve ended 1.2 % above its base). At -2 each segment starts 14 % above the
+    identity's rise, and the loss pulls each one up or down from there."""
 
     @property
     def grid_stride(self) -> int:
@@ -171,12 +177,12 @@ def build_head(cfg: MQNConfig, channels: int) -> keras.Model:
     segments = len(cfg.knots_nits) - 1
     slopes = keras.layers.Conv2D(segments, 1, kernel_initializer="zeros", name="head_log_slopes")(h)
     if cfg.peak_guide:
-        # The peak curve's extra log-slopes start near exp(-6): a warm start begins where it was.
+        # Extra log-slopes start at peak_init (-6: a warm start without a peak curve begins where it was).
         extra = keras.layers.Conv2D(
             segments,
             1,
             kernel_initializer="zeros",
-            bias_initializer=keras.initializers.Constant(-6.0),
+            bias_initializer=keras.initializers.Constant(cfg.peak_init),
             name="head_peak_log_slopes",
         )(h)
         slopes = keras.layers.Concatenate(name="head_slopes")([slopes, extra])

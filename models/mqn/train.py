@@ -32,6 +32,8 @@ VAL_CHUNK = 8
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training; returns the final summary that is also written to ``summary.json``."""
+    if cfg.init_fresh and not cfg.init_from:
+        raise ValueError("init_fresh names layers to leave out of a warm start, but init_from is not set")
     ckpt_dir, _ = start_run(cfg, log)
     import tensorflow as tf
 
@@ -67,12 +69,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     def init() -> None:
         if cfg.init_from:
-            warm_start(model, cfg.resolve(cfg.init_from))
+            warm_start(model, cfg.resolve(cfg.init_from), fresh=cfg.init_fresh)
 
     return fit(cfg, model, loss, predict, stream, val, log, init=init)
 
 
-def warm_start(model: Any, source: Path) -> None:
+def warm_start(model: Any, source: Path, fresh: tuple[str, ...] = ()) -> None:
     """Copy an earlier run's weights into the layers of ``model`` that match by name and shapes.
 
     ``source`` is a run's checkpoint folder (its ``best.weights.h5``) or one ``*.weights.h5`` file in it
@@ -80,10 +82,13 @@ def warm_start(model: Any, source: Path) -> None:
     ``model.json``. A shipped float twin (``models/artifacts/mqn_float.weights.h5``) names its architecture
     in the ``mqn_float.model.json`` beside it, so a run can start from what is committed, reproducibly.
 
+    Layers named in ``fresh`` keep their initialisation (``TrainConfig.init_fresh``).
+
     Raises
     ------
     ValueError
-        If nothing matches (a wrong folder would otherwise silently train from scratch).
+        If nothing matches (a wrong folder would otherwise silently train from scratch), or a ``fresh``
+        name is no layer of ``model`` (a typo would otherwise silently copy the layer).
     """
     from models.mqn.model import MQNConfig, build_mqn
 
@@ -102,11 +107,14 @@ def warm_start(model: Any, source: Path) -> None:
                 found |= layers(layer)
         return found
 
-    old_layers = layers(old)
+    old_layers, new_layers = layers(old), layers(model)
+    unknown = set(fresh) - set(new_layers)
+    if unknown:
+        raise ValueError(f"init_fresh names {sorted(unknown)}, which are not layers of this model")
     copied, kept = 0, []
-    for name, layer in layers(model).items():
+    for name, layer in new_layers.items():
         w_new = layer.get_weights()
-        w_old = old_layers[name].get_weights() if name in old_layers else None
+        w_old = old_layers[name].get_weights() if name in old_layers and name not in fresh else None
         if not w_new or hasattr(layer, "layers"):
             continue
         if w_old is not None and [a.shape for a in w_old] == [a.shape for a in w_new]:

@@ -146,6 +146,25 @@ def test_warm_start_adds_a_global_path_that_starts_as_a_no_op(tmp_path: Path) ->
     np.testing.assert_allclose(twin([sdr, linear])[0].numpy(), new([sdr, linear])[0].numpy(), atol=1e-6)
 
 
+def test_warm_start_can_leave_a_layer_fresh(tmp_path: Path) -> None:
+    """``init_fresh`` restarts a layer its source never trained: the peak curve at ``peak_init``, not -6."""
+    from models.mqn.model import MQNConfig, build_mqn
+    from models.mqn.train import warm_start
+
+    peaked = SMALL | {"global_path": True, "peak_guide": True}
+    old_cfg = MQNConfig.from_json(peaked)
+    old, _, old_head = build_mqn(old_cfg)
+    (tmp_path / "model.json").write_text(json.dumps(old_cfg.to_json()))
+    old.save_weights(tmp_path / "best.weights.h5")
+    np.testing.assert_array_equal(old_head.get_layer("head_peak_log_slopes").get_weights()[1], -6.0)
+    for fresh, bias in ((("head_peak_log_slopes",), -2.0), ((), -6.0)):
+        model, _, head = build_mqn(MQNConfig.from_json(peaked | {"peak_init": -2.0}))
+        warm_start(model, tmp_path, fresh=fresh)
+        np.testing.assert_array_equal(head.get_layer("head_peak_log_slopes").get_weights()[1], bias)
+    with pytest.raises(ValueError, match="head_peak_slopes"):
+        warm_start(model, tmp_path, fresh=("head_peak_slopes",))
+
+
 @needs_data
 def test_smoke_training_runs_checkpoints_and_resumes(tmp_path: Path) -> None:
     from models.mqn.data import REPO_ROOT
@@ -170,3 +189,12 @@ def test_config_rejects_unknown_keys(tmp_path: Path) -> None:
     p.write_text(json.dumps({"stpes": 3}))
     with pytest.raises(ValueError, match="stpes"):
         TrainConfig.load(p)
+
+
+def test_init_fresh_needs_a_warm_start(tmp_path: Path) -> None:
+    from models.mqn.train import TrainConfig, train
+
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"init_fresh": ["head_peak_log_slopes"]}))
+    with pytest.raises(ValueError, match="init_from is not set"):
+        train(TrainConfig.load(p))
