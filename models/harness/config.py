@@ -53,6 +53,10 @@ class TrainConfig:
     checkpoint_root: str = "models/checkpoints"
     log_root: str = "models/logs"
 
+    def __post_init__(self) -> None:
+        if self.init_fresh and not self.init_from:
+            raise ValueError("init_fresh names layers to leave out of a warm start, but init_from is not set")
+
     @classmethod
     def load(cls, path: Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
         """Read a JSON config (unknown keys are an error, so typos do not silently fall back)."""

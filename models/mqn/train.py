@@ -32,8 +32,6 @@ VAL_CHUNK = 8
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training; returns the final summary that is also written to ``summary.json``."""
-    if cfg.init_fresh and not cfg.init_from:
-        raise ValueError("init_fresh names layers to leave out of a warm start, but init_from is not set")
     ckpt_dir, _ = start_run(cfg, log)
     import tensorflow as tf
 

@@ -192,9 +192,9 @@ def test_config_rejects_unknown_keys(tmp_path: Path) -> None:
 
 
 def test_init_fresh_needs_a_warm_start(tmp_path: Path) -> None:
-    from models.mqn.train import TrainConfig, train
+    from models.mqn.train import TrainConfig
 
     p = tmp_path / "c.json"
     p.write_text(json.dumps({"init_fresh": ["head_peak_log_slopes"]}))
     with pytest.raises(ValueError, match="init_from is not set"):
-        train(TrainConfig.load(p))
+        TrainConfig.load(p)
