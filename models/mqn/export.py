@@ -136,7 +136,12 @@ def export(
         "output": "grid of monotone tone curves: per cell, PQ (SMPTE ST 2084) of output luminance at the "
         "input knots (PQ of the BT.2408 luminance, cd/m² below); knot 0 (black) maps to 0"
         + ("; the base curve's knots, then the peak curve's" if cfg.peak_guide else ""),
-        "curves": {"knots_nits": list(cfg.knots_nits), "floor": cfg.floor, "paired": cfg.peak_guide},
+        "curves": {
+            "knots_nits": list(cfg.knots_nits),
+            "floor": cfg.floor,
+            "paired": cfg.peak_guide,
+            "peak_ratio": cfg.peak_ratio,
+        },
         "sdr_white_nits": 203.0,
         "peak_nits": cfg.peak_nits,
         "split": "int8 backbone (SDR -> features at 1/16); float head (features"

@@ -177,7 +177,7 @@ def _repeat_edges(x: Any, pad: Any, axis: int) -> Any:
     return tf.concat([tf.repeat(first, pad, axis=axis), x, tf.repeat(last, pad, axis=axis)], axis=axis)
 
 
-def peak_weight_tf(y: Any) -> Any:
+def peak_weight_tf(y: Any, ratio: float = 1.0) -> Any:
     """Training twin of :func:`service.operators.curve_grid.peak_weight` (luminance N x H x W x 1, cd/m²)."""
     rel = tf.clip_by_value(y / SDR_WHITE_NITS, 0.0, 1.0)
     # The radius follows the frame size, which is dynamic in a traced graph: a (2r + 1)² window is r passes
@@ -199,7 +199,7 @@ def peak_weight_tf(y: Any) -> Any:
 
     eroded = repeat(padded, lambda a: -tf.nn.max_pool2d(-a, 3, 1, "VALID"))
     opened = repeat(eroded, lambda a: tf.nn.max_pool2d(a, 3, 1, "VALID"))
-    return tf.clip_by_value((rel - opened) / PEAK_CONTRAST, 0.0, 1.0)
+    return tf.clip_by_value((rel - ratio * opened) / PEAK_CONTRAST, 0.0, 1.0)
 
 
 def pq_encode_tf(nits: Any) -> Any:
@@ -232,10 +232,12 @@ class CurveSlice(keras.layers.Layer):
         peak: float = 1000.0,
         luma: tuple[float, float, float] = LUMA_BT709,
         paired: bool = False,
+        peak_ratio: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.knots_nits = tuple(float(k) for k in knots_nits)
+        self.peak_ratio = peak_ratio
         self.floor = floor
         self.peak = peak
         self.luma = tuple(luma)
@@ -258,7 +260,7 @@ class CurveSlice(keras.layers.Layer):
 
         v = read(knots[..., :k])
         if self.paired:  # the weight is a function of the input alone: nothing to learn through it
-            v = v + tf.stop_gradient(peak_weight_tf(y)) * (read(knots[..., k:]) - v)
+            v = v + tf.stop_gradient(peak_weight_tf(y, self.peak_ratio)) * (read(knots[..., k:]) - v)
         v = tf.minimum(v, float(eotf_inverse_st2084(self.peak)))
         y_out = tf.maximum(pq_decode_tf(v), self.floor * y)
         rgb = linear * (y_out / tf.maximum(y, 1e-6))
@@ -274,4 +276,5 @@ class CurveSlice(keras.layers.Layer):
             "peak": self.peak,
             "luma": list(self.luma),
             "paired": self.paired,
+            "peak_ratio": self.peak_ratio,
         }

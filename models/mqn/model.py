@@ -67,6 +67,10 @@ class MQNConfig:
     per step, so a log-slope that must climb ~5 units from -6 barely leaves it in a few thousand steps
     (``mqn_v6``'s peak curve ended 1.2 % above its base). At -2 each segment starts 14 % above the
     identity's rise, and the loss pulls each one up or down from there."""
+    peak_ratio: float = 1.0
+    """A pixel reads the peak curve when it is more than this many times as bright as the opening of its
+    neighbourhood (:func:`service.operators.curve_grid.peak_weight`); 1 (``mqn_v6``) takes every small
+    bright structure, 2 only those that stand out as light sources do."""
 
     @property
     def grid_stride(self) -> int:
@@ -205,9 +209,14 @@ def build_mqn(cfg: MQNConfig) -> tuple[keras.Model, keras.Model, keras.Model]:
     sdr = keras.Input((None, None, 3), name="sdr")
     linear = keras.Input((None, None, 3), name="linear")
     knots = run_head(head, backbone(sdr), sdr)
-    out = CurveSlice(cfg.knots_nits, cfg.floor, cfg.peak_nits, paired=cfg.peak_guide, name="slice")(
-        knots, linear
-    )
+    out = CurveSlice(
+        cfg.knots_nits,
+        cfg.floor,
+        cfg.peak_nits,
+        paired=cfg.peak_guide,
+        peak_ratio=cfg.peak_ratio,
+        name="slice",
+    )(knots, linear)
     return keras.Model([sdr, linear], [out, knots], name="mqn"), backbone, head
 
 

@@ -33,8 +33,8 @@ SAMPLES = 128
 model's curves for real frames: within 1.1 10-bit PQ codes of the exact curve (p99.9 0.9; 256 samples give
 0.7 / 0.4 but make the 720p kernel 20 % slower, the per-row tables being rebuilt for every row)."""
 PEAK_CONTRAST = 0.25
-"""Light above the neighbourhood's opening, as a fraction of SDR white, at which a pixel reads the peak curve
-alone (models trained with a peak guide)."""
+"""Light above (``peak_ratio`` times) the neighbourhood's opening, as a fraction of SDR white, at which a
+pixel reads the peak curve alone (models trained with a peak guide)."""
 PEAK_RADIUS_DIVISOR = 180
 """Short side of the frame per pixel of the opening's radius (:func:`peak_radius`)."""
 DECODE_STEPS = 4096
@@ -51,6 +51,9 @@ class CurveSpec:
     paired: bool = False
     """Each cell has a base and a peak curve (knots 1..K of each, in that order), blended by
     :func:`peak_weight`."""
+    peak_ratio: float = 1.0
+    """How many times its neighbourhood's opening a pixel must exceed before it reads the peak curve
+    (:func:`peak_weight`); the model was trained with this value."""
 
     @property
     def knots_per_cell(self) -> int:
@@ -98,21 +101,27 @@ def _valid_extreme(a: npt.NDArray[np.float64], radius: int, op: np.ufunc) -> npt
     return a
 
 
-def peak_weight(y: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
-    """0..1 per pixel: how far it stands above the grey opening of its square neighbourhood (NumPy, exact).
+def peak_weight(y: npt.NDArray[np.floating], ratio: float = 1.0) -> npt.NDArray[np.float64]:
+    """0..1 per pixel: how far it stands above ``ratio`` times the grey opening of its square neighbourhood.
 
     The opening (erosion, then dilation, over the same window) removes bright structures too small to hold
     the window: lamps, speculars, thin lit lines. Inside and at the edge of a large bright area it equals the
     pixel, so a lit wall, a window or the sky gets weight 0 and no bright rim. Past the border the frame is
     taken to repeat its edge pixels (as the backbone's padding does): a window clipped at the border would
     take a gradient rising into the border for a peak. ``y`` is N x H x W luminance in cd/m² of the BT.2408
-    placement.
+    placement. NumPy, exact: the kernel's test oracle.
+
+    ``ratio`` 1 selects every small bright structure, a thin lit line on a bright wall as much as a lamp at
+    night. Measured on the training views, the targets of those two differ (median 1.3x against 4-5x the
+    placement), so one peak curve per cell learned their mixture. ``ratio`` 2 asks a pixel to be more than
+    twice as bright as its surroundings, as light sources in the dark are, and keeps the weight's targets
+    consistent.
     """
     rel = np.clip(np.asarray(y, np.float64) / SDR_WHITE_NITS, 0.0, 1.0)
     r = peak_radius(*rel.shape[1:3])
     padded = np.pad(rel, ((0, 0), (2 * r, 2 * r), (2 * r, 2 * r)), mode="edge")
     opened = _valid_extreme(_valid_extreme(padded, r, np.minimum), r, np.maximum)
-    return np.clip((rel - opened) / PEAK_CONTRAST, 0.0, 1.0)
+    return np.clip((rel - ratio * opened) / PEAK_CONTRAST, 0.0, 1.0)
 
 
 def slice_reference(
@@ -146,7 +155,7 @@ def slice_reference(
     k = len(spec.knots_nits) - 1
     v = _curve_reference(u, knots[..., :k], spec)
     if spec.paired:
-        v = v + peak_weight(y) * (_curve_reference(u, knots[..., k:], spec) - v)
+        v = v + peak_weight(y, spec.peak_ratio) * (_curve_reference(u, knots[..., k:], spec) - v)
     v = np.minimum(v, spec.peak_code)
     y_out = np.asarray(eotf_st2084(v), np.float64)
     y_safe = np.maximum(y, 1e-6)
@@ -320,7 +329,7 @@ def _window_min(src, dst, span, scratch):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
-def _peak_weight_kernel(frames, lut, matrix, radius, contrast, weights, light):  # type: ignore[no-untyped-def]
+def _peak_weight_kernel(frames, lut, matrix, radius, contrast, ratio, weights, light):  # type: ignore[no-untyped-def]
     # frames N x H x W*3 uint8 -> light N x H x W*3 float32, the BT.2408 placement in BT.2020 (what the slice
     # kernel scales), and weights N x H x W: peak_weight of its luminance. The relative luminance is quantised
     # to 16 bits (integer min / max vectorise, float ones did not: 6x faster; the weight moves by < 1e-4) and
@@ -377,7 +386,8 @@ def _peak_weight_kernel(frames, lut, matrix, radius, contrast, weights, light): 
         rel = padded[f, row + pad]
         dst = weights[f, row]
         for c in range(w):
-            above = np.float32(rel[pad + c]) + np.float32(flipped[c]) - np.float32(65535.0)
+            opened = np.float32(65535.0) - np.float32(flipped[c])
+            above = np.float32(rel[pad + c]) - ratio * opened
             dst[c] = min(max(above * inv, np.float32(0.0)), np.float32(1.0))
 
 
@@ -424,6 +434,7 @@ def slice_curves(
             matrix32,
             peak_radius(h, w),
             np.float32(PEAK_CONTRAST),
+            np.float32(spec.peak_ratio),
             weights,
             out.reshape(n, h, w * 3),
         )

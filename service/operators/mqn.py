@@ -84,6 +84,7 @@ class MQN(Operator):
             floor=float(curves["floor"]),
             peak_nits=float(min(self.peak_nits, float(meta.get("peak_nits", DEFAULT_PEAK_NITS)))),
             paired=bool(curves.get("paired", False)),
+            peak_ratio=float(curves.get("peak_ratio", 1.0)),
         )
 
     @property

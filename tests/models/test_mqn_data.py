@@ -151,7 +151,7 @@ def test_lamp_targets_reports_ratios_of_near_white_pixels_per_context() -> None:
     _, val = split_scenes(read_manifest(DEFAULT_DATA_DIR))
     bank = SceneBank(DEFAULT_DATA_DIR, val[:2])
     ratios = band_ratios(bank, SynthesisConfig(p_bright=1.0), views=3, seed=0, size=96)
-    assert set(ratios) == {"dark", "bright"}
+    assert set(ratios) == {"dark", "bright", "peak"}
     assert all(r > 0 for v in ratios.values() for r in v)
     assert summary([]) == {"pixels": 0, "median": None, "share_ge_3": None}
     assert summary([1.0, 2.0, 4.0]) == {"pixels": 3, "median": 2.0, "share_ge_3": round(1 / 3, 3)}

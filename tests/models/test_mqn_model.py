@@ -24,6 +24,7 @@ def test_custom_layers_round_trip_their_config() -> None:
         CurveKnots(knots, 3.0, paired=True),
         CurveSlice(knots, 0.5, 800.0),
         CurveSlice(knots, 0.5, 800.0, paired=True),
+        CurveSlice(knots, 0.5, 800.0, paired=True, peak_ratio=2.0),
         EdgePad(),
         GlobalStats(8),
     )
@@ -55,10 +56,12 @@ def test_zero_initialised_model_is_the_bt2408_placement() -> None:
     np.testing.assert_allclose(out.numpy(), linear, rtol=2e-3, atol=0.02)
 
 
-@pytest.mark.parametrize("paired", [False, True], ids=["single", "paired"])
-def test_training_slice_matches_the_runtime_kernel(paired: bool) -> None:
+@pytest.mark.parametrize(
+    ("paired", "ratio"), [(False, 1.0), (True, 1.0), (True, 2.0)], ids=["single", "paired", "paired-ratio2"]
+)
+def test_training_slice_matches_the_runtime_kernel(paired: bool, ratio: float) -> None:
     """CurveSlice (trained through) and service.operators.curve_grid (served) are the same maths, also with
-    a peak curve per cell and the per-pixel peak weight."""
+    a peak curve per cell and the per-pixel peak weight (at either background ratio)."""
     from models.mqn.layers import CurveSlice
     from models.mqn.model import KNOTS_NITS
     from service.colour.description import ColourDescription
@@ -75,9 +78,9 @@ def test_training_slice_matches_the_runtime_kernel(paired: bool) -> None:
     colour = ColourDescription.still()
     lut = colour.linear_lut(203.0)
     linear709 = lut[frames]
-    trained = CurveSlice(KNOTS_NITS, 0.6, 1000.0, paired=paired)(knots, linear709).numpy()
+    trained = CurveSlice(KNOTS_NITS, 0.6, 1000.0, paired=paired, peak_ratio=ratio)(knots, linear709).numpy()
     trained = trained @ colour.to_bt2020_matrix().T
-    spec = CurveSpec(KNOTS_NITS, 0.6, 1000.0, paired=paired)
+    spec = CurveSpec(KNOTS_NITS, 0.6, 1000.0, paired=paired, peak_ratio=ratio)
     served = slice_curves(frames, lut, colour.to_bt2020_matrix(), knots, spec)
     codes = lambda x: np.asarray(eotf_inverse_st2084(np.clip(x, 0, 1e4)), np.float64) * 1023  # noqa: E731
     # The 709 -> 2020 matrix before the peak rule (served) or after it (trained) differs only above the peak.

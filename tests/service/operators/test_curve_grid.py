@@ -147,6 +147,18 @@ def test_peak_weight_finds_small_bright_structures_and_not_the_edges_of_large_on
     assert w[ground].max() == 0.0
 
 
+def test_peak_weight_ratio_keeps_lamps_in_the_dark_and_drops_lines_on_a_lit_wall() -> None:
+    """At ratio 2 a pixel must be more than twice as bright as its surroundings: the lamp and the line on
+    the dark ground still read the peak curve, a line of the same level across a wall at half of white
+    does not."""
+    frames = _lamp_frame()
+    frames[:, 40:70, 100:130] = 200  # the wall at about half of white
+    frames[:, 55, 100:130] = 240  # a lit line across it
+    w1, w2 = (peak_weight(_luminance(frames), ratio)[0] for ratio in (1.0, 2.0))
+    assert w2[20:22, 20:22].min() == 1.0 and w2[60, 10:70].min() == 1.0
+    assert w1[55, 104:126].min() == 1.0 and w2[55, 104:126].max() == 0.0
+
+
 def test_peak_weight_is_blind_to_the_frame_border() -> None:
     """A flat field and a vertical gradient have weight 0 everywhere, border included; a lamp cut by the
     border is still a lamp."""
@@ -162,14 +174,16 @@ def test_peak_radius_follows_the_frame_size() -> None:
     assert [peak_radius(h, 16 * h // 9) for h in (144, 360, 720, 1080)] == [1, 2, 4, 6]
 
 
+@pytest.mark.parametrize("ratio", [1.0, 2.0])
 @pytest.mark.parametrize("shape", [(2, 45, 80), (3, 130, 231), (1, 360, 640)])
-def test_paired_kernel_matches_the_reference(shape: tuple[int, int, int]) -> None:
+def test_paired_kernel_matches_the_reference(shape: tuple[int, int, int], ratio: float) -> None:
     rng = np.random.default_rng(7)
     frames = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     frames[:, 10:12, 10:13] = 250  # a lamp, whatever the noise does
     knots = _paired_curves(rng, shape[0], 3, 5)
-    got = slice_curves(frames, LUT, MATRIX, knots, PAIRED)
-    ref = slice_reference(frames, LUT, MATRIX, knots, PAIRED)
+    spec = CurveSpec(KNOTS, floor=0.6, peak_nits=1000.0, paired=True, peak_ratio=ratio)
+    got = slice_curves(frames, LUT, MATRIX, knots, spec)
+    ref = slice_reference(frames, LUT, MATRIX, knots, spec)
     assert np.abs(_codes(got) - _codes(ref)).max() <= MAX_CODE_ERROR
 
 
