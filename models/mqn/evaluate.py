@@ -100,10 +100,11 @@ def methods(artifacts: Path, run_dir: Path | None) -> dict[str, Operator]:
     float_dir = run_dir if run_dir is not None else artifacts
     if (float_dir / FLOAT_WEIGHTS).exists():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from models.mqn.export import load_float
+        from models.mqn.export import curves_meta, load_float
 
-        _, _, backbone, head = load_float(float_dir)
-        fp = FloatPredictor(keras_sequence(backbone, head), engine.meta)
+        cfg, _, backbone, head = load_float(float_dir)
+        # The float model slices with its own convention, whichever LiteRT files sit in ``artifacts``.
+        fp = FloatPredictor(keras_sequence(backbone, head), {**engine.meta, "curves": curves_meta(cfg)})
         ops["mqn fast (float)"] = MQN(PEAK, "fast", engine=fp)
         ops["mqn quality (float)"] = MQN(PEAK, "quality", engine=fp)
     ops["mqn fast (int8+DR)"] = MQN(PEAK, "fast", engine=engine)

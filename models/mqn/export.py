@@ -15,7 +15,7 @@ The split is the paper's: int8 everywhere except the last layers that produce HD
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,9 @@ was 256 until mqn_v6: 192 measured the same at 1280x720 (PU21-PSNR 31.34 both, h
 below their size."""
 STRIDE = 32
 
+if TYPE_CHECKING:
+    from models.mqn.model import MQNConfig
+
 
 def load_trained(run_dir: Path, which: str = "best") -> tuple[Any, Any, Any, Any]:
     """(config, full model, backbone, head) with the run's ``<which>.weights.h5`` loaded."""
@@ -64,6 +67,16 @@ def _load(config: Path, weights: Path) -> tuple[Any, Any, Any, Any]:
     model, backbone, head = build_mqn(cfg)
     model.load_weights(weights)
     return cfg, model, backbone, head
+
+
+def curves_meta(cfg: "MQNConfig") -> dict[str, Any]:
+    """The curve convention the runtime slices with (``CurveSpec``): what the model was trained through."""
+    return {
+        "knots_nits": list(cfg.knots_nits),
+        "floor": cfg.floor,
+        "paired": cfg.peak_guide,
+        "peak_ratio": cfg.peak_ratio,
+    }
 
 
 def calibration_crops(
@@ -136,12 +149,7 @@ def export(
         "output": "grid of monotone tone curves: per cell, PQ (SMPTE ST 2084) of output luminance at the "
         "input knots (PQ of the BT.2408 luminance, cd/m² below); knot 0 (black) maps to 0"
         + ("; the base curve's knots, then the peak curve's" if cfg.peak_guide else ""),
-        "curves": {
-            "knots_nits": list(cfg.knots_nits),
-            "floor": cfg.floor,
-            "paired": cfg.peak_guide,
-            "peak_ratio": cfg.peak_ratio,
-        },
+        "curves": curves_meta(cfg),
         "sdr_white_nits": 203.0,
         "peak_nits": cfg.peak_nits,
         "split": "int8 backbone (SDR -> features at 1/16); float head (features"
