@@ -49,11 +49,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     (ckpt_dir / "model.json").write_text(json.dumps(mcfg.to_json(), indent=2))
     model, _, _ = build_mqn(mcfg)
     weights = LossWeights(**cfg.loss)
+    if weights.peak and not mcfg.peak_guide:
+        raise ValueError("loss.peak weighs the pixels of the peak curve; this model has none (peak_guide)")
 
     def loss(m: Any, batch: Any) -> Any:
         sdr, linear, tgt = batch
         out, knots = m([sdr, linear], training=True)
-        return mqn_loss(tgt, out, knots, linear, weights)
+        return mqn_loss(tgt, out, knots, linear, weights, mcfg.peak_ratio if mcfg.peak_guide else None)
 
     @tf.function(reduce_retracing=True, autograph=False)
     def predict_pq(sdr: Any, linear: Any) -> Any:

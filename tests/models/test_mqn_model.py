@@ -201,3 +201,28 @@ def test_init_fresh_needs_a_warm_start(tmp_path: Path) -> None:
     p.write_text(json.dumps({"init_fresh": ["head_peak_log_slopes"]}))
     with pytest.raises(ValueError, match="init_from is not set"):
         TrainConfig.load(p)
+
+
+def test_peak_loss_weight_counts_only_the_pixels_of_the_peak_curve() -> None:
+    """A lamp on dark ground: the same error costs more with ``loss.peak`` only through the lamp's pixels."""
+    import tensorflow as tf
+
+    from models.mqn.losses import LossWeights, mqn_loss
+
+    linear = np.full((1, 90, 160, 3), 2.0, np.float32)
+    linear[:, 20:22, 20:22] = 150.0
+    knots = tf.zeros((1, 3, 5, 24))
+    target = tf.zeros((1, 90, 160, 3))
+
+    def total(peak: float, lamp_error: bool) -> float:
+        out = linear.copy()
+        if lamp_error:
+            out[:, 20:22, 20:22] *= 3.0
+        else:
+            out[:, 60:62, 60:62] *= 3.0
+        base = mqn_loss(target, tf.constant(linear), knots, tf.constant(linear), LossWeights(peak=peak), 2.0)
+        err = mqn_loss(target, tf.constant(out), knots, tf.constant(linear), LossWeights(peak=peak), 2.0)
+        return float(err[0]) - float(base[0])
+
+    assert total(8.0, lamp_error=False) == pytest.approx(total(0.0, lamp_error=False), rel=1e-4)
+    assert total(8.0, lamp_error=True) > 2.0 * total(0.0, lamp_error=True)
