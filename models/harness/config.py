@@ -31,6 +31,11 @@ class TrainConfig:
     lr: float = 1e-3
     lr_min: float = 2e-5
     warmup_steps: int = 200
+    lr_scale: dict[str, float] = field(default_factory=dict)
+    """Learning-rate multipliers by layer-name prefix (e.g. ``{"head_": 10}``). Adam moves a parameter by
+    about the learning rate per step whatever the loss weights say, so a small layer whose outputs must
+    travel several units (a log-slope from -2 to +1) cannot get there in a fine-tune at the backbone's rate;
+    measured on ``mqn_v8``'s peak curve (model card)."""
     val_every: int = 500
     val_per_scene: int = 4
     val_size: int = 384

@@ -182,6 +182,52 @@ def start_run(cfg: TrainConfig, log: logging.Logger) -> tuple[Path, Path]:
     return ckpt_dir, log_dir
 
 
+def lr_schedule(cfg: TrainConfig, scale: float = 1.0) -> Any:
+    """Cosine decay from ``lr`` to ``lr_min`` after a linear warm-up from ``lr / 10``, times ``scale``."""
+    import keras
+
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=scale * cfg.lr / 10,
+        decay_steps=max(1, cfg.steps - cfg.warmup_steps),
+        alpha=cfg.lr_min / cfg.lr,
+        warmup_target=scale * cfg.lr,
+        warmup_steps=cfg.warmup_steps,
+    )
+
+
+def optimizer_groups(cfg: TrainConfig, variables: list[Any]) -> list[tuple[float, Any, list[Any]]]:
+    """(lr multiplier, Adam, its variables) per multiplier of ``cfg.lr_scale``; the plain rate first.
+
+    A variable belongs to the first ``lr_scale`` prefix its layer name (the first part of its path)
+    starts with.
+
+    Raises
+    ------
+    ValueError
+        If a prefix matches no trainable variable: a typo would otherwise silently train at the plain rate.
+    """
+    import keras
+
+    def scale_of(var: Any) -> float:
+        layer = var.path.split("/")[0]
+        return next((m for prefix, m in cfg.lr_scale.items() if layer.startswith(prefix)), 1.0)
+
+    unused = [p for p in cfg.lr_scale if not any(v.path.split("/")[0].startswith(p) for v in variables)]
+    if unused:
+        raise ValueError(f"lr_scale prefixes {unused} match no trainable layer of this model")
+    by_scale: dict[float, list[Any]] = {1.0: []}
+    for var in variables:
+        by_scale.setdefault(scale_of(var), []).append(var)
+    groups = []
+    for scale, members in by_scale.items():
+        if not members:
+            continue
+        opt = keras.optimizers.Adam(lr_schedule(cfg, scale))
+        opt.build(members)
+        groups.append((scale, opt, members))
+    return groups
+
+
 def fit(
     cfg: TrainConfig,
     model: Any,
@@ -204,24 +250,18 @@ def fit(
         checkpoint exist and before the first step: MQN's warm start (``init_from``). A resumed run has
         its weights from the checkpoint, so a warm start then would overwrite what it learned.
     """
-    import keras
     import tensorflow as tf
     from tqdm import tqdm
 
     ckpt_dir = cfg.resolve(cfg.checkpoint_root) / cfg.run
     log_dir = cfg.resolve(cfg.log_root) / cfg.run
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.lr / 10,
-        decay_steps=max(1, cfg.steps - cfg.warmup_steps),
-        alpha=cfg.lr_min / cfg.lr,
-        warmup_target=cfg.lr,
-        warmup_steps=cfg.warmup_steps,
-    )
-    optimizer = keras.optimizers.Adam(schedule)
-    optimizer.build(model.trainable_variables)
+    schedule = lr_schedule(cfg)
+    groups = optimizer_groups(cfg, model.trainable_variables)
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
     best_var = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var, best=best_var)
+    # The first group's optimizer keeps the key "optimizer", so runs without lr_scale resume as before.
+    slots = {(f"optimizer_x{scale:g}" if i else "optimizer"): opt for i, (scale, opt, _) in enumerate(groups)}
+    ckpt = tf.train.Checkpoint(model=model, step=step_var, best=best_var, **slots)
     manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir / "ckpt"), max_to_keep=2)
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).expect_partial()
@@ -232,10 +272,11 @@ def fit(
 
     @tf.function(reduce_retracing=True, autograph=False)
     def train_step(*batch: Any) -> Any:
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=len(groups) > 1) as tape:
             total, terms = loss(model, batch)
-        grads = tape.gradient(total, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        for _, opt, variables in groups:
+            grads = tape.gradient(total, variables)
+            opt.apply_gradients(zip(grads, variables, strict=True))
         return total, terms
 
     q = prefetch(stream(cfg.seed + 1_000_003 * start), cfg.prefetch)

@@ -69,3 +69,33 @@ def test_write_table_writes_json_and_markdown(tmp_path: Path) -> None:
     assert meta["table"] == {"bt2408": row} and meta["size"] == [64, 36] and meta["peak_nits"] == 1000.0
     assert (tmp_path / "sub" / "eval.md").read_text() == md
     assert md.splitlines()[-1] == "| bt2408 | 30.00 | 0.9000 | 20.00 | 31.00 | 0.9100 | 19.00 | 1.000 | nan |"
+
+
+def test_lr_scale_moves_the_named_layers_that_many_times_faster() -> None:
+    """Adam steps by ~lr whatever the gradient is: only a per-layer rate lets a small head travel further."""
+    import keras
+    import numpy as np
+
+    from models.harness.loop import optimizer_groups
+
+    inputs = keras.Input((4,))
+    out = keras.layers.Dense(2, name="head_out")(keras.layers.Dense(3, name="body")(inputs))
+    model = keras.Model(inputs, out)
+    cfg = TrainConfig(lr=1e-2, lr_min=1e-4, warmup_steps=0, steps=100, lr_scale={"head_": 10.0})
+    groups = optimizer_groups(cfg, model.trainable_variables)
+    assert [(scale, sorted(v.path for v in members)) for scale, _, members in groups] == [
+        (1.0, ["body/bias", "body/kernel"]),
+        (10.0, ["head_out/bias", "head_out/kernel"]),
+    ]
+    before = {v.path: v.numpy().copy() for v in model.trainable_variables}
+    for _, opt, members in groups:
+        opt.apply_gradients([(np.ones(v.shape, np.float32), v) for v in members])
+    moved = {
+        path: float(np.abs(v.numpy() - before[path]).max())
+        for path, v in ((v.path, v) for v in model.trainable_variables)
+    }
+    assert moved["body/kernel"] == pytest.approx(1e-2, rel=1e-3)
+    assert moved["head_out/kernel"] == pytest.approx(1e-1, rel=1e-3)
+
+    with pytest.raises(ValueError, match="hed_"):
+        optimizer_groups(TrainConfig(lr_scale={"hed_": 10.0}), model.trainable_variables)
