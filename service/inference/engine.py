@@ -10,6 +10,7 @@ model file with named inputs; the learned operators other than MQN are built on 
 
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 
 ARTIFACTS_DIR = Path(__file__).resolve().parents[2] / "models" / "artifacts"
 """Where ``python -m models.export`` writes, and where the shipped weights live."""
+
+
+def artifacts_dir(dir_env: str) -> Path:
+    """Where a learned model is read from: the directory ``dir_env`` names, else the shipped artefacts."""
+    return Path(os.environ.get(dir_env) or ARTIFACTS_DIR)
 
 
 @contextmanager

@@ -11,7 +11,6 @@ What differs (the engines' inputs, how an operator gets its offsets) stays in ea
 """
 
 import json
-import os
 from abc import abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,7 +25,7 @@ from service.colour.description import ColourDescription
 from service.colour.pq import eotf_inverse_st2084, eotf_st2084
 from service.colour.scaling import DEFAULT_PEAK_NITS, SDR_WHITE_NITS
 from service.errors import EngineError
-from service.inference.engine import ARTIFACTS_DIR, LiteRTModel
+from service.inference.engine import LiteRTModel, artifacts_dir
 from service.operators.base import Frames, Mode, Nits, Operator, ParamSpec
 from service.operators.mqn import processing_size
 from service.operators.resample import resize_bilinear
@@ -49,11 +48,6 @@ MODE_PARAM = ParamSpec(
 )
 
 F32 = npt.NDArray[np.float32]
-
-
-def artifacts_dir(dir_env: str) -> Path:
-    """Where a learned model is read from: the directory ``dir_env`` names, else the shipped artefacts."""
-    return Path(os.environ.get(dir_env) or ARTIFACTS_DIR)
 
 
 def read_meta(path: Path, name: str, dir_env: str) -> dict[str, Any]:

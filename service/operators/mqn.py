@@ -12,12 +12,13 @@ Output is absolute display light: SDR white stays near 203 cd/m², highlights an
 """
 
 from functools import cache
+from pathlib import Path
 
 import numba
 
 from service.colour.description import ColourDescription
 from service.colour.scaling import DEFAULT_PEAK_NITS, SDR_WHITE_NITS
-from service.inference.engine import ModelFiles, MQNEngine, Predictor
+from service.inference.engine import ModelFiles, MQNEngine, Predictor, artifacts_dir
 from service.operators.base import Frames, Mode, Nits, Operator, OperatorInfo, ParamSpec
 from service.operators.classical import PEAK_PARAM
 from service.operators.curve_grid import CurveSpec, slice_curves
@@ -26,12 +27,15 @@ from service.operators.resample import resize_bilinear
 MODES = tuple(mode.value for mode in Mode)
 LONG_SIDES = {"fast": 192, "quality": 512}
 """Processing resolution (long side, px) per mode when the model's metadata names none."""
+DIR_ENV = "ITM_MQN_DIR"
+"""Environment variable naming another artefact directory (a candidate model, as the other learned
+operators' ``ITM_<NAME>_DIR``)."""
 
 
 @cache
-def _engine(threads: int) -> MQNEngine:
-    """One engine per process (it hands each thread its own interpreters)."""
-    return MQNEngine(ModelFiles.load(), num_threads=threads)
+def _engine(threads: int, directory: Path) -> MQNEngine:
+    """One engine per process and model (it hands each thread its own interpreters)."""
+    return MQNEngine(ModelFiles.load(directory), num_threads=threads)
 
 
 def processing_size(height: int, width: int, long_side: int, stride: int = 32) -> tuple[int, int]:
@@ -74,7 +78,9 @@ class MQN(Operator):
         self.mode = mode
         # ``engine`` lets evaluation plug in the float Keras model; the service always uses LiteRT.
         # XNNPACK gets the calling worker's thread budget (the pool sets Numba's per thread).
-        self.engine: Predictor = engine if engine is not None else _engine(numba.get_num_threads())
+        if engine is None:
+            engine = _engine(numba.get_num_threads(), artifacts_dir(DIR_ENV))
+        self.engine: Predictor = engine
         meta = self.engine.meta
         self.long_side = int(meta.get(f"{mode}_long_side", LONG_SIDES[mode]))
         curves = meta["curves"]

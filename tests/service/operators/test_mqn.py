@@ -1,9 +1,12 @@
 """The learned ``mqn`` operator: registry, layout, batch independence, the absolute convention."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from service.colour.description import ColourDescription
+from service.errors import EngineError
 from service.operators import create_operator
 from tests.models.markers import needs_artifacts, needs_litert
 
@@ -31,6 +34,13 @@ def test_registry_creates_mqn_with_modes() -> None:
     assert op.name == "mqn" and op.params == {"peak_nits": 1000.0, "mode": "quality"}
     with pytest.raises(ValueError, match="mode"):
         create_operator("mqn", peak_nits=1000.0, mode="turbo")
+
+
+def test_itm_mqn_dir_points_at_another_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A candidate model is tried by pointing ITM_MQN_DIR at its export, without touching the shipped one."""
+    monkeypatch.setenv("ITM_MQN_DIR", str(tmp_path))
+    with pytest.raises(EngineError, match=f"{tmp_path}/mqn.json is missing"):
+        create_operator("mqn", peak_nits=1000.0)
 
 
 @pytest.mark.parametrize("mode", MODES)
