@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from service.colour.description import ColourDescription
 from service.colour.scaling import DEFAULT_PEAK_NITS
-from service.operators import learned
+from service.inference import engine as inference
 from service.operators.base import Frames, Nits, OperatorInfo
 from service.operators.classical import PEAK_PARAM
 from service.operators.learned import LOGIT_EPS as LOGIT_EPS  # re-exported: the models' layers read it here
@@ -44,7 +44,7 @@ F32 = npt.NDArray[np.float32]
 
 def artifacts_dir() -> Path:
     """Where the model is read from: ``ITM_EXPANDNET_DIR``, else the shipped artefacts."""
-    return learned.artifacts_dir(DIR_ENV)
+    return inference.artifacts_dir(DIR_ENV)
 
 
 class Predictor(Runtime, Protocol):

@@ -33,7 +33,7 @@ import numpy.typing as npt
 from service.colour.description import ColourDescription
 from service.colour.pq import eotf_inverse_st2084
 from service.colour.scaling import SDR_WHITE_NITS
-from service.operators import learned
+from service.inference import engine as inference
 from service.operators.base import Frames, OperatorInfo
 from service.operators.classical import PEAK_PARAM
 from service.operators.learned import MODE_PARAM, LearnedEngine, ModedLearnedOperator, Runtime
@@ -63,7 +63,7 @@ I64 = npt.NDArray[np.int64]
 
 def artifacts_dir() -> Path:
     """Where the model is read from: ``ITM_REGION_LSTM_DIR``, else the shipped artefacts."""
-    return learned.artifacts_dir(DIR_ENV)
+    return inference.artifacts_dir(DIR_ENV)
 
 
 def region_bounds(frames: Frames, regions: int = REGIONS) -> I64:

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.colour.description import ColourDescription
-from service.operators import learned
+from service.inference import engine as inference
 from service.operators.base import Frames, OperatorInfo
 from service.operators.classical import PEAK_PARAM
 from service.operators.learned import MODE_PARAM, LearnedEngine, ModedLearnedOperator, Runtime
@@ -46,7 +46,7 @@ F32 = npt.NDArray[np.float32]
 
 def artifacts_dir() -> Path:
     """Where the model is read from: ``ITM_SINGLEHDR_DIR``, else the shipped artefacts."""
-    return learned.artifacts_dir(DIR_ENV)
+    return inference.artifacts_dir(DIR_ENV)
 
 
 class Predictor(Runtime, Protocol):
