@@ -272,11 +272,11 @@ def fit(
 
     @tf.function(reduce_retracing=True, autograph=False)
     def train_step(*batch: Any) -> Any:
-        with tf.GradientTape(persistent=len(groups) > 1) as tape:
+        with tf.GradientTape() as tape:
             total, terms = loss(model, batch)
-        for _, opt, variables in groups:
-            grads = tape.gradient(total, variables)
-            opt.apply_gradients(zip(grads, variables, strict=True))
+        grads = iter(tape.gradient(total, [v for _, _, variables in groups for v in variables]))
+        for _, opt, variables in groups:  # one backward pass, each group stepped at its own rate
+            opt.apply_gradients([(next(grads), v) for v in variables])
         return total, terms
 
     q = prefetch(stream(cfg.seed + 1_000_003 * start), cfg.prefetch)

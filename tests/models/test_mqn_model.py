@@ -174,7 +174,12 @@ def test_smoke_training_runs_checkpoints_and_resumes(tmp_path: Path) -> None:
     from models.mqn.train import TrainConfig, train
 
     smoke = REPO_ROOT / "models" / "mqn" / "configs" / "smoke.json"
-    roots = {"checkpoint_root": str(tmp_path / "ck"), "log_root": str(tmp_path / "logs")}
+    # The head at its own rate: a second optimizer, checkpointed and resumed with the first.
+    roots = {
+        "checkpoint_root": str(tmp_path / "ck"),
+        "log_root": str(tmp_path / "logs"),
+        "lr_scale": {"head_": 10.0},
+    }
     first = train(TrainConfig.load(smoke, roots | {"steps": 3, "val_every": 3}))
     assert first["steps"] == 3 and np.isfinite(first["val_pq_psnr"])
     run = tmp_path / "ck" / "smoke"
