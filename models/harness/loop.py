@@ -208,16 +208,14 @@ def optimizer_groups(cfg: TrainConfig, variables: list[Any]) -> list[tuple[float
     """
     import keras
 
-    def scale_of(var: Any) -> float:
-        layer = var.path.split("/")[0]
-        return next((m for prefix, m in cfg.lr_scale.items() if layer.startswith(prefix)), 1.0)
-
-    unused = [p for p in cfg.lr_scale if not any(v.path.split("/")[0].startswith(p) for v in variables)]
+    layers = [var.path.split("/")[0] for var in variables]
+    unused = [p for p in cfg.lr_scale if not any(layer.startswith(p) for layer in layers)]
     if unused:
         raise ValueError(f"lr_scale prefixes {unused} match no trainable layer of this model")
     by_scale: dict[float, list[Any]] = {1.0: []}
-    for var in variables:
-        by_scale.setdefault(scale_of(var), []).append(var)
+    for var, layer in zip(variables, layers, strict=True):
+        scale = next((m for prefix, m in cfg.lr_scale.items() if layer.startswith(prefix)), 1.0)
+        by_scale.setdefault(scale, []).append(var)
     groups = []
     for scale, members in by_scale.items():
         if not members:
