@@ -132,9 +132,15 @@ class Sample:
 
 
 def read_manifest(data_dir: Path) -> list[Scene]:
-    """Parse MANIFEST.csv (file, kind, family columns)."""
+    """Parse MANIFEST.csv (file, kind, family columns), sorted by file name.
+
+    Sorted because the row order is not part of the data: the seeded evaluation cases and training
+    views are drawn scene by scene from one random stream, so a manifest re-sorted upstream (it was, on
+    2026-12-04) would otherwise silently change every case of the model card's table.
+    """
     with (data_dir / "MANIFEST.csv").open(newline="") as fh:
-        return [Scene(r["file"], r["kind"], r.get("family", "") or "") for r in csv.DictReader(fh)]
+        rows = [Scene(r["file"], r["kind"], r.get("family", "") or "") for r in csv.DictReader(fh)]
+    return sorted(rows, key=lambda scene: scene.file)
 
 
 def split_scenes(
