@@ -76,6 +76,7 @@ def curves_meta(cfg: "MQNConfig") -> dict[str, Any]:
         "floor": cfg.floor,
         "paired": cfg.peak_guide,
         "peak_ratio": cfg.peak_ratio,
+        "saturation": cfg.saturation,
     }
 
 
@@ -144,11 +145,13 @@ def export(
         "backbone": BACKBONE_FILE,
         "head": HEAD_FILE,
         # Format 3: the head also reads the low-resolution SDR frame (its global path). Format 4: each cell
-        # has a base and a peak curve, blended per pixel by its peak weight.
-        "version": 4 if cfg.peak_guide else 3 if cfg.global_path else 2,
+        # has a base and a peak curve, blended per pixel by its peak weight. Format 5: then two
+        # log-saturations per cell.
+        "version": 5 if cfg.saturation else 4 if cfg.peak_guide else 3 if cfg.global_path else 2,
         "output": "grid of monotone tone curves: per cell, PQ (SMPTE ST 2084) of output luminance at the "
         "input knots (PQ of the BT.2408 luminance, cd/m² below); knot 0 (black) maps to 0"
-        + ("; the base curve's knots, then the peak curve's" if cfg.peak_guide else ""),
+        + ("; the base curve's knots, then the peak curve's" if cfg.peak_guide else "")
+        + ("; then log-saturation at black and at SDR white" if cfg.saturation else ""),
         "curves": curves_meta(cfg),
         "sdr_white_nits": 203.0,
         "peak_nits": cfg.peak_nits,

@@ -12,9 +12,10 @@ import tensorflow as tf
 
 from service.colour import pq
 from service.colour.pq import eotf_inverse_st2084
+from service.colour.primaries import PRIMARIES_BT709, PRIMARIES_BT2020, matrix_rgb_to_rgb
 from service.colour.scaling import SDR_WHITE_NITS
 from service.colour.ycbcr import LUMA_BT709
-from service.operators.curve_grid import PEAK_CONTRAST, PEAK_RADIUS_DIVISOR
+from service.operators.curve_grid import PEAK_CONTRAST, PEAK_RADIUS_DIVISOR, SATURATION_LIMIT
 
 
 @keras.saving.register_keras_serializable(package="mqn")
@@ -222,7 +223,10 @@ class CurveSlice(keras.layers.Layer):
     own luminance: output luminance = curve(PQ of the BT.2408 luminance), never below ``floor`` times the
     BT.2408 luminance, at most ``peak``. The pixel's linear RGB is scaled by output / input luminance, so its
     chromaticity (hue and saturation) is the SDR's, and lowered together if a channel would pass the peak.
-    Inputs: knots N x h x w x K (PQ at knots 1..K), linear N x H x W x 3 (BT.2408 cd/m²). Output: cd/m².
+    With ``saturation`` the grid's last two channels move each pixel's colour from (or towards) the white of
+    its own luminance (``curve_grid.saturation_factor`` and ``saturate``; the gamut cap in BT.2020, where the
+    runtime applies it). Inputs: knots N x h x w x K (PQ at knots 1..K [, log-saturation at black and
+    white]), linear N x H x W x 3 (BT.709, BT.2408 cd/m²). Output: cd/m², BT.709.
     """
 
     def __init__(
@@ -233,11 +237,14 @@ class CurveSlice(keras.layers.Layer):
         luma: tuple[float, float, float] = LUMA_BT709,
         paired: bool = False,
         peak_ratio: float = 1.0,
+        saturation: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.knots_nits = tuple(float(k) for k in knots_nits)
         self.peak_ratio = peak_ratio
+        self.saturation = saturation
+        self._to_2020 = tf.constant(matrix_rgb_to_rgb(PRIMARIES_BT709, PRIMARIES_BT2020).T, tf.float32)
         self.floor = floor
         self.peak = peak
         self.luma = tuple(luma)
@@ -260,17 +267,31 @@ class CurveSlice(keras.layers.Layer):
 
         v = read(knots[..., :k])
         if self.paired:  # the weight is a function of the input alone: nothing to learn through it
-            v = v + tf.stop_gradient(peak_weight_tf(y, self.peak_ratio)) * (read(knots[..., k:]) - v)
+            v = v + tf.stop_gradient(peak_weight_tf(y, self.peak_ratio)) * (read(knots[..., k : 2 * k]) - v)
         v = tf.minimum(v, float(eotf_inverse_st2084(self.peak)))
         y_out = tf.maximum(pq_decode_tf(v), self.floor * y)
         rgb = linear * (y_out / tf.maximum(y, 1e-6))
+        if self.saturation:
+            rgb = self._saturate(rgb, y, y_out, knots[..., k * (2 if self.paired else 1) :], linear)
         over = tf.reduce_max(rgb, axis=-1, keepdims=True)
         return rgb * tf.minimum(1.0, self.peak / tf.maximum(over, 1e-6))
+
+    def _saturate(self, rgb: Any, y: Any, y_out: Any, log_sat: Any, linear: Any) -> Any:
+        """``curve_grid.saturate(rgb, saturation_factor(y, log_sat))``, per pixel, differentiable."""
+        log_sat = tf.image.resize(log_sat, tf.shape(linear)[1:3], method="bilinear")
+        a = tf.sqrt(tf.clip_by_value(y / SDR_WHITE_NITS, 0.0, 1.0))
+        log_s = log_sat[..., :1] + (log_sat[..., 1:] - log_sat[..., :1]) * a
+        factor = tf.exp(tf.clip_by_value(log_s, -SATURATION_LIMIT, SATURATION_LIMIT))
+        low = tf.reduce_min(tf.tensordot(rgb, self._to_2020, axes=[[3], [0]]), axis=-1, keepdims=True)
+        factor = tf.minimum(factor, y_out / tf.maximum(y_out - low, 1e-6))
+        # Moving towards or away from white is the same in any RGB with a D65 white: BT.709 here.
+        return y_out + factor * (rgb - y_out)
 
     def get_config(self) -> dict[str, Any]:
         """Round-trippable config."""
         return {
             **super().get_config(),
+            "saturation": self.saturation,
             "knots_nits": list(self.knots_nits),
             "floor": self.floor,
             "peak": self.peak,

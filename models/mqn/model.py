@@ -71,6 +71,11 @@ class MQNConfig:
     """A pixel reads the peak curve when it is more than this many times as bright as the opening of its
     neighbourhood (:func:`service.operators.curve_grid.peak_weight`); 1 (``mqn_v6``) takes every small
     bright structure, 2 only those that stand out as light sources do."""
+    saturation: bool = False
+    """Each cell also predicts a log-saturation at black and at SDR white (zero-initialised: the SDR's own
+    colour). With the hue rule alone the colour is the SDR's, but SDR curves bleach bright colours channel
+    by channel; measured on v6's held-out outputs, a per-image factor in six luminance bands would buy
+    +0.36 dB PU21 and -0.71 ΔE_ITP."""
 
     @property
     def grid_stride(self) -> int:
@@ -191,6 +196,9 @@ def build_head(cfg: MQNConfig, channels: int) -> keras.Model:
         )(h)
         slopes = keras.layers.Concatenate(name="head_slopes")([slopes, extra])
     out = CurveKnots(cfg.knots_nits, cfg.max_log_slope, paired=cfg.peak_guide, name="knots")(slopes)
+    if cfg.saturation:
+        log_sat = keras.layers.Conv2D(2, 1, kernel_initializer="zeros", name="head_log_saturation")(h)
+        out = keras.layers.Concatenate(name="knots_and_saturation")([out, log_sat])
     return keras.Model(inputs, out, name="mqn_head")
 
 
@@ -215,6 +223,7 @@ def build_mqn(cfg: MQNConfig) -> tuple[keras.Model, keras.Model, keras.Model]:
         cfg.peak_nits,
         paired=cfg.peak_guide,
         peak_ratio=cfg.peak_ratio,
+        saturation=cfg.saturation,
         name="slice",
     )(knots, linear)
     return keras.Model([sdr, linear], [out, knots], name="mqn"), backbone, head

@@ -9,7 +9,10 @@ knots (PQ of the BT.2408 luminance; knot 0 is black and maps to 0). Every full-r
    TensorFlow's half-pixel resize) and *at its own luminance* (linear between the two knots around PQ(Y));
 3. scales its linear RGB by output / input luminance, so its chromaticity (hue and saturation) is the
    SDR's; the output never falls below ``floor`` times ``Y`` and, if a channel would pass the peak, all
-   three are lowered together (hue kept).
+   three are lowered together (hue kept);
+4. with ``saturation`` (format 5), moves its colour towards or away from the white of the same luminance by
+   a factor the grid also carries (:func:`saturation_factor`): hue and luminance stay, only the distance from
+   white changes, and never so far that a BT.2020 channel would go negative.
 
 Each pixel's light is thus a monotone function of its own luminance, and neighbouring pixels use nearly the
 same curve: a thin bright line stays brighter than its surroundings instead of inheriting a gain averaged
@@ -37,6 +40,8 @@ PEAK_CONTRAST = 0.25
 pixel reads the peak curve alone (models trained with a peak guide)."""
 PEAK_RADIUS_DIVISOR = 180
 """Short side of the frame per pixel of the opening's radius (:func:`peak_radius`)."""
+SATURATION_LIMIT = 0.7
+"""Bound of the predicted log-saturation: the factor stays within [0.5, 2] of the SDR's own colour."""
 DECODE_STEPS = 4096
 """Intervals of the PQ -> cd/m² table (linear interpolation: well under 0.1 of a 10-bit code)."""
 
@@ -54,11 +59,19 @@ class CurveSpec:
     peak_ratio: float = 1.0
     """How many times its neighbourhood's opening a pixel must exceed before it reads the peak curve
     (:func:`peak_weight`); the model was trained with this value."""
+    saturation: bool = False
+    """Each cell also carries two log-saturations, at black and at SDR white, after its curves
+    (:func:`saturation_factor`)."""
+
+    @property
+    def curve_channels(self) -> int:
+        """Grid channels holding curve knots (base, then peak)."""
+        return (len(self.knots_nits) - 1) * (2 if self.paired else 1)
 
     @property
     def knots_per_cell(self) -> int:
-        """Channels of the network's grid."""
-        return (len(self.knots_nits) - 1) * (2 if self.paired else 1)
+        """Channels of the network's grid: the curves, then the saturation pair."""
+        return self.curve_channels + (2 if self.saturation else 0)
 
     @cached_property
     def knot_codes(self) -> npt.NDArray[np.float32]:
@@ -155,22 +168,47 @@ def slice_reference(
     k = len(spec.knots_nits) - 1
     v = _curve_reference(u, knots[..., :k], spec)
     if spec.paired:
-        v = v + peak_weight(y, spec.peak_ratio) * (_curve_reference(u, knots[..., k:], spec) - v)
+        v = v + peak_weight(y, spec.peak_ratio) * (_curve_reference(u, knots[..., k : 2 * k], spec) - v)
     v = np.minimum(v, spec.peak_code)
     y_out = np.asarray(eotf_st2084(v), np.float64)
     y_safe = np.maximum(y, 1e-6)
     gain = np.maximum(y_out, spec.floor * y_safe) / y_safe
     out = np.clip(rgb * gain[..., None], 0.0, None)
+    if spec.saturation:
+        log_sat = _per_pixel(knots[..., spec.curve_channels :].astype(np.float64), *y.shape[1:])
+        out = saturate(out, saturation_factor(y, log_sat))
     over = out.max(axis=-1, keepdims=True)
     return np.asarray(out * np.minimum(1.0, spec.peak_nits / np.maximum(over, 1e-6)), np.float32)
 
 
-def _curve_reference(
-    u: npt.NDArray[np.float64], knots: npt.NDArray[np.float32], spec: CurveSpec
+def saturation_factor(
+    y: npt.NDArray[np.float64], log_sat: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
-    """Output PQ of each pixel (input PQ ``u``, N x H x W) on one grid of curves, bilinear across cells."""
-    n, h, w = u.shape
-    gh, gw = knots.shape[1:3]
+    """Each pixel's saturation factor: its cell pair (log, at black and at SDR white) read at sqrt(Y / 203).
+
+    Two values per cell because the SDR loses colour unevenly: camera and game curves bleach bright
+    colours (each channel is compressed on its own), while the shadows keep theirs.
+    """
+    a = np.sqrt(np.clip(y / SDR_WHITE_NITS, 0.0, 1.0))
+    log_s = log_sat[..., 0] + (log_sat[..., 1] - log_sat[..., 0]) * a
+    return np.asarray(np.exp(np.clip(log_s, -SATURATION_LIMIT, SATURATION_LIMIT)), np.float64)
+
+
+def saturate(rgb: npt.NDArray[np.float64], factor: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Move linear BT.2020 ``rgb`` from the white of its own luminance by ``factor`` (hue and Y unchanged).
+
+    The factor is capped where the smallest channel would reach zero: a colour already at the gamut's
+    edge keeps its saturation instead of turning into another hue.
+    """
+    yo = rgb @ np.asarray(LUMA_BT2020)
+    low = rgb.min(axis=-1)
+    f = np.minimum(factor, yo / np.maximum(yo - low, 1e-6))
+    return np.asarray(np.clip(yo[..., None] + f[..., None] * (rgb - yo[..., None]), 0.0, None), np.float64)
+
+
+def _per_pixel(grid: npt.NDArray[np.float64], h: int, w: int) -> npt.NDArray[np.float64]:
+    """N x gh x gw x C cell values at every pixel of an H x W frame, bilinear (half-pixel centres)."""
+    gh, gw = grid.shape[1:3]
     gy = np.clip((np.arange(h) + 0.5) * gh / h - 0.5, 0.0, gh - 1.0)
     gx = np.clip((np.arange(w) + 0.5) * gw / w - 0.5, 0.0, gw - 1.0)
     y0 = np.floor(gy).astype(np.int64)
@@ -179,11 +217,19 @@ def _curve_reference(
     x1 = np.minimum(x0 + 1, gw - 1)
     fy = (gy - y0)[:, None, None]
     fx = (gx - x0)[None, :, None]
-    k64 = knots.astype(np.float64)
-    full = np.concatenate([np.zeros((n, gh, gw, 1)), k64], axis=-1)
-    top = full[:, y0][:, :, x0] * (1 - fx) + full[:, y0][:, :, x1] * fx
-    bot = full[:, y1][:, :, x0] * (1 - fx) + full[:, y1][:, :, x1] * fx
-    per_pixel = top * (1 - fy) + bot * fy  # N x H x W x (K + 1)
+    top = grid[:, y0][:, :, x0] * (1 - fx) + grid[:, y0][:, :, x1] * fx
+    bot = grid[:, y1][:, :, x0] * (1 - fx) + grid[:, y1][:, :, x1] * fx
+    return np.asarray(top * (1 - fy) + bot * fy, np.float64)
+
+
+def _curve_reference(
+    u: npt.NDArray[np.float64], knots: npt.NDArray[np.float32], spec: CurveSpec
+) -> npt.NDArray[np.float64]:
+    """Output PQ of each pixel (input PQ ``u``, N x H x W) on one grid of curves, bilinear across cells."""
+    n, h, w = u.shape
+    gh, gw = knots.shape[1:3]
+    full = np.concatenate([np.zeros((n, gh, gw, 1)), knots.astype(np.float64)], axis=-1)
+    per_pixel = _per_pixel(full, h, w)  # N x H x W x (K + 1)
     codes = spec.knot_codes.astype(np.float64)
     seg = np.clip(np.searchsorted(codes, u, side="right") - 1, 0, len(codes) - 2)
     lo = np.take_along_axis(per_pixel, seg[..., None], -1)[..., 0]
@@ -206,14 +252,28 @@ def _light_row(src, lut, matrix, dst):  # type: ignore[no-untyped-def]
 
 @numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
 def _slice_kernel(  # type: ignore[no-untyped-def]
-    frames, lut, matrix, tables, peak_tables, weights, paired, dec, peak_code, floor, peak, out
+    frames,
+    lut,
+    matrix,
+    tables,
+    peak_tables,
+    weights,
+    paired,
+    log_sat,
+    saturation,
+    dec,
+    peak_code,
+    floor,
+    peak,
+    out,
 ):
     # frames N x H x W*3 uint8; tables N x gh x gw*J: each cell's curve (output PQ) at J luminances spaced
     # evenly in sqrt(Y / 203) (see curve_tables); with ``paired``, peak_tables the same for the peak curves
     # and weights N x H x W their per-pixel share (peak_weight), and out already holds each pixel's linear
     # BT.2020 light (the weight kernel computed it: one pass of table reads, not two); dec: cd/m² at PQ codes
     # evenly spaced over [0, peak_code]; out N x H x W*3 float32. Curves are interpolated across cells in PQ,
-    # as in training.
+    # as in training. With ``saturation``, log_sat N x gh x gw*2 holds each cell's log-saturation pair (at
+    # black, at white; saturation_factor / saturate state the maths).
     n, h, w3 = frames.shape
     w = w3 // 3
     gh = tables.shape[1]
@@ -230,11 +290,16 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
     zero = np.float32(0.0)
     one = np.float32(1.0)
     tiny = np.float32(1e-6)
+    sat_limit = np.float32(SATURATION_LIMIT)
     x0s = np.empty(w, np.int64)
     x1s = np.empty(w, np.int64)
+    c0s = np.empty(w, np.int64)
+    c1s = np.empty(w, np.int64)
     fxs = np.empty(w, np.float32)
     for col in range(w):
         x = min(max((col + 0.5) * gw / w - 0.5, 0.0), gw - 1.0)
+        c0s[col] = 2 * int(x)
+        c1s[col] = 2 * min(int(x) + 1, gw - 1)
         x0s[col] = int(x) * nj
         x1s[col] = min(int(x) + 1, gw - 1) * nj
         fxs[col] = x - int(x)
@@ -258,6 +323,13 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             pt = np.empty(gw * nj, np.float32)
             for j in range(gw * nj):
                 pt[j] = upper[j] + (lower[j] - upper[j]) * fy
+        rs = np.empty(2 * gw, np.float32)
+        factor = np.empty(w if saturation else 0, np.float32)
+        if saturation:
+            upper = log_sat[f, y0]
+            lower = log_sat[f, y1]
+            for j in range(2 * gw):
+                rs[j] = upper[j] + (lower[j] - upper[j]) * fy
         src = frames[f, row]
         dst = out[f, row]
         # Three passes over the row: the arithmetic ones vectorise, only the middle one gathers.
@@ -272,6 +344,14 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             pos[col] = min(np.sqrt(y_in * inv_white), one) * top_j
         for col in range(w):
             p = pos[col]
+            if saturation:  # read at sqrt(Y / 203), which pos holds until it is overwritten below
+                fx = fxs[col]
+                c0 = c0s[col]
+                c1 = c1s[col]
+                at_black = rs[c0] + (rs[c1] - rs[c0]) * fx
+                at_white = rs[c0 + 1] + (rs[c1 + 1] - rs[c0 + 1]) * fx
+                log_s = at_black + (at_white - at_black) * (p / top_j)
+                factor[col] = np.exp(min(max(log_s, -sat_limit), sat_limit))
             sample = min(int(p), nj - 2)
             t = p - np.float32(sample)
             x0 = x0s[col] + sample
@@ -293,6 +373,12 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             r = max(dst[3 * col] * gain, zero)
             g = max(dst[3 * col + 1] * gain, zero)
             b = max(dst[3 * col + 2] * gain, zero)
+            if saturation:
+                y_out = wr * r + wg * g + wb * b
+                cap = min(factor[col], y_out / max(y_out - min(r, min(g, b)), tiny))
+                r = max(y_out + cap * (r - y_out), zero)
+                g = max(y_out + cap * (g - y_out), zero)
+                b = max(y_out + cap * (b - y_out), zero)
             s = min(one, peak / max(r, max(g, max(b, tiny))))
             dst[3 * col] = r * s
             dst[3 * col + 1] = g * s
@@ -425,8 +511,9 @@ def slice_curves(
     lut = np.ascontiguousarray(lut_nits, np.float32)
     matrix32 = np.asarray(matrix, np.float32)
     tables = curve_tables(knots[..., :k], spec).reshape(n, gh, gw * SAMPLES)
+    log_sat = np.ascontiguousarray(knots[..., spec.curve_channels :], np.float32).reshape(n, gh, -1)
     if spec.paired:
-        peak_tables = curve_tables(knots[..., k:], spec).reshape(n, gh, gw * SAMPLES)
+        peak_tables = curve_tables(knots[..., k : 2 * k], spec).reshape(n, gh, gw * SAMPLES)
         weights = np.empty((n, h, w), np.float32)
         _peak_weight_kernel(
             flat,
@@ -448,6 +535,8 @@ def slice_curves(
         peak_tables,
         weights,
         spec.paired,
+        log_sat,
+        spec.saturation,
         spec.decode_table,
         np.float32(spec.peak_code),
         np.float32(spec.floor),

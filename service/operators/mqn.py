@@ -91,6 +91,7 @@ class MQN(Operator):
             peak_nits=float(min(self.peak_nits, float(meta.get("peak_nits", DEFAULT_PEAK_NITS)))),
             paired=bool(curves.get("paired", False)),
             peak_ratio=float(curves.get("peak_ratio", 1.0)),
+            saturation=bool(curves.get("saturation", False)),
         )
 
     @property

@@ -25,6 +25,7 @@ def test_custom_layers_round_trip_their_config() -> None:
         CurveSlice(knots, 0.5, 800.0),
         CurveSlice(knots, 0.5, 800.0, paired=True),
         CurveSlice(knots, 0.5, 800.0, paired=True, peak_ratio=2.0),
+        CurveSlice(knots, 0.5, 800.0, paired=True, peak_ratio=2.0, saturation=True),
         EdgePad(),
         GlobalStats(8),
     )
@@ -57,11 +58,14 @@ def test_zero_initialised_model_is_the_bt2408_placement() -> None:
 
 
 @pytest.mark.parametrize(
-    ("paired", "ratio"), [(False, 1.0), (True, 1.0), (True, 2.0)], ids=["single", "paired", "paired-ratio2"]
+    ("paired", "ratio", "saturation"),
+    [(False, 1.0, False), (True, 1.0, False), (True, 2.0, False), (False, 1.0, True), (True, 2.0, True)],
+    ids=["single", "paired", "paired-ratio2", "single-saturation", "paired-saturation"],
 )
-def test_training_slice_matches_the_runtime_kernel(paired: bool, ratio: float) -> None:
+def test_training_slice_matches_the_runtime_kernel(paired: bool, ratio: float, saturation: bool) -> None:
     """CurveSlice (trained through) and service.operators.curve_grid (served) are the same maths, also with
-    a peak curve per cell and the per-pixel peak weight (at either background ratio)."""
+    a peak curve per cell and the per-pixel peak weight (at either background ratio), and with the
+    per-cell saturation (its gamut cap taken in BT.2020 by both)."""
     from models.mqn.layers import CurveSlice
     from models.mqn.model import KNOTS_NITS
     from service.colour.description import ColourDescription
@@ -75,12 +79,15 @@ def test_training_slice_matches_the_runtime_kernel(paired: bool, ratio: float) -
     if paired:
         extra = np.cumsum(rng.random(knots.shape) * 0.02, axis=-1).astype(np.float32)
         knots = np.concatenate([knots, knots + extra], axis=-1)
+    if saturation:
+        log_sat = rng.uniform(-0.9, 0.9, (*knots.shape[:3], 2)).astype(np.float32)
+        knots = np.concatenate([knots, log_sat], axis=-1)
     colour = ColourDescription.still()
     lut = colour.linear_lut(203.0)
     linear709 = lut[frames]
-    trained = CurveSlice(KNOTS_NITS, 0.6, 1000.0, paired=paired, peak_ratio=ratio)(knots, linear709).numpy()
-    trained = trained @ colour.to_bt2020_matrix().T
-    spec = CurveSpec(KNOTS_NITS, 0.6, 1000.0, paired=paired, peak_ratio=ratio)
+    slicer = CurveSlice(KNOTS_NITS, 0.6, 1000.0, paired=paired, peak_ratio=ratio, saturation=saturation)
+    trained = slicer(knots, linear709).numpy() @ colour.to_bt2020_matrix().T
+    spec = CurveSpec(KNOTS_NITS, 0.6, 1000.0, paired=paired, peak_ratio=ratio, saturation=saturation)
     served = slice_curves(frames, lut, colour.to_bt2020_matrix(), knots, spec)
     codes = lambda x: np.asarray(eotf_inverse_st2084(np.clip(x, 0, 1e4)), np.float64) * 1023  # noqa: E731
     # The 709 -> 2020 matrix before the peak rule (served) or after it (trained) differs only above the peak.
@@ -89,8 +96,8 @@ def test_training_slice_matches_the_runtime_kernel(paired: bool, ratio: float) -
 
 @pytest.mark.parametrize(
     "extra",
-    [{}, {"global_path": True}, {"global_path": True, "peak_guide": True}],
-    ids=["local", "global", "global+peak"],
+    [{}, {"global_path": True}, {"global_path": True, "peak_guide": True, "saturation": True}],
+    ids=["local", "global", "global+peak+saturation"],
 )
 def test_model_save_load_round_trip_and_frame_independence(tmp_path: Path, extra: dict[str, bool]) -> None:
     """Also with the global path and the peak guide: statistics and weights are per frame."""
@@ -131,6 +138,12 @@ def test_warm_start_adds_a_global_path_that_starts_as_a_no_op(tmp_path: Path) ->
     linear = rng.random((2, 128, 192, 3), np.float32) * 203.0
     np.testing.assert_allclose(
         new([sdr, linear])[0].numpy(), old([sdr, linear])[0].numpy(), rtol=1e-5, atol=1e-3
+    )
+    # So does the saturation pair: zero log-saturation is the SDR's own colour.
+    saturated, _, _ = build_mqn(MQNConfig.from_json(SMALL | {"global_path": True, "saturation": True}))
+    warm_start(saturated, tmp_path)
+    np.testing.assert_allclose(
+        saturated([sdr, linear])[0].numpy(), new([sdr, linear])[0].numpy(), rtol=1e-5, atol=1e-3
     )
     # The peak curve starts a hair above the base (its rises exp(-6) of the identity's, +0.25 % in PQ, about
     # +1.4 % of light where the weight is 1, as on this noise): a warm start keeps what the base had learned.

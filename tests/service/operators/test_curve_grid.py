@@ -199,3 +199,52 @@ def test_only_peaks_read_the_peak_curve() -> None:
     assert np.all(lum_paired[60, 10:70] > 1.2 * lum_single[60, 10:70])
     untouched = peak_weight(_luminance(frames))[0] == 0.0
     np.testing.assert_array_equal(paired[0][untouched], single[0][untouched])
+
+
+def _with_saturation(rng: np.random.Generator, knots: np.ndarray, spread: float) -> np.ndarray:
+    log_sat = rng.uniform(-spread, spread, (*knots.shape[:3], 2)).astype(np.float32)
+    return np.concatenate([knots, log_sat], axis=-1)
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_saturating_kernel_matches_the_reference(paired: bool) -> None:
+    rng = np.random.default_rng(11)
+    frames = rng.integers(0, 256, (2, 90, 160, 3), dtype=np.uint8)
+    knots = _paired_curves(rng, 2, 3, 5) if paired else _random_curves(rng, 2, 3, 5, 0.06)
+    spec = CurveSpec(KNOTS, floor=0.6, peak_nits=1000.0, paired=paired, peak_ratio=2.0, saturation=True)
+    knots = _with_saturation(rng, knots, 1.0)  # beyond the limit on purpose: both clip it the same
+    got = slice_curves(frames, LUT, MATRIX, knots, spec)
+    ref = slice_reference(frames, LUT, MATRIX, knots, spec)
+    assert np.abs(_codes(got) - _codes(ref)).max() <= MAX_CODE_ERROR
+
+
+def test_saturation_keeps_hue_and_luminance_and_stays_in_gamut() -> None:
+    """A colour moves along its line to white: same luminance, same channel order and direction, no channel
+    below zero even for the most saturated inputs; zero log-saturation changes nothing."""
+    rng = np.random.default_rng(12)
+    frames = rng.integers(0, 256, (1, 60, 80, 3), dtype=np.uint8)
+    frames[0, :10] = (255, 0, 0)  # at the edge of the SDR gamut
+    knots = _random_curves(rng, 1, 2, 3, 0.05)
+    spec = CurveSpec(KNOTS, floor=0.6, peak_nits=10000.0, saturation=True)
+    plain = slice_curves(frames, LUT, MATRIX, knots, CurveSpec(KNOTS, floor=0.6, peak_nits=10000.0))
+    zero = slice_curves(frames, LUT, MATRIX, _with_saturation(rng, knots, 0.0), spec)
+    np.testing.assert_allclose(zero, plain, rtol=1e-5, atol=1e-5)
+    luma = np.array([0.2627, 0.6780, 0.0593])
+    for log_sat in (-0.7, 0.7):
+        sat = np.concatenate([knots, np.full((1, 2, 3, 2), log_sat, np.float32)], axis=-1)
+        out = slice_curves(frames, LUT, MATRIX, sat, spec)
+        assert out.min() >= 0.0
+        np.testing.assert_allclose(out @ luma, plain @ luma, rtol=2e-3, atol=1e-3)
+        chroma_out = out - (out @ luma)[..., None]
+        chroma_in = plain - (plain @ luma)[..., None]
+        visible = np.linalg.norm(chroma_in, axis=-1) > 1.0
+        cos = (chroma_out * chroma_in).sum(-1) / np.maximum(
+            np.linalg.norm(chroma_out, axis=-1) * np.linalg.norm(chroma_in, axis=-1), 1e-9
+        )
+        assert cos[visible].min() > 0.9999  # the same direction from white: the same hue
+        ratio = np.linalg.norm(chroma_out, axis=-1)[visible] / np.linalg.norm(chroma_in, axis=-1)[visible]
+        if log_sat < 0:
+            np.testing.assert_allclose(ratio, np.exp(log_sat), rtol=1e-3)
+        else:
+            # Random colours: many are capped at the gamut edge, so only the median is well above 1.
+            assert ratio.max() <= np.exp(log_sat) * 1.001 and np.median(ratio) > 1.2
