@@ -277,11 +277,12 @@ class CurveSlice(keras.layers.Layer):
         return rgb * tf.minimum(1.0, self.peak / tf.maximum(over, 1e-6))
 
     def _saturate(self, rgb: Any, y: Any, y_out: Any, log_sat: Any, linear: Any) -> Any:
-        """``curve_grid.saturate(rgb, saturation_factor(y, log_sat))``, per pixel, differentiable."""
-        log_sat = tf.image.resize(log_sat, tf.shape(linear)[1:3], method="bilinear")
+        """``curve_grid.saturate(rgb, saturation_factor(y, pair))``, per pixel, differentiable."""
+        # Exponentiated per cell, interpolated as factors (as curve_grid.cell_saturation and the kernel).
+        pair = tf.exp(tf.clip_by_value(log_sat, -SATURATION_LIMIT, SATURATION_LIMIT))
+        pair = tf.image.resize(pair, tf.shape(linear)[1:3], method="bilinear")
         a = tf.sqrt(tf.clip_by_value(y / SDR_WHITE_NITS, 0.0, 1.0))
-        log_s = log_sat[..., :1] + (log_sat[..., 1:] - log_sat[..., :1]) * a
-        factor = tf.exp(tf.clip_by_value(log_s, -SATURATION_LIMIT, SATURATION_LIMIT))
+        factor = pair[..., :1] + (pair[..., 1:] - pair[..., :1]) * a
         low = tf.reduce_min(tf.tensordot(rgb, self._to_2020, axes=[[3], [0]]), axis=-1, keepdims=True)
         factor = tf.minimum(factor, y_out / tf.maximum(y_out - low, 1e-6))
         # Moving towards or away from white is the same in any RGB with a D65 white: BT.709 here.

@@ -61,7 +61,7 @@ class CurveSpec:
     (:func:`peak_weight`); the model was trained with this value."""
     saturation: bool = False
     """Each cell also carries two log-saturations, at black and at SDR white, after its curves
-    (:func:`saturation_factor`)."""
+    (:func:`cell_saturation`, :func:`saturation_factor`)."""
 
     @property
     def curve_channels(self) -> int:
@@ -175,23 +175,27 @@ def slice_reference(
     gain = np.maximum(y_out, spec.floor * y_safe) / y_safe
     out = np.clip(rgb * gain[..., None], 0.0, None)
     if spec.saturation:
-        log_sat = _per_pixel(knots[..., spec.curve_channels :].astype(np.float64), *y.shape[1:])
-        out = saturate(out, saturation_factor(y, log_sat))
+        pair = _per_pixel(cell_saturation(knots, spec).astype(np.float64), *y.shape[1:])
+        out = saturate(out, saturation_factor(y, pair))
     over = out.max(axis=-1, keepdims=True)
     return np.asarray(out * np.minimum(1.0, spec.peak_nits / np.maximum(over, 1e-6)), np.float32)
 
 
-def saturation_factor(
-    y: npt.NDArray[np.float64], log_sat: npt.NDArray[np.float64]
-) -> npt.NDArray[np.float64]:
-    """Each pixel's saturation factor: its cell pair (log, at black and at SDR white) read at sqrt(Y / 203).
+def cell_saturation(knots: npt.NDArray[np.float32], spec: CurveSpec) -> npt.NDArray[np.float32]:
+    """Each cell's saturation factors at black and at SDR white (N x gh x gw x 2), from its log-saturations.
 
     Two values per cell because the SDR loses colour unevenly: camera and game curves bleach bright
-    colours (each channel is compressed on its own), while the shadows keep theirs.
+    colours (each channel is compressed on its own), while the shadows keep theirs. Exponentiated per
+    cell, then interpolated as factors, so the kernel spends no ``exp`` per pixel.
     """
+    log_sat = knots[..., spec.curve_channels :].astype(np.float32)
+    return np.exp(np.clip(log_sat, -SATURATION_LIMIT, SATURATION_LIMIT)).astype(np.float32)
+
+
+def saturation_factor(y: npt.NDArray[np.float64], pair: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Each pixel's factor: its (interpolated) pair at black and at white, linear in sqrt(Y / 203)."""
     a = np.sqrt(np.clip(y / SDR_WHITE_NITS, 0.0, 1.0))
-    log_s = log_sat[..., 0] + (log_sat[..., 1] - log_sat[..., 0]) * a
-    return np.asarray(np.exp(np.clip(log_s, -SATURATION_LIMIT, SATURATION_LIMIT)), np.float64)
+    return np.asarray(pair[..., 0] + (pair[..., 1] - pair[..., 0]) * a, np.float64)
 
 
 def saturate(rgb: npt.NDArray[np.float64], factor: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -259,7 +263,7 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
     peak_tables,
     weights,
     paired,
-    log_sat,
+    sat_pairs,
     saturation,
     dec,
     peak_code,
@@ -272,8 +276,8 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
     # and weights N x H x W their per-pixel share (peak_weight), and out already holds each pixel's linear
     # BT.2020 light (the weight kernel computed it: one pass of table reads, not two); dec: cd/m² at PQ codes
     # evenly spaced over [0, peak_code]; out N x H x W*3 float32. Curves are interpolated across cells in PQ,
-    # as in training. With ``saturation``, log_sat N x gh x gw*2 holds each cell's log-saturation pair (at
-    # black, at white; saturation_factor / saturate state the maths).
+    # as in training. With ``saturation``, sat_pairs N x gh x gw*2 holds each cell's saturation factors at
+    # black and at white (cell_saturation; saturation_factor and saturate state the maths).
     n, h, w3 = frames.shape
     w = w3 // 3
     gh = tables.shape[1]
@@ -290,19 +294,18 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
     zero = np.float32(0.0)
     one = np.float32(1.0)
     tiny = np.float32(1e-6)
-    sat_limit = np.float32(SATURATION_LIMIT)
     x0s = np.empty(w, np.int64)
     x1s = np.empty(w, np.int64)
-    c0s = np.empty(w, np.int64)
-    c1s = np.empty(w, np.int64)
+    starts = np.zeros(gw + 1, np.int64)  # first column whose left cell is each cell (monotone in col)
     fxs = np.empty(w, np.float32)
     for col in range(w):
         x = min(max((col + 0.5) * gw / w - 0.5, 0.0), gw - 1.0)
-        c0s[col] = 2 * int(x)
-        c1s[col] = 2 * min(int(x) + 1, gw - 1)
+        starts[int(x) + 1] = col + 1
         x0s[col] = int(x) * nj
         x1s[col] = min(int(x) + 1, gw - 1) * nj
         fxs[col] = x - int(x)
+    for cell in range(1, gw + 1):  # a cell no column starts in (frames narrower than the grid) is empty
+        starts[cell] = max(starts[cell], starts[cell - 1])
     for task in numba.prange(n * h):
         f = task // h
         row = task % h
@@ -324,16 +327,16 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             for j in range(gw * nj):
                 pt[j] = upper[j] + (lower[j] - upper[j]) * fy
         rs = np.empty(2 * gw, np.float32)
-        factor = np.empty(w if saturation else 0, np.float32)
         if saturation:
-            upper = log_sat[f, y0]
-            lower = log_sat[f, y1]
+            upper = sat_pairs[f, y0]
+            lower = sat_pairs[f, y1]
             for j in range(2 * gw):
                 rs[j] = upper[j] + (lower[j] - upper[j]) * fy
         src = frames[f, row]
         dst = out[f, row]
         # Three passes over the row: the arithmetic ones vectorise, only the middle one gathers.
         lum = np.empty(w, np.float32)
+        level = np.empty(w, np.float32)  # sqrt(Y / 203), at most 1
         pos = np.empty(w, np.float32)
         if not paired:
             _light_row(src, lut, matrix, dst)
@@ -341,17 +344,10 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             # Branch-free: black (lum 0) gets a finite gain that multiplies zeros.
             y_in = max(wr * dst[3 * col] + wg * dst[3 * col + 1] + wb * dst[3 * col + 2], tiny)
             lum[col] = y_in
-            pos[col] = min(np.sqrt(y_in * inv_white), one) * top_j
+            level[col] = min(np.sqrt(y_in * inv_white), one)
+            pos[col] = level[col] * top_j
         for col in range(w):
             p = pos[col]
-            if saturation:  # read at sqrt(Y / 203), which pos holds until it is overwritten below
-                fx = fxs[col]
-                c0 = c0s[col]
-                c1 = c1s[col]
-                at_black = rs[c0] + (rs[c1] - rs[c0]) * fx
-                at_white = rs[c0 + 1] + (rs[c1 + 1] - rs[c0 + 1]) * fx
-                log_s = at_black + (at_white - at_black) * (p / top_j)
-                factor[col] = np.exp(min(max(log_s, -sat_limit), sat_limit))
             sample = min(int(p), nj - 2)
             t = p - np.float32(sample)
             x0 = x0s[col] + sample
@@ -367,6 +363,18 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             q = min(v, pc) * dec_scale
             i = min(np.int32(q), last_dec)
             pos[col] = dec[i] + (dec[i + 1] - dec[i]) * (q - np.float32(i))
+        if saturation:
+            # Each cell's factors across the columns between its centre and the next one's: contiguous
+            # runs without gathers, so they vectorise; level turns from sqrt(Y / 203) into the factor.
+            for cell in range(gw):
+                nxt = 2 * min(cell + 1, gw - 1)
+                b0 = rs[2 * cell]
+                b1 = rs[nxt] - b0
+                w0 = rs[2 * cell + 1]
+                w1 = rs[nxt + 1] - w0
+                for col in range(starts[cell], starts[cell + 1]):
+                    at_black = b0 + b1 * fxs[col]
+                    level[col] = at_black + (w0 + w1 * fxs[col] - at_black) * level[col]
         for col in range(w):
             y_in = lum[col]
             gain = max(pos[col], floor * y_in) / y_in
@@ -375,7 +383,7 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             b = max(dst[3 * col + 2] * gain, zero)
             if saturation:
                 y_out = wr * r + wg * g + wb * b
-                cap = min(factor[col], y_out / max(y_out - min(r, min(g, b)), tiny))
+                cap = min(level[col], y_out / max(y_out - min(r, min(g, b)), tiny))
                 r = max(y_out + cap * (r - y_out), zero)
                 g = max(y_out + cap * (g - y_out), zero)
                 b = max(y_out + cap * (b - y_out), zero)
@@ -511,7 +519,7 @@ def slice_curves(
     lut = np.ascontiguousarray(lut_nits, np.float32)
     matrix32 = np.asarray(matrix, np.float32)
     tables = curve_tables(knots[..., :k], spec).reshape(n, gh, gw * SAMPLES)
-    log_sat = np.ascontiguousarray(knots[..., spec.curve_channels :], np.float32).reshape(n, gh, -1)
+    sat_pairs = np.ascontiguousarray(cell_saturation(knots, spec)).reshape(n, gh, -1)
     if spec.paired:
         peak_tables = curve_tables(knots[..., k : 2 * k], spec).reshape(n, gh, gw * SAMPLES)
         weights = np.empty((n, h, w), np.float32)
@@ -535,7 +543,7 @@ def slice_curves(
         peak_tables,
         weights,
         spec.paired,
-        log_sat,
+        sat_pairs,
         spec.saturation,
         spec.decode_table,
         np.float32(spec.peak_code),

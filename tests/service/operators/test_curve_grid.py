@@ -206,11 +206,13 @@ def _with_saturation(rng: np.random.Generator, knots: np.ndarray, spread: float)
     return np.concatenate([knots, log_sat], axis=-1)
 
 
+@pytest.mark.parametrize("shape", [(2, 90, 160), (1, 4, 3)], ids=["frame", "narrower-than-the-grid"])
 @pytest.mark.parametrize("paired", [False, True])
-def test_saturating_kernel_matches_the_reference(paired: bool) -> None:
+def test_saturating_kernel_matches_the_reference(paired: bool, shape: tuple[int, int, int]) -> None:
     rng = np.random.default_rng(11)
-    frames = rng.integers(0, 256, (2, 90, 160, 3), dtype=np.uint8)
-    knots = _paired_curves(rng, 2, 3, 5) if paired else _random_curves(rng, 2, 3, 5, 0.06)
+    frames = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    n = shape[0]
+    knots = _paired_curves(rng, n, 3, 5) if paired else _random_curves(rng, n, 3, 5, 0.06)
     spec = CurveSpec(KNOTS, floor=0.6, peak_nits=1000.0, paired=paired, peak_ratio=2.0, saturation=True)
     knots = _with_saturation(rng, knots, 1.0)  # beyond the limit on purpose: both clip it the same
     got = slice_curves(frames, LUT, MATRIX, knots, spec)
