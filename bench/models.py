@@ -67,7 +67,7 @@ QUALITY_KEYS = (
     "midtone_ratio",
     "highlight_pu21_psnr",
 )
-ARTIFACT_KEYS = ("reversal_pct", "darkened_pct", "hue_deg", "p999_nits")
+ARTIFACT_KEYS = ("reversal_pct", "darkened_pct", "hue_deg", "saturation", "p999_nits")
 MAC_OPS = frozenset(
     {"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D", "FULLY_CONNECTED", "BATCH_MATMUL"}
 )
@@ -630,6 +630,7 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("reversal % ↓", "artifacts.reversal_pct", ".3f", "low"),
     ("darkened % ↓", "artifacts.darkened_pct", ".3f", "low"),
     ("hue ° ↓", "artifacts.hue_deg", ".2f", "low"),
+    ("saturation ×bt2408", "artifacts.saturation", ".3f", "one"),
     ("p99.9 cd/m²", "artifacts.p999_nits", ".0f", ""),
     ("flicker ΔPQ ×bt2408", "flicker.ratio_pix_vs_bt2408", ".2f", "low"),
     ("flicker Δmean ×bt2408", "flicker.ratio_glob_vs_bt2408", ".2f", "low"),
@@ -858,7 +859,8 @@ def run(args: argparse.Namespace) -> int:
             a = row["artifacts"]
             print(
                 f"'{target.label}' artifacts: reversal {a['reversal_pct']:.3f} %, darkened "
-                f"{a['darkened_pct']:.3f} %, hue {a['hue_deg']:.2f}°, p99.9 {a['p999_nits']:.0f} cd/m²"
+                f"{a['darkened_pct']:.3f} %, hue {a['hue_deg']:.2f}°, saturation {a['saturation']:.3f}x, "
+                f"p99.9 {a['p999_nits']:.0f} cd/m²"
             )
     if not args.skip_flicker:
         from bench.flicker import read_clip

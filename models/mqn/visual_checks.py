@@ -9,6 +9,9 @@ look for exactly that, with no HDR reference needed:
 * **darkened %**: pixels the BT.2408 placement puts above 5 cd/m² that come out below half of it.
 * **hue**: mean |ICtCp hue angle difference| (degrees) from the BT.2408 placement over the pixels it puts at
   5-150 cd/m² with visible chroma (|CtCp| > 0.01); NaN with fewer than 100 such pixels.
+* **saturation**: over the same pixels, the median ratio of their distance from the D65 white in CIE 1976
+  u'v' to the BT.2408 placement's (1 = the SDR's saturation; luminance does not enter, unlike |CtCp|). Below
+  1 is the washed-out look users complain about in ITM output.
 * **p99.9**: the 99.9th percentile of output luminance (cd/m²): how far lights are expanded.
 
 The definitions follow ``shared/tools/itm_artifacts.py`` so that numbers agree; this is our own code, used
@@ -59,6 +62,7 @@ class ArtifactScores:
     reversal_pct: float
     darkened_pct: float
     hue_deg: float
+    saturation: float
     p999_nits: float
     max_nits: float
 
@@ -86,6 +90,20 @@ def _pq_luminance(nits_bt2020: npt.NDArray[np.floating]) -> npt.NDArray[np.float
     return np.asarray(eotf_inverse_st2084(y), np.float64)
 
 
+def _uv_chroma(nits_bt2020: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    """Distance from the D65 white in CIE 1976 u'v' (saturation, whatever the luminance)."""
+    from service.colour.primaries import PRIMARIES_BT2020, matrix_rgb_to_xyz
+
+    to_xyz = matrix_rgb_to_xyz(PRIMARIES_BT2020)
+
+    def uv(xyz: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        d = np.maximum(xyz[..., 0] + 15.0 * xyz[..., 1] + 3.0 * xyz[..., 2], 1e-12)
+        return np.stack([4.0 * xyz[..., 0] / d, 9.0 * xyz[..., 1] / d], axis=-1)
+
+    white = uv(to_xyz @ np.ones(3))
+    return np.asarray(np.linalg.norm(uv(np.asarray(nits_bt2020, np.float64) @ to_xyz.T) - white, axis=-1))
+
+
 def score(
     out: npt.NDArray[np.floating], sdr: npt.NDArray[np.uint8], bt2408: npt.NDArray[np.floating]
 ) -> ArtifactScores:
@@ -109,10 +127,14 @@ def score(
     mask = (base > 5) & (base < 150) & (np.hypot(ib[..., 1], ib[..., 2]) > 0.01)
     dh = np.angle(np.exp(1j * (np.arctan2(io[..., 2], io[..., 1]) - np.arctan2(ib[..., 2], ib[..., 1]))))
     hue = float(np.degrees(np.abs(dh[mask])).mean()) if mask.sum() >= 100 else float("nan")
+    chroma_out = _uv_chroma(np.clip(out, 0, None))[mask]
+    chroma_base = _uv_chroma(np.clip(bt2408, 0, None))[mask]
+    saturation = float(np.median(chroma_out / chroma_base)) if mask.sum() >= 100 else float("nan")
     return ArtifactScores(
         reversal_pct=100.0 * bad / max(total, 1),
         darkened_pct=100.0 * darkened,
         hue_deg=hue,
+        saturation=saturation,
         p999_nits=float(np.percentile(y, 99.9)),
         max_nits=float(y.max()),
     )
@@ -175,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     table: dict[str, dict[str, dict[str, float]]] = {}
     writer = csv.writer(sys.stdout, delimiter="\t")
-    writer.writerow(["operator", "frame", "reversal%", "darkened%", "hue", "p99.9", "max"])
+    writer.writerow(["operator", "frame", "reversal%", "darkened%", "hue", "saturation", "p99.9", "max"])
     for spec in args.ops:
         op = operator_from_spec(spec)
         for key, frame in frames:
@@ -189,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{s.reversal_pct:.3f}",
                     f"{s.darkened_pct:.3f}",
                     f"{s.hue_deg:.2f}",
+                    f"{s.saturation:.3f}",
                     f"{s.p999_nits:.0f}",
                     f"{s.max_nits:.0f}",
                 ]

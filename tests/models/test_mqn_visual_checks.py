@@ -39,6 +39,10 @@ def test_measures_see_outlines_darkening_and_hue_shifts() -> None:
     colourful = np.random.default_rng(0).integers(30, 200, (64, 64, 3), dtype=np.uint8)
     cb = _bt2408(colourful)
     assert score(cb[..., [1, 2, 0]], colourful, cb).hue_deg > 20.0
+    assert score(cb, colourful, cb).saturation == pytest.approx(1.0)
+    grey = (cb @ LUM)[..., None]
+    washed = grey + 0.5 * (cb - grey)  # halfway to the white of the same luminance
+    assert score(washed, colourful, cb).saturation == pytest.approx(0.5, rel=0.05)
 
 
 FRAMES = (("aliasing_ferris-ref.mp4", (10, 30)), ("bigbuckbunny.mp4", (66,)), ("sintel.mp4", (300,)))
@@ -65,6 +69,7 @@ def test_mqn_draws_no_outlines_keeps_hue_and_midtones(
         assert s.darkened_pct <= 0.01, f"{key}: darkened {s.darkened_pct:.3f} %"
         assert s.reversal_pct <= LIMITS[mode], f"{key}: reversal {s.reversal_pct:.3f} %"
         assert s.hue_deg <= 1.5, f"{key}: hue {s.hue_deg:.2f}°"
+        assert 0.9 <= s.saturation <= 1.5, f"{key}: saturation {s.saturation:.3f} x BT.2408"
         b, o = base @ LUM, out @ LUM
         mid = (b > 5.0) & (b < 100.0)
         ratio = float(np.exp(np.mean(np.log(o[mid] / b[mid]))))
