@@ -77,6 +77,7 @@ def curves_meta(cfg: "MQNConfig") -> dict[str, Any]:
         "paired": cfg.peak_guide,
         "peak_ratio": cfg.peak_ratio,
         "saturation": cfg.saturation,
+        "saturation_range": list(cfg.saturation_range),
     }
 
 

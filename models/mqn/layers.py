@@ -15,7 +15,7 @@ from service.colour.pq import eotf_inverse_st2084
 from service.colour.primaries import PRIMARIES_BT709, PRIMARIES_BT2020, matrix_rgb_to_rgb
 from service.colour.scaling import SDR_WHITE_NITS
 from service.colour.ycbcr import LUMA_BT709
-from service.operators.curve_grid import PEAK_CONTRAST, PEAK_RADIUS_DIVISOR, SATURATION_LIMIT
+from service.operators.curve_grid import PEAK_CONTRAST, PEAK_RADIUS_DIVISOR, SATURATION_RANGE
 
 
 @keras.saving.register_keras_serializable(package="mqn")
@@ -238,12 +238,14 @@ class CurveSlice(keras.layers.Layer):
         paired: bool = False,
         peak_ratio: float = 1.0,
         saturation: bool = False,
+        saturation_range: tuple[float, float] = SATURATION_RANGE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.knots_nits = tuple(float(k) for k in knots_nits)
         self.peak_ratio = peak_ratio
         self.saturation = saturation
+        self.saturation_range = (float(saturation_range[0]), float(saturation_range[1]))
         self._to_2020 = tf.constant(matrix_rgb_to_rgb(PRIMARIES_BT709, PRIMARIES_BT2020).T, tf.float32)
         self.floor = floor
         self.peak = peak
@@ -279,7 +281,7 @@ class CurveSlice(keras.layers.Layer):
     def _saturate(self, rgb: Any, y: Any, y_out: Any, log_sat: Any, linear: Any) -> Any:
         """``curve_grid.saturate(rgb, saturation_factor(y, pair))``, per pixel, differentiable."""
         # Exponentiated per cell, interpolated as factors (as curve_grid.cell_saturation and the kernel).
-        pair = tf.exp(tf.clip_by_value(log_sat, -SATURATION_LIMIT, SATURATION_LIMIT))
+        pair = tf.exp(tf.clip_by_value(log_sat, *self.saturation_range))
         pair = tf.image.resize(pair, tf.shape(linear)[1:3], method="bilinear")
         a = tf.sqrt(tf.clip_by_value(y / SDR_WHITE_NITS, 0.0, 1.0))
         factor = pair[..., :1] + (pair[..., 1:] - pair[..., :1]) * a
@@ -293,6 +295,7 @@ class CurveSlice(keras.layers.Layer):
         return {
             **super().get_config(),
             "saturation": self.saturation,
+            "saturation_range": list(self.saturation_range),
             "knots_nits": list(self.knots_nits),
             "floor": self.floor,
             "peak": self.peak,

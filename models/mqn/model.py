@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from models.mqn.layers import ChannelAttention, CurveKnots, CurveSlice, EdgePad, GlobalStats, ResizeLike
+from service.operators.curve_grid import SATURATION_RANGE
 
 IRLB_SETTINGS = (
     (1, 16, 1, 1),
@@ -76,6 +77,9 @@ class MQNConfig:
     colour). With the hue rule alone the colour is the SDR's, but SDR curves bleach bright colours channel
     by channel; measured on v6's held-out outputs, a per-image factor in six luminance bands would buy
     +0.36 dB PU21 and -0.71 ΔE_ITP."""
+    saturation_range: tuple[float, float] = SATURATION_RANGE
+    """Bounds of the log-saturation (``curve_grid.SATURATION_RANGE``: never below the SDR's colour);
+    ``mqn_v12`` was trained with (-0.7, 0.7)."""
 
     @property
     def grid_stride(self) -> int:
@@ -87,13 +91,14 @@ class MQNConfig:
         d = asdict(self)
         d["decoder_channels"] = list(self.decoder_channels)
         d["knots_nits"] = list(self.knots_nits)
+        d["saturation_range"] = list(self.saturation_range)
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "MQNConfig":
         """Inverse of :meth:`to_json`."""
         d = dict(d)
-        for key in ("decoder_channels", "knots_nits"):
+        for key in ("decoder_channels", "knots_nits", "saturation_range"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -224,6 +229,7 @@ def build_mqn(cfg: MQNConfig) -> tuple[keras.Model, keras.Model, keras.Model]:
         paired=cfg.peak_guide,
         peak_ratio=cfg.peak_ratio,
         saturation=cfg.saturation,
+        saturation_range=cfg.saturation_range,
         name="slice",
     )(knots, linear)
     return keras.Model([sdr, linear], [out, knots], name="mqn"), backbone, head

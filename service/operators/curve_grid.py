@@ -40,8 +40,12 @@ PEAK_CONTRAST = 0.25
 pixel reads the peak curve alone (models trained with a peak guide)."""
 PEAK_RADIUS_DIVISOR = 180
 """Short side of the frame per pixel of the opening's radius (:func:`peak_radius`)."""
-SATURATION_LIMIT = 0.7
-"""Bound of the predicted log-saturation: the factor stays within [0.5, 2] of the SDR's own colour."""
+SATURATION_RANGE = (0.0, 0.7)
+"""Bounds of the predicted log-saturation: a pixel's colour is never less saturated than the SDR's and at
+most twice as far from white. Never less, because washed-out colour is what users hold against ITM, and a
+model allowed to desaturate does: ``mqn_v12``, trained with (-0.7, 0.7), took real mid-tones to 0.79-0.97x
+the SDR's saturation and the ferris frames' hue 1.4-1.8 degrees off (the SDR synthesis's per-channel curves
+saturate mid-tones, so its scene-light targets are paler than the SDR)."""
 DECODE_STEPS = 4096
 """Intervals of the PQ -> cd/m² table (linear interpolation: well under 0.1 of a 10-bit code)."""
 
@@ -62,6 +66,8 @@ class CurveSpec:
     saturation: bool = False
     """Each cell also carries two log-saturations, at black and at SDR white, after its curves
     (:func:`cell_saturation`, :func:`saturation_factor`)."""
+    saturation_range: tuple[float, float] = SATURATION_RANGE
+    """Where the log-saturations are clipped (the model was trained with these bounds)."""
 
     @property
     def curve_channels(self) -> int:
@@ -189,7 +195,7 @@ def cell_saturation(knots: npt.NDArray[np.float32], spec: CurveSpec) -> npt.NDAr
     cell, then interpolated as factors, so the kernel spends no ``exp`` per pixel.
     """
     log_sat = knots[..., spec.curve_channels :].astype(np.float32)
-    return np.exp(np.clip(log_sat, -SATURATION_LIMIT, SATURATION_LIMIT)).astype(np.float32)
+    return np.exp(np.clip(log_sat, *spec.saturation_range)).astype(np.float32)
 
 
 def saturation_factor(y: npt.NDArray[np.float64], pair: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

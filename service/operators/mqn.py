@@ -21,7 +21,7 @@ from service.colour.scaling import DEFAULT_PEAK_NITS, SDR_WHITE_NITS
 from service.inference.engine import ModelFiles, MQNEngine, Predictor, artifacts_dir
 from service.operators.base import Frames, Mode, Nits, Operator, OperatorInfo, ParamSpec
 from service.operators.classical import PEAK_PARAM
-from service.operators.curve_grid import CurveSpec, slice_curves
+from service.operators.curve_grid import SATURATION_RANGE, CurveSpec, slice_curves
 from service.operators.resample import resize_bilinear
 
 MODES = tuple(mode.value for mode in Mode)
@@ -84,6 +84,7 @@ class MQN(Operator):
         meta = self.engine.meta
         self.long_side = int(meta.get(f"{mode}_long_side", LONG_SIDES[mode]))
         curves = meta["curves"]
+        low, high = curves.get("saturation_range", SATURATION_RANGE)
         # The network was trained for a 1000 cd/m² peak; a lower peak clips, a higher one is not used.
         self.spec = CurveSpec(
             knots_nits=tuple(float(k) for k in curves["knots_nits"]),
@@ -92,6 +93,7 @@ class MQN(Operator):
             paired=bool(curves.get("paired", False)),
             peak_ratio=float(curves.get("peak_ratio", 1.0)),
             saturation=bool(curves.get("saturation", False)),
+            saturation_range=(float(low), float(high)),
         )
 
     @property

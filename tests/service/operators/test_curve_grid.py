@@ -227,7 +227,7 @@ def test_saturation_keeps_hue_and_luminance_and_stays_in_gamut() -> None:
     frames = rng.integers(0, 256, (1, 60, 80, 3), dtype=np.uint8)
     frames[0, :10] = (255, 0, 0)  # at the edge of the SDR gamut
     knots = _random_curves(rng, 1, 2, 3, 0.05)
-    spec = CurveSpec(KNOTS, floor=0.6, peak_nits=10000.0, saturation=True)
+    spec = CurveSpec(KNOTS, floor=0.6, peak_nits=10000.0, saturation=True, saturation_range=(-0.7, 0.7))
     plain = slice_curves(frames, LUT, MATRIX, knots, CurveSpec(KNOTS, floor=0.6, peak_nits=10000.0))
     zero = slice_curves(frames, LUT, MATRIX, _with_saturation(rng, knots, 0.0), spec)
     np.testing.assert_allclose(zero, plain, rtol=1e-5, atol=1e-5)
@@ -250,3 +250,14 @@ def test_saturation_keeps_hue_and_luminance_and_stays_in_gamut() -> None:
         else:
             # Random colours: many are capped at the gamut edge, so only the median is well above 1.
             assert ratio.max() <= np.exp(log_sat) * 1.001 and np.median(ratio) > 1.2
+
+
+def test_default_saturation_range_never_washes_colour_out() -> None:
+    """A grid asking for paler colour gets the SDR's own: the shipped bounds do not desaturate."""
+    rng = np.random.default_rng(13)
+    frames = rng.integers(0, 256, (1, 40, 60, 3), dtype=np.uint8)
+    knots = _random_curves(rng, 1, 2, 3, 0.05)
+    plain = slice_curves(frames, LUT, MATRIX, knots, SPEC)
+    paler = np.concatenate([knots, np.full((1, 2, 3, 2), -0.7, np.float32)], axis=-1)
+    spec = CurveSpec(KNOTS, floor=0.6, peak_nits=1000.0, saturation=True)
+    np.testing.assert_allclose(slice_curves(frames, LUT, MATRIX, paler, spec), plain, rtol=1e-5, atol=1e-5)
