@@ -13,6 +13,7 @@ backbone: SDR code values (N x h x w x 3 in [0, 1], h and w multiples of 32) -> 
 head:     features [, the same SDR] -> knots, N x h/16 x w/16 x K (output PQ at the K input knots after black)
 """
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,6 +37,10 @@ IRLB_SETTINGS = (
 KNOTS_NITS = (0.0, 1.0, 3.0, 8.0, 16.0, 30.0, 50.0, 75.0, 100.0, 130.0, 160.0, 185.0, 203.0)
 """Input knots of every tone curve, in cd/m² of the BT.2408 placement (SDR white = 203). Dense near white,
 where SDR content has compressed its highlights and the expansion happens."""
+
+SOFT_SATURATION_START = 0.02
+"""Where a sigmoid-bounded log-saturation starts, as a share of its range, when 0 is at an end of the range
+(a sigmoid never reaches its ends, and the gradient there is this share: small, but not zero)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,12 @@ class MQNConfig:
     saturation_range: tuple[float, float] = SATURATION_RANGE
     """Bounds of the log-saturation (``curve_grid.SATURATION_RANGE``: never below the SDR's colour);
     ``mqn_v12`` was trained with (-0.7, 0.7)."""
+    saturation_soft: bool = False
+    """Bound the log-saturation inside the head with a sigmoid instead of leaving it to the slicing's clip.
+    The clip passes no gradient below its floor: ``mqn_v14``'s pair went just below 0 in every cell of
+    every frame early on (the synthesis's targets are paler than the SDR in the mid-tones) and never came
+    back, so it learned nothing for the bleached highlights it is for. A sigmoid keeps a gradient at the
+    floor; it starts 2 % of the range above it when the range starts at 0 (a factor of 1.01 at 0.7)."""
 
     @property
     def grid_stride(self) -> int:
@@ -202,9 +213,26 @@ def build_head(cfg: MQNConfig, channels: int) -> keras.Model:
         slopes = keras.layers.Concatenate(name="head_slopes")([slopes, extra])
     out = CurveKnots(cfg.knots_nits, cfg.max_log_slope, paired=cfg.peak_guide, name="knots")(slopes)
     if cfg.saturation:
-        log_sat = keras.layers.Conv2D(2, 1, kernel_initializer="zeros", name="head_log_saturation")(h)
+        log_sat = _log_saturation(cfg, h)
         out = keras.layers.Concatenate(name="knots_and_saturation")([out, log_sat])
     return keras.Model(inputs, out, name="mqn_head")
+
+
+def _log_saturation(cfg: MQNConfig, h: Any) -> Any:
+    """The head's two log-saturations per cell, starting at (or, with a soft bound, just above) 0."""
+    if not cfg.saturation_soft:
+        return keras.layers.Conv2D(2, 1, kernel_initializer="zeros", name="head_log_saturation")(h)
+    low, high = cfg.saturation_range
+    start = min(max(-low / (high - low), SOFT_SATURATION_START), 1.0 - SOFT_SATURATION_START)
+    share = keras.layers.Conv2D(
+        2,
+        1,
+        activation="sigmoid",
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant(math.log(start / (1.0 - start))),
+        name="head_log_saturation",
+    )(h)
+    return keras.layers.Rescaling(high - low, offset=low, name="head_saturation_bound")(share)
 
 
 def run_head(head: keras.Model, features: Any, sdr: Any) -> Any:

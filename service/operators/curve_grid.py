@@ -526,6 +526,9 @@ def slice_curves(
     matrix32 = np.asarray(matrix, np.float32)
     tables = curve_tables(knots[..., :k], spec).reshape(n, gh, gw * SAMPLES)
     sat_pairs = np.ascontiguousarray(cell_saturation(knots, spec)).reshape(n, gh, -1)
+    # Factors of exactly 1 (a pair at its floor everywhere, as mqn_v14's is) leave every pixel as it is:
+    # skip that pass (1.6 ms per 720p frame on one thread).
+    saturation = spec.saturation and bool(np.any(sat_pairs != 1.0))
     if spec.paired:
         peak_tables = curve_tables(knots[..., k : 2 * k], spec).reshape(n, gh, gw * SAMPLES)
         weights = np.empty((n, h, w), np.float32)
@@ -550,7 +553,7 @@ def slice_curves(
         weights,
         spec.paired,
         sat_pairs,
-        spec.saturation,
+        saturation,
         spec.decode_table,
         np.float32(spec.peak_code),
         np.float32(spec.floor),

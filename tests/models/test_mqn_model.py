@@ -181,6 +181,33 @@ def test_warm_start_can_leave_a_layer_fresh(tmp_path: Path) -> None:
         warm_start(model, tmp_path, fresh=("head_peak_slopes",))
 
 
+def test_soft_saturation_bound_keeps_a_gradient_at_the_floor() -> None:
+    """With the slicing's clip alone, a log-saturation pushed below 0 gets no gradient and never returns
+    (``mqn_v14``'s pair: below 0 in every cell); the sigmoid bound stays in range and keeps one there."""
+    import tensorflow as tf
+
+    from models.mqn.model import MQNConfig, build_mqn
+
+    rng = np.random.default_rng(4)
+    sdr = rng.random((1, 64, 96, 3), np.float32)
+    inputs = [tf.constant(sdr), tf.constant(np.ones((1, 128, 192, 3), np.float32))]
+    for soft in (False, True):
+        cfg = MQNConfig.from_json(SMALL | {"global_path": True, "saturation": True, "saturation_soft": soft})
+        model, _, head = build_mqn(cfg)
+        conv = head.get_layer("head_log_saturation")
+        kernel, bias = conv.get_weights()
+        log_sat = model(inputs)[1][..., -2:].numpy()
+        assert log_sat.min() >= 0.0 and log_sat.max() <= (0.02 * 0.7 + 1e-6 if soft else 0.0)
+        conv.set_weights([kernel, bias - 3.0])  # pushed below the floor, as the mid-tones push it
+        with tf.GradientTape() as tape:
+            out = model(inputs)[1][..., -2:]
+            total = tf.reduce_sum(tf.clip_by_value(out, *cfg.saturation_range))  # as the slicing bounds it
+        grad = tape.gradient(total, conv.trainable_variables[1]).numpy()
+        assert (np.abs(grad).min() > 0.0) == soft
+        in_range = float(tf.reduce_min(out)) >= 0.0 and float(tf.reduce_max(out)) <= 0.7
+        assert in_range == soft  # the clip's raw values leave the range; the sigmoid's cannot
+
+
 @needs_data
 def test_smoke_training_runs_checkpoints_and_resumes(tmp_path: Path) -> None:
     from models.mqn.data import REPO_ROOT
