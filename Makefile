@@ -15,7 +15,7 @@ test:  ## set up (dev + train + ray extras, ffmpeg) and run the whole test suite
 	.venv/bin/ruff check .
 	.venv/bin/mypy --strict service clients
 	.venv/bin/python -m pytest --doctest-modules service/colour
-	.venv/bin/python -m pytest -m "not ray"
+	.venv/bin/python -m pytest -m "not ray" --durations=15
 	$(RAY_NAMESPACE) sh -c 'ip link set lo up && RAY_USAGE_STATS_ENABLED=0 .venv/bin/python -m pytest -m ray tests/service/scaleout'
 
 lint:
