@@ -282,8 +282,9 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
     # and weights N x H x W their per-pixel share (peak_weight), and out already holds each pixel's linear
     # BT.2020 light (the weight kernel computed it: one pass of table reads, not two); dec: cd/m² at PQ codes
     # evenly spaced over [0, peak_code]; out N x H x W*3 float32. Curves are interpolated across cells in PQ,
-    # as in training. With ``saturation``, sat_pairs N x gh x gw*2 holds each cell's saturation factors at
-    # black and at white (cell_saturation; saturation_factor and saturate state the maths).
+    # as in training. For each frame f with ``saturation[f]``, sat_pairs[f] (gh x gw*2) holds each cell's
+    # saturation factors at black and at white (cell_saturation; saturation_factor and saturate state the
+    # maths); a frame without runs no saturation pass.
     n, h, w3 = frames.shape
     w = w3 // 3
     gh = tables.shape[1]
@@ -333,7 +334,8 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             for j in range(gw * nj):
                 pt[j] = upper[j] + (lower[j] - upper[j]) * fy
         rs = np.empty(2 * gw, np.float32)
-        if saturation:
+        saturating = saturation[f]
+        if saturating:
             upper = sat_pairs[f, y0]
             lower = sat_pairs[f, y1]
             for j in range(2 * gw):
@@ -369,7 +371,7 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             q = min(v, pc) * dec_scale
             i = min(np.int32(q), last_dec)
             pos[col] = dec[i] + (dec[i + 1] - dec[i]) * (q - np.float32(i))
-        if saturation:
+        if saturating:
             # Each cell's factors across the columns between its centre and the next one's: contiguous
             # runs without gathers, so they vectorise; level turns from sqrt(Y / 203) into the factor.
             for cell in range(gw):
@@ -387,7 +389,7 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             r = max(dst[3 * col] * gain, zero)
             g = max(dst[3 * col + 1] * gain, zero)
             b = max(dst[3 * col + 2] * gain, zero)
-            if saturation:
+            if saturating:
                 y_out = wr * r + wg * g + wb * b
                 cap = min(level[col], y_out / max(y_out - min(r, min(g, b)), tiny))
                 r = max(y_out + cap * (r - y_out), zero)
@@ -526,9 +528,9 @@ def slice_curves(
     matrix32 = np.asarray(matrix, np.float32)
     tables = curve_tables(knots[..., :k], spec).reshape(n, gh, gw * SAMPLES)
     sat_pairs = np.ascontiguousarray(cell_saturation(knots, spec)).reshape(n, gh, -1)
-    # Factors of exactly 1 (a pair at its floor everywhere, as mqn_v14's is) leave every pixel as it is:
-    # skip that pass (1.6 ms per 720p frame on one thread).
-    saturation = spec.saturation and bool(np.any(sat_pairs != 1.0))
+    # A frame whose factors are all exactly 1 (a pair at its floor everywhere, as mqn_v14's is) skips that
+    # pass (1.6 ms per 720p frame on one thread). Decided per frame, so batch mates never change a frame.
+    saturation = np.array([spec.saturation and bool(np.any(pairs != 1.0)) for pairs in sat_pairs])
     if spec.paired:
         peak_tables = curve_tables(knots[..., k : 2 * k], spec).reshape(n, gh, gw * SAMPLES)
         weights = np.empty((n, h, w), np.float32)

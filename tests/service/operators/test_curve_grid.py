@@ -220,6 +220,19 @@ def test_saturating_kernel_matches_the_reference(paired: bool, shape: tuple[int,
     assert np.abs(_codes(got) - _codes(ref)).max() <= MAX_CODE_ERROR
 
 
+def test_a_frame_at_the_saturation_floor_is_the_same_in_any_batch() -> None:
+    """A frame whose factors are all 1 skips the saturation pass; whether its batch mate has one must not
+    change a single value of it (the skip is decided per frame)."""
+    rng = np.random.default_rng(12)
+    frames = rng.integers(0, 256, (2, 90, 160, 3), dtype=np.uint8)
+    spec = CurveSpec(KNOTS, floor=0.6, peak_nits=1000.0, paired=True, peak_ratio=2.0, saturation=True)
+    knots = _with_saturation(rng, _paired_curves(rng, 2, 3, 5), 0.5)
+    knots[0, ..., -2:] = -0.1  # below the floor: factors of exactly 1
+    alone = slice_curves(frames[:1], LUT, MATRIX, knots[:1], spec)
+    together = slice_curves(frames, LUT, MATRIX, knots, spec)
+    np.testing.assert_array_equal(together[0], alone[0])
+
+
 def test_saturation_keeps_hue_and_luminance_and_stays_in_gamut() -> None:
     """A colour moves along its line to white: same luminance, same channel order and direction, no channel
     below zero even for the most saturated inputs; zero log-saturation changes nothing."""
