@@ -41,7 +41,9 @@ def test_lru_keeps_at_most_max_shapes_and_outputs_the_curves_of_each_cell() -> N
     engine = MQNEngine(num_threads=1, max_shapes=2)
     cell = engine.meta["grid_stride"]
     curves = engine.meta["curves"]
+    # Base (and peak) curve knots, then a format-5 model's two log-saturations.
     knots = (len(curves["knots_nits"]) - 1) * (2 if curves.get("paired") else 1)
+    knots += 2 if curves.get("saturation") else 0
     for h, w in ((32, 64), (64, 64), (96, 128)):
         out = engine.run(np.zeros((1, h, w, 3), np.uint8))
         assert out.shape == (1, h // cell, w // cell, knots)
