@@ -65,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         operator = MQN(1000.0, mode, engine=engine)
         ph, pw = processing_size(1080, 1920, operator.long_side, engine.stride)
         small = resize_bilinear(frame, ph, pw)
-        cases[f"mqn {mode} model ({pw}x{ph})"] = (lambda small=small: engine.run(small), repeats)
+        cells = engine.zero_cells(1, ph, pw)
+        cases[f"mqn {mode} model ({pw}x{ph})"] = (
+            lambda small=small, cells=cells: engine.run(small, cells=cells),
+            repeats,
+        )
         cases[f"mqn {mode} operator (1920x1080)"] = (lambda op=operator: op(frame, colour), repeats)
     results = {}
     for name, (fn, n) in cases.items():

@@ -75,19 +75,29 @@ class FloatPredictor:
         """Artefact metadata."""
         return self._meta
 
-    def run(self, sdr: npt.NDArray[np.uint8], clock: StageClock | None = None) -> npt.NDArray[np.float32]:
+    def run(
+        self,
+        sdr: npt.NDArray[np.uint8],
+        clock: StageClock | None = None,
+        cells: npt.NDArray[np.float32] | None = None,
+    ) -> npt.NDArray[np.float32]:
         """Float forward pass of backbone and head: the curve grid (one pass: no split to time)."""
-        return np.asarray(self.model(sdr.astype(np.float32) / 255.0, training=False), np.float32)
+        view = sdr.astype(np.float32) / 255.0
+        inputs = [view, cells] if len(self.model.inputs) == 2 else view
+        return np.asarray(self.model(inputs, training=False), np.float32)
 
 
 def keras_sequence(backbone: Any, head: Any) -> Any:
-    """SDR in [0, 1] -> curve knots: the float network that the two LiteRT files quantize."""
+    """SDR in [0, 1] [and the cell statistics] -> curve knots: the float network the LiteRT files quantize."""
     import keras
 
     from models.mqn.model import run_head
 
     sdr = keras.Input((None, None, 3), name="sdr")
-    return keras.Model(sdr, run_head(head, backbone(sdr), sdr), name="mqn_float")
+    if len(head.inputs) < 3:
+        return keras.Model(sdr, run_head(head, backbone(sdr), sdr), name="mqn_float")
+    cells = keras.Input(tuple(head.inputs[2].shape[1:]), name="cells")
+    return keras.Model([sdr, cells], run_head(head, backbone(sdr), sdr, cells), name="mqn_float")
 
 
 def methods(artifacts: Path, run_dir: Path | None) -> dict[str, Operator]:

@@ -6,21 +6,20 @@
   features at the grid's resolution).
 * ``models/artifacts/mqn_head_dr.tflite``: dynamic-range quantization (int8 weights where large enough,
   float32 activations): features (and, with a global path, the same low-resolution SDR as float32 in
-  [0, 1]) -> tone-curve knots.
+  [0, 1]; with ``cell_stats``, per-cell statistics of the full-resolution frame) -> tone-curve knots.
 * ``models/artifacts/mqn.json``: the curve convention (knots, floor), processing resolutions, provenance.
 
 The split is the paper's: int8 everywhere except the last layers that produce HDR values.
 """
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from models.harness.cli import export_main
-from models.harness.export import open_run, training_summary
+from models.harness.export import convert_int8, open_run, training_summary
 from models.mqn.artifacts import (
     ARTIFACTS,
     BACKBONE_FILE,
@@ -37,6 +36,7 @@ from models.mqn.data import (
     read_manifest,
     split_scenes,
 )
+from service.operators import cell_stats
 
 FAST_LONG_SIDE = 192
 QUALITY_LONG_SIDE = 512
@@ -92,25 +92,8 @@ def calibration_crops(
 
 
 def convert_backbone(backbone: Any, crops: np.ndarray) -> bytes:
-    """Full int8 PTQ of the backbone (uint8 in, float32 out)."""
-    import tensorflow as tf
-
-    def representative() -> Iterator[list[np.ndarray]]:
-        # One frame with exact 0 and 255 pins the input range to [0, 1], so the uint8 input is scale 1/255.
-        pin = crops[:1].astype(np.float32) / 255.0
-        pin[0, 0, 0] = 0.0
-        pin[0, 0, 1] = 1.0
-        yield [pin]
-        for c in crops:
-            yield [c[None].astype(np.float32) / 255.0]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(backbone)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.uint8
-    conv.inference_output_type = tf.float32
-    return bytes(conv.convert())
+    """Full int8 PTQ of the backbone (uint8 in, float32 out), calibrated on ``crops`` (uint8 views)."""
+    return convert_int8(backbone, {"sdr": crops.astype(np.float32) / 255.0})
 
 
 def convert_head(head: Any) -> bytes:
@@ -121,6 +104,17 @@ def convert_head(head: Any) -> bytes:
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     return bytes(conv.convert())
+
+
+def artifact_format(cfg: "MQNConfig") -> int:
+    """The ``mqn.json`` format a model needs: what the runtime must feed the head and read from its grid."""
+    if cfg.cell_stats:
+        return 6  # the head also reads per-cell statistics of the full-resolution frame
+    if cfg.saturation:
+        return 5  # two log-saturations per cell after the curves
+    if cfg.peak_guide:
+        return 4  # a base and a peak curve per cell, blended per pixel by its peak weight
+    return 3 if cfg.global_path else 2  # 3: the head also reads the low-resolution SDR (global path)
 
 
 def export(
@@ -145,10 +139,9 @@ def export(
         "model": "mqn",
         "backbone": BACKBONE_FILE,
         "head": HEAD_FILE,
-        # Format 3: the head also reads the low-resolution SDR frame (its global path). Format 4: each cell
-        # has a base and a peak curve, blended per pixel by its peak weight. Format 5: then two
-        # log-saturations per cell.
-        "version": 5 if cfg.saturation else 4 if cfg.peak_guide else 3 if cfg.global_path else 2,
+        "version": artifact_format(cfg),
+        "cell_stats": cfg.cell_stats,
+        "cell_channels": cell_stats.CHANNELS if cfg.cell_stats else 0,
         "output": "grid of monotone tone curves: per cell, PQ (SMPTE ST 2084) of output luminance at the "
         "input knots (PQ of the BT.2408 luminance, cd/m² below); knot 0 (black) maps to 0"
         + ("; the base curve's knots, then the peak curve's" if cfg.peak_guide else "")
@@ -158,6 +151,7 @@ def export(
         "peak_nits": cfg.peak_nits,
         "split": "int8 backbone (SDR -> features at 1/16); float head (features"
         + (" + the same SDR as float in [0, 1], for its per-frame global path" if cfg.global_path else "")
+        + (" + per-cell statistics of the full-resolution frame" if cfg.cell_stats else "")
         + " -> curve knots)",
         "backbone_input": "uint8 non-linear SDR code values, RGB, NHWC, downscaled (Pillow bilinear)",
         "stride": STRIDE,

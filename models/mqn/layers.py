@@ -15,6 +15,7 @@ from service.colour.pq import eotf_inverse_st2084
 from service.colour.primaries import PRIMARIES_BT709, PRIMARIES_BT2020, matrix_rgb_to_rgb
 from service.colour.scaling import SDR_WHITE_NITS
 from service.colour.ycbcr import LUMA_BT709
+from service.operators.cell_stats import NEAR_WHITE
 from service.operators.curve_grid import PEAK_CONTRAST, PEAK_RADIUS_DIVISOR, SATURATION_RANGE
 
 
@@ -201,6 +202,34 @@ def peak_weight_tf(y: Any, ratio: float = 1.0) -> Any:
     eroded = repeat(padded, lambda a: -tf.nn.max_pool2d(-a, 3, 1, "VALID"))
     opened = repeat(eroded, lambda a: tf.nn.max_pool2d(a, 3, 1, "VALID"))
     return tf.clip_by_value((rel - ratio * opened) / PEAK_CONTRAST, 0.0, 1.0)
+
+
+@keras.saving.register_keras_serializable(package="mqn")
+class CellStats(keras.layers.Layer):
+    """Training twin of :func:`service.operators.cell_stats.cell_stats` (per cell, from the full view).
+
+    Per grid cell, sqrt(mean peak weight) and sqrt(share of pixels at or above ``NEAR_WHITE`` of SDR
+    white). Inputs: linear N x H x W x 3 (BT.709, BT.2408 cd/m²) and the backbone's features (for the grid
+    size; H and W must be whole multiples of it, as training crops are). Inputs only: no gradient.
+    """
+
+    def __init__(self, peak_ratio: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.peak_ratio = peak_ratio
+
+    def call(self, linear: Any, features: Any) -> Any:
+        """Block means over each cell's pixels."""
+        y = tf.reduce_sum(linear * tf.constant(LUMA_BT709, tf.float32), axis=-1, keepdims=True)
+        near = tf.cast(y >= NEAR_WHITE * SDR_WHITE_NITS, tf.float32)
+        planes = tf.concat([peak_weight_tf(y, self.peak_ratio), near], axis=-1)
+        n, h, w = tf.shape(linear)[0], tf.shape(linear)[1], tf.shape(linear)[2]
+        gh, gw = tf.shape(features)[1], tf.shape(features)[2]
+        blocks = tf.reshape(planes, [n, gh, h // gh, gw, w // gw, 2])
+        return tf.stop_gradient(tf.sqrt(tf.reduce_mean(blocks, axis=[2, 4])))
+
+    def get_config(self) -> dict[str, Any]:
+        """Round-trippable config."""
+        return {**super().get_config(), "peak_ratio": self.peak_ratio}
 
 
 def pq_encode_tf(nits: Any) -> Any:

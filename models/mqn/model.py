@@ -10,7 +10,8 @@ time), so a thin bright line in a dark area uses the bright end of the local cur
 averaged with its dark surroundings: no dark or coloured outlines, no halos, no hue shifts.
 
 backbone: SDR code values (N x h x w x 3 in [0, 1], h and w multiples of 32) -> features at 1/16
-head:     features [, the same SDR] -> knots, N x h/16 x w/16 x K (output PQ at the K input knots after black)
+head:     features [, SDR [, cell statistics]] -> knots, N x h/16 x w/16 x K
+          (output PQ at the K input knots after black)
 """
 
 import math
@@ -20,7 +21,16 @@ from typing import Any
 import keras
 import numpy as np
 
-from models.mqn.layers import ChannelAttention, CurveKnots, CurveSlice, EdgePad, GlobalStats, ResizeLike
+from models.mqn.layers import (
+    CellStats,
+    ChannelAttention,
+    CurveKnots,
+    CurveSlice,
+    EdgePad,
+    GlobalStats,
+    ResizeLike,
+)
+from service.operators import cell_stats
 from service.operators.curve_grid import SATURATION_RANGE
 
 IRLB_SETTINGS = (
@@ -91,6 +101,13 @@ class MQNConfig:
     every frame early on (the synthesis's targets are paler than the SDR in the mid-tones) and never came
     back, so it learned nothing for the bleached highlights it is for. A sigmoid keeps a gradient at the
     floor; it starts 2 % of the range above it when the range starts at 0 (a factor of 1.01 at 0.7)."""
+    cell_stats: bool = False
+    """The head also reads, per cell, statistics of the *full-resolution* frame
+    (:mod:`service.operators.cell_stats`: how much of the cell is small bright structure, how much is near
+    white), through a zero-initialised 1x1 conv added to its hidden features (a warm start begins exactly
+    where the model without them was). The downscaled view cannot tell a string of LEDs from a lit surface,
+    and what it shows of them changes with the view size: the lamps of every model up to ``mqn_v14`` did.
+    Needs ``peak_guide`` and ``global_path``."""
 
     @property
     def grid_stride(self) -> int:
@@ -186,6 +203,8 @@ def build_head(cfg: MQNConfig, channels: int) -> keras.Model:
     hidden features.
     """
     feats = keras.Input((None, None, channels), name="features")
+    if cfg.cell_stats and not (cfg.global_path and cfg.peak_guide):
+        raise ValueError("cell_stats needs a head with a global path and a peak guide")
     if not cfg.global_path:
         h = keras.layers.Conv2D(cfg.head_channels, 1, activation="relu", name="head_conv0")(feats)
         inputs: Any = feats
@@ -196,8 +215,16 @@ def build_head(cfg: MQNConfig, channels: int) -> keras.Model:
         g = keras.layers.Dense(cfg.global_channels, activation="relu", name="global_fc0")(g)
         g = keras.layers.Dense(cfg.head_channels, kernel_initializer="zeros", name="global_fc1")(g)
         g = keras.layers.Reshape((1, 1, cfg.head_channels), name="global_bcast")(g)
-        h = keras.layers.ReLU(name="head_relu0")(keras.layers.Add(name="head_fuse")([h, g]))
+        fused = [h, g]
         inputs = [feats, sdr]
+        if cfg.cell_stats:
+            cells = keras.Input((None, None, cell_stats.CHANNELS), name="cells")
+            from_cells = keras.layers.Conv2D(
+                cfg.head_channels, 1, kernel_initializer="zeros", name="head_cells"
+            )
+            fused.append(from_cells(cells))
+            inputs.append(cells)
+        h = keras.layers.ReLU(name="head_relu0")(keras.layers.Add(name="head_fuse")(fused))
     # Zero-initialised: training starts exactly at the BT.2408 placement and learns the expansion from there.
     segments = len(cfg.knots_nits) - 1
     slopes = keras.layers.Conv2D(segments, 1, kernel_initializer="zeros", name="head_log_slopes")(h)
@@ -235,9 +262,12 @@ def _log_saturation(cfg: MQNConfig, h: Any) -> Any:
     return keras.layers.Rescaling(high - low, offset=low, name="head_saturation_bound")(share)
 
 
-def run_head(head: keras.Model, features: Any, sdr: Any) -> Any:
-    """Call a head with the inputs it has (features, plus the low-resolution SDR if it has a global path)."""
-    return head([features, sdr]) if len(head.inputs) == 2 else head(features)
+def run_head(head: keras.Model, features: Any, sdr: Any, cells: Any = None) -> Any:
+    """Call a head with the inputs it has.
+
+    Features; the low-resolution SDR if it has a global path; the cell statistics if it reads them.
+    """
+    return head([features, sdr, cells][: len(head.inputs)]) if len(head.inputs) > 1 else head(features)
 
 
 def build_mqn(cfg: MQNConfig) -> tuple[keras.Model, keras.Model, keras.Model]:
@@ -249,7 +279,9 @@ def build_mqn(cfg: MQNConfig) -> tuple[keras.Model, keras.Model, keras.Model]:
     head = build_head(cfg, int(backbone.output.shape[-1]))
     sdr = keras.Input((None, None, 3), name="sdr")
     linear = keras.Input((None, None, 3), name="linear")
-    knots = run_head(head, backbone(sdr), sdr)
+    features = backbone(sdr)
+    cells = CellStats(cfg.peak_ratio, name="cell_stats")(linear, features) if cfg.cell_stats else None
+    knots = run_head(head, features, sdr, cells)
     out = CurveSlice(
         cfg.knots_nits,
         cfg.floor,

@@ -46,6 +46,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     val = Validation.of(data.val, (val_sdr, val_linear), chunk=VAL_CHUNK)
 
     mcfg = MQNConfig.from_json(cfg.model)
+    if mcfg.cell_stats:  # models.mqn.layers.CellStats averages whole blocks of the full-resolution view
+        for size, net in [(cfg.crop, n) for n in cfg.net_sizes] + [(cfg.val_size, cfg.val_net)]:
+            if size % (net // mcfg.grid_stride):
+                raise ValueError(f"cell_stats: {size} px views are no whole number of {net} px views' cells")
     (ckpt_dir / "model.json").write_text(json.dumps(mcfg.to_json(), indent=2))
     model, _, _ = build_mqn(mcfg)
     weights = LossWeights(**cfg.loss)

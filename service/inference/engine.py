@@ -101,23 +101,31 @@ class Predictor(Protocol):
         """Artefact metadata (curve knots, processing resolutions, ``peak_nits`` ...)."""
         ...
 
-    def run(self, sdr: npt.NDArray[np.uint8], clock: StageClock | None = None) -> npt.NDArray[np.float32]:
-        """N x h x w x 3 uint8 SDR (h, w multiples of ``stride``) -> N x h/g x w/g x K curve knots (PQ)."""
+    def run(
+        self,
+        sdr: npt.NDArray[np.uint8],
+        clock: StageClock | None = None,
+        cells: npt.NDArray[np.float32] | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """N x h x w x 3 uint8 SDR (h, w multiples of ``stride``) -> N x h/g x w/g x K curve knots (PQ).
+
+        ``cells`` (N x h/g x w/g x C) for, and only for, a model that reads cell statistics.
+        """
         ...
 
 
 def _input_role(name: str) -> str:
-    """``features`` or ``sdr`` from a LiteRT input name such as ``serving_default_sdr:0``.
+    """``features``, ``sdr`` or ``cells`` from a LiteRT input name such as ``serving_default_sdr:0``.
 
     Raises
     ------
     EngineError
         For an input the engine does not know how to feed.
     """
-    for role in ("features", "sdr"):
+    for role in ("features", "sdr", "cells"):
         if role in name:
             return role
-    raise EngineError(f"MQN head input {name!r} is neither the features nor the SDR frame")
+    raise EngineError(f"MQN head input {name!r} is not the features, the SDR frame or the cell statistics")
 
 
 class _Pair:
@@ -147,13 +155,27 @@ class _Pair:
             inputs = {_input_role(d["name"]): d["index"] for d in self.head.get_input_details()}
             self.h_in = inputs["features"]
             self.h_sdr = inputs.get("sdr")
+            # A format-6 head also reads per-cell statistics of the full-resolution frame.
+            self.h_cells = inputs.get("cells")
             self.head.resize_tensor_input(self.h_in, feat_shape, strict=False)
             if self.h_sdr is not None:
                 self.head.resize_tensor_input(self.h_sdr, [n, h, w, 3], strict=False)
+            if self.h_cells is not None:
+                channels = next(
+                    int(d["shape_signature"][-1])
+                    for d in self.head.get_input_details()
+                    if d["index"] == self.h_cells
+                )
+                self.head.resize_tensor_input(self.h_cells, [*feat_shape[:3], channels], strict=False)
             self.head.allocate_tensors()
             self.h_out = self.head.get_output_details()[0]["index"]
 
-    def __call__(self, sdr: npt.NDArray[np.uint8], clock: StageClock) -> npt.NDArray[np.float32]:
+    def __call__(
+        self, sdr: npt.NDArray[np.uint8], clock: StageClock, cells: npt.NDArray[np.float32] | None
+    ) -> npt.NDArray[np.float32]:
+        if (cells is None) != (self.h_cells is None):
+            wanted = "reads" if self.h_cells is not None else "does not read"
+            raise EngineError(f"this MQN head {wanted} cell statistics; the call gave {cells is not None}")
         with map_litert_errors():
             self.backbone.set_tensor(self.b_in, sdr)
             self.backbone.invoke()
@@ -161,6 +183,8 @@ class _Pair:
             self.head.set_tensor(self.h_in, self.backbone.get_tensor(self.b_out))
             if self.h_sdr is not None:
                 self.head.set_tensor(self.h_sdr, sdr.astype(np.float32) * np.float32(1.0 / 255.0))
+            if self.h_cells is not None:
+                self.head.set_tensor(self.h_cells, np.ascontiguousarray(cells, np.float32))
             self.head.invoke()
             out = np.array(self.head.get_tensor(self.h_out), dtype=np.float32, copy=True)
             clock.lap("head")
@@ -218,7 +242,12 @@ class MQNEngine:
         log.debug("MQN interpreters for %s ready in %.2f s", shape, time.perf_counter() - t0)
         return pair
 
-    def run(self, sdr: npt.NDArray[np.uint8], clock: StageClock | None = None) -> npt.NDArray[np.float32]:
+    def run(
+        self,
+        sdr: npt.NDArray[np.uint8],
+        clock: StageClock | None = None,
+        cells: npt.NDArray[np.float32] | None = None,
+    ) -> npt.NDArray[np.float32]:
         """Predict the grid of tone curves for a batch.
 
         Parameters
@@ -228,6 +257,10 @@ class MQNEngine:
             downscales frames to such a size).
         clock : StageClock, optional
             Charged with ``backbone`` (int8 part) and ``head`` (float part).
+        cells : numpy.ndarray, optional
+            N x h/g x w/g x C float32 statistics of the full-resolution frames
+            (:mod:`service.operators.cell_stats`): required by, and only by, a model that reads them
+            (``meta["cell_stats"]``).
 
         Returns
         -------
@@ -237,18 +270,26 @@ class MQNEngine:
         Raises
         ------
         EngineError
-            If LiteRT fails or a side is not a multiple of the stride.
+            If LiteRT fails, a side is not a multiple of the stride, or ``cells`` is missing for a model
+            that reads them (or given to one that does not).
         """
         clock = clock if clock is not None else StageClock()
         n, h, w, _ = sdr.shape
         if h % self.stride or w % self.stride:
             raise EngineError(f"input {w}x{h} is not a multiple of the network stride {self.stride}")
         pair = self._pair((n, h, w))
-        return pair(np.ascontiguousarray(sdr, np.uint8), clock)
+        return pair(np.ascontiguousarray(sdr, np.uint8), clock, cells)
 
     def warm_up(self, batch: int, height: int, width: int) -> None:
         """Build this thread's interpreters for a shape and run them once (first invoke is slow)."""
-        self.run(np.zeros((batch, height, width, 3), np.uint8))
+        self.run(np.zeros((batch, height, width, 3), np.uint8), cells=self.zero_cells(batch, height, width))
+
+    def zero_cells(self, batch: int, height: int, width: int) -> npt.NDArray[np.float32] | None:
+        """All-zero cell statistics for an input shape if the model reads them (warm-up, benchmarks)."""
+        if not self.meta.get("cell_stats"):
+            return None
+        g = int(self.meta["grid_stride"])
+        return np.zeros((batch, height // g, width // g, int(self.meta.get("cell_channels", 2))), np.float32)
 
 
 def _feed_name(tensor_name: str) -> str:

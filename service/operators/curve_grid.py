@@ -507,21 +507,64 @@ def curve_tables(knots: npt.NDArray[np.float32], spec: CurveSpec) -> npt.NDArray
     return np.asarray(v, np.float32)
 
 
+@dataclass(frozen=True)
+class PeakLight:
+    """Each pixel's light and peak weight, computed once per batch (:func:`peak_light`).
+
+    ``light`` is N x H x W x 3 float32, the BT.2408 placement in linear BT.2020 cd/m² (the slicing scales it
+    in place into the output); ``weights`` N x H x W float32, :func:`peak_weight` of its luminance.
+    """
+
+    light: npt.NDArray[np.float32]
+    weights: npt.NDArray[np.float32]
+
+
+def peak_light(
+    frames: npt.NDArray[np.uint8],
+    lut_nits: npt.NDArray[np.float32],
+    matrix: npt.NDArray[np.floating],
+    peak_ratio: float,
+) -> PeakLight:
+    """The first pass of a paired slicing, on its own.
+
+    A model whose network also reads per-cell statistics of the peak weights
+    (:mod:`service.operators.cell_stats`) needs them before its curves exist.
+    """
+    n, h, w, _ = frames.shape
+    light = np.empty((n, h, w, 3), np.float32)
+    weights = np.empty((n, h, w), np.float32)
+    _peak_weight_kernel(
+        np.ascontiguousarray(frames).reshape(n, h, w * 3),
+        np.ascontiguousarray(lut_nits, np.float32),
+        np.asarray(matrix, np.float32),
+        peak_radius(h, w),
+        np.float32(PEAK_CONTRAST),
+        np.float32(peak_ratio),
+        weights,
+        light.reshape(n, h, w * 3),
+    )
+    return PeakLight(light, weights)
+
+
 def slice_curves(
     frames: npt.NDArray[np.uint8],
     lut_nits: npt.NDArray[np.float32],
     matrix: npt.NDArray[np.floating],
     knots: npt.NDArray[np.float32],
     spec: CurveSpec,
+    lit: PeakLight | None = None,
 ) -> npt.NDArray[np.float32]:
-    """Fused, parallel :func:`slice_reference` (same parameters; curves sampled, see :func:`curve_tables`)."""
+    """Fused, parallel :func:`slice_reference` (same parameters; curves sampled, see :func:`curve_tables`).
+
+    ``lit``, for a paired spec, is :func:`peak_light` of the same frames, already computed; its light
+    buffer becomes the output.
+    """
     n, h, w, _ = frames.shape
     gh, gw, nk = knots.shape[1:]
     if nk != spec.knots_per_cell:
         raise ValueError(
             f"the grid has {nk} knots per cell; the model's convention has {spec.knots_per_cell}"
         )
-    out = np.empty((n, h, w, 3), np.float32)
     k = len(spec.knots_nits) - 1
     flat = np.ascontiguousarray(frames).reshape(n, h, w * 3)
     lut = np.ascontiguousarray(lut_nits, np.float32)
@@ -533,18 +576,11 @@ def slice_curves(
     saturation = np.any(sat_pairs != 1.0, axis=(1, 2))  # none without a pair: its array is empty
     if spec.paired:
         peak_tables = curve_tables(knots[..., k : 2 * k], spec).reshape(n, gh, gw * SAMPLES)
-        weights = np.empty((n, h, w), np.float32)
-        _peak_weight_kernel(
-            flat,
-            lut,
-            matrix32,
-            peak_radius(h, w),
-            np.float32(PEAK_CONTRAST),
-            np.float32(spec.peak_ratio),
-            weights,
-            out.reshape(n, h, w * 3),
-        )
+        if lit is None:
+            lit = peak_light(frames, lut_nits, matrix, spec.peak_ratio)
+        out, weights = lit.light, lit.weights
     else:
+        out = np.empty((n, h, w, 3), np.float32)
         peak_tables, weights = tables, np.zeros((1, 1, 1), np.float32)
     _slice_kernel(
         flat,

@@ -20,8 +20,9 @@ from service.colour.description import ColourDescription
 from service.colour.scaling import DEFAULT_PEAK_NITS, SDR_WHITE_NITS
 from service.inference.engine import ModelFiles, MQNEngine, Predictor, artifacts_dir
 from service.operators.base import Frames, Mode, Nits, Operator, OperatorInfo, ParamSpec
+from service.operators.cell_stats import cell_stats
 from service.operators.classical import PEAK_PARAM
-from service.operators.curve_grid import SATURATION_RANGE, CurveSpec, slice_curves
+from service.operators.curve_grid import SATURATION_RANGE, CurveSpec, peak_light, slice_curves
 from service.operators.resample import resize_bilinear
 
 MODES = tuple(mode.value for mode in Mode)
@@ -95,6 +96,7 @@ class MQN(Operator):
             saturation=bool(curves.get("saturation", False)),
             saturation_range=(float(low), float(high)),
         )
+        self.reads_cells = bool(meta.get("cell_stats", False))
 
     @property
     def params(self) -> dict[str, float | str]:
@@ -106,8 +108,12 @@ class MQN(Operator):
         h, w = frames.shape[1:3]
         ph, pw = processing_size(h, w, self.long_side, self.engine.stride)
         small = resize_bilinear(frames, ph, pw)
+        lut, matrix = colour.linear_lut(SDR_WHITE_NITS), colour.to_bt2020_matrix()
+        lit = cells = None
+        if self.reads_cells:  # the slicing's first pass, early: the network reads its per-cell statistics
+            lit = peak_light(frames, lut, matrix, self.spec.peak_ratio)
+            g = int(self.engine.meta["grid_stride"])
+            cells = cell_stats(lit, (ph // g, pw // g))
         self.clock.lap("preprocess")
-        knots = self.engine.run(small, self.clock)
-        return slice_curves(
-            frames, colour.linear_lut(SDR_WHITE_NITS), colour.to_bt2020_matrix(), knots, self.spec
-        )
+        knots = self.engine.run(small, self.clock, cells=cells)
+        return slice_curves(frames, lut, matrix, knots, self.spec, lit)

@@ -15,7 +15,7 @@ SMALL = {"width": 0.35, "decoder_channels": [16], "head_channels": 8, "attention
 
 
 def test_custom_layers_round_trip_their_config() -> None:
-    from models.mqn.layers import ChannelAttention, CurveKnots, CurveSlice, EdgePad, GlobalStats
+    from models.mqn.layers import CellStats, ChannelAttention, CurveKnots, CurveSlice, EdgePad, GlobalStats
 
     knots = (0.0, 10.0, 100.0, 203.0)
     layers = (
@@ -28,6 +28,7 @@ def test_custom_layers_round_trip_their_config() -> None:
         CurveSlice(knots, 0.5, 800.0, paired=True, peak_ratio=2.0, saturation=True),
         EdgePad(),
         GlobalStats(8),
+        CellStats(2.0),
     )
     for layer in layers:
         clone = type(layer).from_config(layer.get_config())
@@ -96,8 +97,13 @@ def test_training_slice_matches_the_runtime_kernel(paired: bool, ratio: float, s
 
 @pytest.mark.parametrize(
     "extra",
-    [{}, {"global_path": True}, {"global_path": True, "peak_guide": True, "saturation": True}],
-    ids=["local", "global", "global+peak+saturation"],
+    [
+        {},
+        {"global_path": True},
+        {"global_path": True, "peak_guide": True, "saturation": True},
+        {"global_path": True, "peak_guide": True, "saturation": True, "cell_stats": True},
+    ],
+    ids=["local", "global", "global+peak+saturation", "cell-stats"],
 )
 def test_model_save_load_round_trip_and_frame_independence(tmp_path: Path, extra: dict[str, bool]) -> None:
     """Also with the global path and the peak guide: statistics and weights are per frame."""
@@ -160,6 +166,17 @@ def test_warm_start_adds_a_global_path_that_starts_as_a_no_op(tmp_path: Path) ->
     twin, _, _ = build_mqn(MQNConfig.from_json(SMALL | {"global_path": True}))
     warm_start(twin, shipped / "mqn_float.weights.h5")
     np.testing.assert_allclose(twin([sdr, linear])[0].numpy(), new([sdr, linear])[0].numpy(), atol=1e-6)
+    # The cell statistics enter through a zero-initialised conv: exactly the model without them.
+    peaked_cfg = MQNConfig.from_json(SMALL | {"global_path": True, "peak_guide": True})
+    (tmp_path / "peaked").mkdir()
+    (tmp_path / "peaked" / "model.json").write_text(json.dumps(peaked_cfg.to_json()))
+    peaked.save_weights(tmp_path / "peaked" / "best.weights.h5")
+    reading, _, head = build_mqn(MQNConfig.from_json(peaked_cfg.to_json() | {"cell_stats": True}))
+    warm_start(reading, tmp_path / "peaked")
+    assert len(head.inputs) == 3
+    np.testing.assert_allclose(
+        reading([sdr, linear])[0].numpy(), peaked([sdr, linear])[0].numpy(), rtol=1e-5, atol=1e-3
+    )
 
 
 def test_warm_start_can_leave_a_layer_fresh(tmp_path: Path) -> None:
@@ -271,3 +288,30 @@ def test_peak_loss_weight_counts_only_the_pixels_of_the_peak_curve() -> None:
 
     assert total(8.0, lamp_error=False) == pytest.approx(total(0.0, lamp_error=False), rel=1e-4)
     assert total(8.0, lamp_error=True) > 2.0 * total(0.0, lamp_error=True)
+
+
+def test_training_cell_statistics_match_the_runtime() -> None:
+    """CellStats (trained with) and service.operators.cell_stats (served) give the same numbers on frames
+    that are a whole number of cells, as training views are."""
+    from models.mqn.layers import CellStats
+    from service.colour.description import ColourDescription
+    from service.operators.cell_stats import cell_stats
+    from service.operators.curve_grid import peak_light
+
+    rng = np.random.default_rng(8)
+    frames = (rng.random((2, 96, 160, 3)) ** 3 * 255).astype(np.uint8)
+    frames[:, 40, 10:150:7] = 252
+    colour = ColourDescription.still()
+    lut = colour.linear_lut(203.0)
+    served = cell_stats(peak_light(frames, lut, colour.to_bt2020_matrix(), 2.0), (6, 10))
+    trained = CellStats(2.0)(lut[frames], np.zeros((2, 6, 10, 1), np.float32)).numpy()
+    assert served.max() > 0.2
+    np.testing.assert_allclose(trained, served, atol=1e-4)
+
+
+def test_cell_statistics_need_a_global_path_and_a_peak_guide() -> None:
+    from models.mqn.model import MQNConfig, build_mqn
+
+    for extra in ({"cell_stats": True}, {"cell_stats": True, "global_path": True}):
+        with pytest.raises(ValueError, match="cell_stats"):
+            build_mqn(MQNConfig.from_json(SMALL | extra))
