@@ -15,8 +15,7 @@ from service.colour.pq import eotf_inverse_st2084
 from service.colour.primaries import PRIMARIES_BT709, PRIMARIES_BT2020, matrix_rgb_to_rgb
 from service.colour.scaling import SDR_WHITE_NITS
 from service.colour.ycbcr import LUMA_BT709
-from service.operators.cell_stats import NEAR_WHITE
-from service.operators.curve_grid import PEAK_CONTRAST, PEAK_RADIUS_DIVISOR, SATURATION_RANGE
+from service.operators.curve_grid import NEAR_WHITE, PEAK_CONTRAST, PEAK_RADIUS_DIVISOR, SATURATION_RANGE
 
 
 @keras.saving.register_keras_serializable(package="mqn")

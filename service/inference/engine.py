@@ -173,9 +173,10 @@ class _Pair:
     def __call__(
         self, sdr: npt.NDArray[np.uint8], clock: StageClock, cells: npt.NDArray[np.float32] | None
     ) -> npt.NDArray[np.float32]:
-        if (cells is None) != (self.h_cells is None):
-            wanted = "reads" if self.h_cells is not None else "does not read"
-            raise EngineError(f"this MQN head {wanted} cell statistics; the call gave {cells is not None}")
+        if cells is None and self.h_cells is not None:
+            raise EngineError("this MQN head reads cell statistics and the call gave none")
+        if cells is not None and self.h_cells is None:
+            raise EngineError("this MQN head does not read cell statistics and the call gave some")
         with map_litert_errors():
             self.backbone.set_tensor(self.b_in, sdr)
             self.backbone.invoke()

@@ -431,12 +431,14 @@ def _window_min(src, dst, span, scratch):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
-def _peak_weight_kernel(frames, lut, matrix, radius, contrast, ratio, weights, light):  # type: ignore[no-untyped-def]
+def _peak_weight_kernel(frames, lut, matrix, radius, contrast, ratio, weights, light, cols, near, row_sums):  # type: ignore[no-untyped-def]
     # frames N x H x W*3 uint8 -> light N x H x W*3 float32, the BT.2408 placement in BT.2020 (what the slice
     # kernel scales), and weights N x H x W: peak_weight of its luminance. The relative luminance is quantised
     # to 16 bits (integer min / max vectorise, float ones did not: 6x faster; the weight moves by < 1e-4) and
     # padded by 2r repeated edge pixels; erosion and dilation then take full (2r + 1)-wide windows, rows
-    # first, each pass shrinking the plane by 2r.
+    # first, each pass shrinking the plane by 2r. Also row_sums N x H x gw x 2: per row, over each run of
+    # columns cols[c]..cols[c + 1], the sum of the weights and the count of codes >= near (cell_stats's
+    # inputs, while the row is at hand: a pass of its own over the light cost a quarter of this kernel).
     n, h, w3 = frames.shape
     w = w3 // 3
     pad = 2 * radius
@@ -491,6 +493,15 @@ def _peak_weight_kernel(frames, lut, matrix, radius, contrast, ratio, weights, l
             opened = np.float32(65535.0) - np.float32(flipped[c])
             above = np.float32(rel[pad + c]) - ratio * opened
             dst[c] = min(max(above * inv, np.float32(0.0)), np.float32(1.0))
+        sums = row_sums[f, row]
+        for cell in range(cols.shape[0] - 1):
+            peaks = np.float32(0.0)
+            bright = np.float32(0.0)
+            for c in range(cols[cell], cols[cell + 1]):
+                peaks += dst[c]
+                bright += np.float32(1.0) if rel[pad + c] >= near else np.float32(0.0)
+            sums[cell, 0] = peaks
+            sums[cell, 1] = bright
 
 
 def curve_tables(knots: npt.NDArray[np.float32], spec: CurveSpec) -> npt.NDArray[np.float32]:
@@ -507,16 +518,33 @@ def curve_tables(knots: npt.NDArray[np.float32], spec: CurveSpec) -> npt.NDArray
     return np.asarray(v, np.float32)
 
 
+NEAR_WHITE = 0.9
+"""Luminance, as a share of SDR white, from which a pixel counts as near white (:class:`PeakLight`)."""
+
+
 @dataclass(frozen=True)
 class PeakLight:
     """Each pixel's light and peak weight, computed once per batch (:func:`peak_light`).
 
     ``light`` is N x H x W x 3 float32, the BT.2408 placement in linear BT.2020 cd/m² (the slicing scales it
-    in place into the output); ``weights`` N x H x W float32, :func:`peak_weight` of its luminance.
+    in place into the output); ``weights`` N x H x W float32, :func:`peak_weight` of its luminance;
+    ``row_sums`` N x H x gw x 2 float32: per row and run of columns ``cols[c]`` to ``cols[c + 1]``, the
+    sum of the weights and the count of pixels at or above ``NEAR_WHITE`` of SDR white.
     """
 
     light: npt.NDArray[np.float32]
     weights: npt.NDArray[np.float32]
+    cols: npt.NDArray[np.int64]
+    row_sums: npt.NDArray[np.float32]
+
+
+def cell_starts(size: int, cells: int) -> npt.NDArray[np.int64]:
+    """First pixel of each of ``cells`` cells along a side of ``size`` pixels, and ``size`` at the end.
+
+    Pixel ``i`` belongs to cell ``floor(i * cells / size)``.
+    """
+    c = np.arange(cells + 1, dtype=np.int64)
+    return np.asarray(-(-c * size // cells), np.int64)
 
 
 def peak_light(
@@ -524,15 +552,19 @@ def peak_light(
     lut_nits: npt.NDArray[np.float32],
     matrix: npt.NDArray[np.floating],
     peak_ratio: float,
+    cells_across: int = 1,
 ) -> PeakLight:
     """The first pass of a paired slicing, on its own.
 
     A model whose network also reads per-cell statistics of the peak weights
-    (:mod:`service.operators.cell_stats`) needs them before its curves exist.
+    (:mod:`service.operators.cell_stats`) needs them before its curves exist: ``cells_across`` is its
+    grid's width, over which the row sums are taken.
     """
     n, h, w, _ = frames.shape
     light = np.empty((n, h, w, 3), np.float32)
     weights = np.empty((n, h, w), np.float32)
+    cols = cell_starts(w, cells_across)
+    row_sums = np.empty((n, h, cells_across, 2), np.float32)
     _peak_weight_kernel(
         np.ascontiguousarray(frames).reshape(n, h, w * 3),
         np.ascontiguousarray(lut_nits, np.float32),
@@ -542,8 +574,11 @@ def peak_light(
         np.float32(peak_ratio),
         weights,
         light.reshape(n, h, w * 3),
+        cols,
+        np.uint16(round(NEAR_WHITE * 65535.0 + 0.5)),  # the kernel's codes round half up: 58982 is >= 0.9
+        row_sums,
     )
-    return PeakLight(light, weights)
+    return PeakLight(light, weights, cols, row_sums)
 
 
 def slice_curves(

@@ -111,8 +111,8 @@ class MQN(Operator):
         lut, matrix = colour.linear_lut(SDR_WHITE_NITS), colour.to_bt2020_matrix()
         lit = cells = None
         if self.reads_cells:  # the slicing's first pass, early: the network reads its per-cell statistics
-            lit = peak_light(frames, lut, matrix, self.spec.peak_ratio)
             g = int(self.engine.meta["grid_stride"])
+            lit = peak_light(frames, lut, matrix, self.spec.peak_ratio, cells_across=pw // g)
             cells = cell_stats(lit, (ph // g, pw // g))
         self.clock.lap("preprocess")
         knots = self.engine.run(small, self.clock, cells=cells)

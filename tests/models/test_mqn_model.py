@@ -303,7 +303,7 @@ def test_training_cell_statistics_match_the_runtime() -> None:
     frames[:, 40, 10:150:7] = 252
     colour = ColourDescription.still()
     lut = colour.linear_lut(203.0)
-    served = cell_stats(peak_light(frames, lut, colour.to_bt2020_matrix(), 2.0), (6, 10))
+    served = cell_stats(peak_light(frames, lut, colour.to_bt2020_matrix(), 2.0, cells_across=10), (6, 10))
     trained = CellStats(2.0)(lut[frames], np.zeros((2, 6, 10, 1), np.float32)).numpy()
     assert served.max() > 0.2
     np.testing.assert_allclose(trained, served, atol=1e-4)
