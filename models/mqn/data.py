@@ -111,6 +111,11 @@ class SynthesisConfig:
     emitter_white: tuple[float, float] = (10.0, 300.0)
     """Range (log-uniform) of an emitter's peak, in multiples of the view's SDR white
     (``WHITE_OVER_KEY`` times its key)."""
+    emitter_sigma: tuple[float, float] = (0.4, 1.5)
+    """Range (uniform) of an emitter's Gaussian sigma, in delivered pixels. Up to 1.5, every lamp is smaller
+    than a pixel of the network's view (2-4x below the delivered size), so the network never saw a lamp it
+    could resolve: the ferris-wheel lamps, 2-3 px wide at 720p, are resolved at quality mode's 512 px and
+    read there as the resolved bright things of the training views (windows, lit walls)."""
 
 
 @dataclass
@@ -367,8 +372,8 @@ def add_emitters(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig, fac
     Night video is full of lamps much smaller than a pixel of the delivered frame (LED strings, street
     lights, windows far away): each clips in the camera, and delivery averages it with its dark
     surroundings into an unclipped core (``deliver_downscale``). A string is 4-30 sources along a line
-    (spokes, strings, facades); each has a sigma of 0.4-1.5 delivered pixels (``factor`` render pixels per
-    delivered one), warm white or a saturated LED colour, and kept only where the view's 8-pixel mean is
+    (spokes, strings, facades); each has a sigma of ``emitter_sigma`` delivered pixels (``factor`` render
+    pixels per delivered one), warm white or a saturated LED colour, and kept only where the view's 8-pixel mean is
     below its log-average luminance, so lamps are taught in dark context and bright skies are untouched.
     The light is added to the scene, so SDR and target agree on where it is and how bright.
     """
@@ -395,7 +400,7 @@ def add_emitters(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig, fac
             colour[int(rng.integers(3))] = 1.0
         colour /= float(luminance(colour))
         peak = key * WHITE_OVER_KEY * float(np.exp(rng.uniform(*np.log(cfg.emitter_white))))
-        sigma = float(rng.uniform(0.4, 1.5)) * factor
+        sigma = float(rng.uniform(*cfg.emitter_sigma)) * factor
         r = int(np.ceil(3.0 * sigma))
         offsets = np.arange(-r, r + 1, dtype=np.float32)
         for t in np.linspace(-0.5, 0.5, n) * length:

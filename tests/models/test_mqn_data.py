@@ -153,6 +153,20 @@ def test_emitters_go_into_the_dark_half_only_and_become_bright_unclipped_cores()
     assert np.median(pq_to_nits(s.target[cores]).mean(axis=-1) / (y[cores] * 203.0)) > 2.0
 
 
+def test_emitter_size_follows_its_range() -> None:
+    """Lamps of a few delivered pixels (resolved by a 512 px view) as well as sub-pixel ones."""
+    scene = np.full((192, 192, 3), 0.02, np.float32)
+    scene[:, 96:] = 0.5  # a brighter half, so the other is dark against the view's key
+
+    def lit_pixels(sigma: tuple[float, float]) -> float:
+        cfg = SynthesisConfig(p_emitters=1.0, emitter_sigma=sigma)
+        lit, count = add_emitters(scene, np.random.default_rng(4), cfg, factor=2)
+        return float(((lit - scene).max(axis=-1) > 1.0).sum()) / max(count, 1)
+
+    small, large = lit_pixels((0.5, 0.5)), lit_pixels((3.0, 3.0))
+    assert small > 0 and large > 10 * small
+
+
 def test_a_view_without_dark_parts_gets_no_emitters() -> None:
     scene = np.full((96, 96, 3), 1.0, np.float32)
     lit, count = add_emitters(scene, np.random.default_rng(0), SynthesisConfig(p_emitters=1.0), factor=2)
