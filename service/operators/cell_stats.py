@@ -11,6 +11,9 @@ square root spreads the small shares lamps occupy.
 
 A pixel belongs to the cell ``floor(row * gh / H)``, ``floor(col * gw / W)``: when the frame is a whole
 number of cells, exactly the block means ``models.mqn.layers.CellStats`` computes in training.
+
+Measured so far: ``mqn_v16``, trained with them, did not use them (model card, Training); no shipped model
+reads them yet.
 """
 
 import numpy as np
