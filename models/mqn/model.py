@@ -107,7 +107,7 @@ class MQNConfig:
     white), through a zero-initialised 1x1 conv added to its hidden features (a warm start begins exactly
     where the model without them was). The downscaled view cannot tell a string of LEDs from a lit surface,
     and what it shows of them changes with the view size: the lamps of every model up to ``mqn_v14`` did.
-    Needs ``peak_guide`` and ``global_path``."""
+    Needs ``peak_guide`` and ``global_path``. ``mqn_v16`` was trained with them and left them unused."""
 
     @property
     def grid_stride(self) -> int:
