@@ -152,20 +152,16 @@ class _Pair:
             self.backbone.invoke()
             feat_shape = list(self.backbone.get_tensor(self.b_out).shape)
             # A head with a global path also reads the low-resolution frame itself (float, [0, 1]).
-            inputs = {_input_role(d["name"]): d["index"] for d in self.head.get_input_details()}
-            self.h_in = inputs["features"]
-            self.h_sdr = inputs.get("sdr")
+            details = {_input_role(d["name"]): d for d in self.head.get_input_details()}
+            self.h_in = details["features"]["index"]
+            self.h_sdr = details["sdr"]["index"] if "sdr" in details else None
             # A format-6 head also reads per-cell statistics of the full-resolution frame.
-            self.h_cells = inputs.get("cells")
+            self.h_cells = details["cells"]["index"] if "cells" in details else None
             self.head.resize_tensor_input(self.h_in, feat_shape, strict=False)
             if self.h_sdr is not None:
                 self.head.resize_tensor_input(self.h_sdr, [n, h, w, 3], strict=False)
             if self.h_cells is not None:
-                channels = next(
-                    int(d["shape_signature"][-1])
-                    for d in self.head.get_input_details()
-                    if d["index"] == self.h_cells
-                )
+                channels = int(details["cells"]["shape_signature"][-1])
                 self.head.resize_tensor_input(self.h_cells, [*feat_shape[:3], channels], strict=False)
             self.head.allocate_tensors()
             self.h_out = self.head.get_output_details()[0]["index"]
@@ -290,7 +286,7 @@ class MQNEngine:
         if not self.meta.get("cell_stats"):
             return None
         g = int(self.meta["grid_stride"])
-        return np.zeros((batch, height // g, width // g, int(self.meta.get("cell_channels", 2))), np.float32)
+        return np.zeros((batch, height // g, width // g, int(self.meta["cell_channels"])), np.float32)
 
 
 def _feed_name(tensor_name: str) -> str:

@@ -552,18 +552,18 @@ def peak_light(
     lut_nits: npt.NDArray[np.float32],
     matrix: npt.NDArray[np.floating],
     peak_ratio: float,
-    cells_across: int = 1,
+    cells_across: int = 0,
 ) -> PeakLight:
     """The first pass of a paired slicing, on its own.
 
     A model whose network also reads per-cell statistics of the peak weights
     (:mod:`service.operators.cell_stats`) needs them before its curves exist: ``cells_across`` is its
-    grid's width, over which the row sums are taken.
+    grid's width, over which the row sums are taken (0, for every other model: no sums, no per-pixel work).
     """
     n, h, w, _ = frames.shape
     light = np.empty((n, h, w, 3), np.float32)
     weights = np.empty((n, h, w), np.float32)
-    cols = cell_starts(w, cells_across)
+    cols = cell_starts(w, cells_across) if cells_across else np.zeros(1, np.int64)
     row_sums = np.empty((n, h, cells_across, 2), np.float32)
     _peak_weight_kernel(
         np.ascontiguousarray(frames).reshape(n, h, w * 3),
