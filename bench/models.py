@@ -505,8 +505,11 @@ def quality_row(name: str, mode: str | None, results: Path = MODEL_RESULTS) -> d
             source = str(path.relative_to(ROOT))
         except ValueError:
             source = str(path)
+        quality = {k: values.get(k) for k in QUALITY_KEYS}
+        if "highlight_pu21_mse" not in values:  # an older table: its highlights were a per-case mean of PSNRs
+            quality["highlight_pu21_psnr"] = None
         return {
-            **{k: values.get(k) for k in QUALITY_KEYS},
+            **quality,
             "source": source,
             "row": key,
             "size": record.get("size"),

@@ -28,7 +28,7 @@ from models.mqn.data import (
     read_manifest,
     split_scenes,
 )
-from models.mqn.metrics import delta_e_itp, pq_ssim, pu21_psnr
+from models.mqn.metrics import delta_e_itp, pq_ssim, psnr_of_pu21_mse, pu21_mse, pu21_psnr
 from service.colour.description import ColourDescription
 from service.colour.primaries import PRIMARIES_BT709, PRIMARIES_BT2020, matrix_rgb_to_rgb
 from service.operators import Operator, create_operator
@@ -106,19 +106,26 @@ def score_case(out: npt.NDArray[np.float32], case: dict[str, Any]) -> dict[str, 
         "midtone_ratio": midtone_scale(out, ref_abs, mask),
     }
     if clipped.mean() > 0.002:
-        res["highlight_pu21_psnr"] = pu21_psnr(out, ref_abs, PEAK, mask=clipped)
+        res["highlight_pu21_mse"] = pu21_mse(out, ref_abs, PEAK, mask=clipped)
     return res
 
 
 def aggregate(rows: list[dict[str, float]]) -> dict[str, float]:
-    """Mean over cases (geometric for the mid-tone ratio; highlights over the cases that have them)."""
+    """Mean over cases (geometric for the mid-tone ratio; highlights over the cases that have them).
+
+    The highlights' PSNR is taken of their mean squared error, not averaged per case: a case whose clipped
+    pixels an output matches exactly (reference and output both at the peak) scores over 100 dB on its own
+    and moved the mean of 21 cases by 5-8 dB, more than any model change did (``mqn_v14`` at a 128 px view).
+    """
     keys = {k for r in rows for k in r}
     out: dict[str, float] = {}
     for k in sorted(keys):
         vals = np.array([r[k] for r in rows if k in r], np.float64)
         out[k] = float(np.exp(np.mean(np.log(vals)))) if k == "midtone_ratio" else float(vals.mean())
+    if "highlight_pu21_mse" in out:
+        out["highlight_pu21_psnr"] = psnr_of_pu21_mse(out["highlight_pu21_mse"])
     out["cases"] = len(rows)
-    out["highlight_cases"] = sum("highlight_pu21_psnr" in r for r in rows)
+    out["highlight_cases"] = sum("highlight_pu21_mse" in r for r in rows)
     return out
 
 

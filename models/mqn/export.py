@@ -38,12 +38,15 @@ from models.mqn.data import (
 )
 from service.operators import cell_stats
 
-FAST_LONG_SIDE = 192
+FAST_LONG_SIDE = 128
 QUALITY_LONG_SIDE = 512
 """Processing resolutions (long side, px) of the two modes: the grid has one curve per 16 px of them. Fast
-was 256 until mqn_v6: 192 measured the same at 1280x720 (PU21-PSNR 31.34 both, highlights +0.5 dB, ΔE_ITP
-+0.2) and the network costs 3.4 instead of 5.9 ms per 720p frame on one thread; it is trained on views 2-4x
-below their size."""
+is the lowest that keeps the quality (issue 10), measured on the held-out cases with ``mqn_v14``'s own
+weights (PU21-PSNR / ΔE_ITP / pooled highlights): at 1280x720, 128 px 31.27 / 16.78 / 22.77, 192 px 31.15 /
+17.12 / 22.52, 256 px 31.17 / 16.89 / 22.65; at 640x360 128 and 192 px are equal (30.63 / 17.18 against
+30.64 / 17.23) and 96 px falls to 30.41. The ferris lamps rise as the view shrinks (p99.9 611-648 cd/m² at
+128 px, 560-609 at 192; ``bench.lamps``). It was 256 until mqn_v6 and 192 until mqn_v14; the network is
+trained on views of 96-192 px."""
 STRIDE = 32
 
 if TYPE_CHECKING:

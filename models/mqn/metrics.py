@@ -46,13 +46,22 @@ PU21_PEAK = float(pu21_encode(10000.0))
 """PSNR peak: the PU21 code of 10,000 cd/m² (so dB values are comparable with other PU21 tables)."""
 
 
-def pu21_psnr(test: F, ref: F, peak_nits: float = 1000.0, mask: npt.NDArray[np.bool_] | None = None) -> float:
-    """PSNR between PU21-encoded RGB channels (both clipped at ``peak_nits``), optionally on a pixel mask."""
+def pu21_mse(test: F, ref: F, peak_nits: float = 1000.0, mask: npt.NDArray[np.bool_] | None = None) -> float:
+    """Mean squared PU21 difference of the RGB channels (both clipped at ``peak_nits``), optionally masked."""
     a = pu21_encode(np.clip(test, 0.0, peak_nits))
     b = pu21_encode(np.clip(ref, 0.0, peak_nits))
     d2 = (a - b) ** 2
-    mse = float(d2[mask].mean() if mask is not None else d2.mean())
-    return 10.0 * np.log10(PU21_PEAK**2 / max(mse, 1e-12))
+    return float(d2[mask].mean() if mask is not None else d2.mean())
+
+
+def psnr_of_pu21_mse(mse: float) -> float:
+    """PSNR in dB of a PU21 mean squared error (floored at 1e-12: an exact match reads 120 dB or more)."""
+    return float(10.0 * np.log10(PU21_PEAK**2 / max(mse, 1e-12)))
+
+
+def pu21_psnr(test: F, ref: F, peak_nits: float = 1000.0, mask: npt.NDArray[np.bool_] | None = None) -> float:
+    """PSNR between PU21-encoded RGB channels (both clipped at ``peak_nits``), optionally on a pixel mask."""
+    return psnr_of_pu21_mse(pu21_mse(test, ref, peak_nits, mask))
 
 
 def _gauss_filter(x: F, sigma: float = 1.5, radius: int = 5) -> F:

@@ -1,11 +1,11 @@
 """The learned operator: MQN (Mixed Quantization Network) on LiteRT, in ``fast`` and ``quality`` modes.
 
-The frame is downscaled (Pillow-exact bilinear) to a processing size: long side 192 px in ``fast`` mode,
-512 px in ``quality`` mode, both sides multiples of the network stride. The int8 backbone and the float head
-turn it into a grid of monotone tone curves, one per 16 x 16 processing pixels, and every full-resolution
-pixel reads the curve at its own place and its own luminance (:mod:`service.operators.curve_grid`). Detail,
-edges and colour therefore come from the full-resolution SDR frame itself; only the choice of curve is
-low-resolution, and a curve can only keep brighter pixels brighter.
+The frame is downscaled (Pillow-exact bilinear) to a processing size: long side 128 px in ``fast`` mode,
+512 px in ``quality`` mode (the model's metadata may name others), both sides multiples of the network
+stride. The int8 backbone and the float head turn it into a grid of monotone tone curves, one per 16 x 16
+processing pixels, and every full-resolution pixel reads the curve at its own place and its own luminance
+(:mod:`service.operators.curve_grid`). Detail, edges and colour therefore come from the full-resolution SDR
+frame itself; only the choice of curve is low-resolution, and a curve can only keep brighter pixels brighter.
 
 Output is absolute display light: SDR white stays near 203 cd/m², highlights and light sources expand up to
 1000 cd/m² (the training peak; a lower ``peak_nits`` clips the curves there, a higher one is not used).
@@ -26,7 +26,7 @@ from service.operators.curve_grid import SATURATION_RANGE, CurveSpec, peak_light
 from service.operators.resample import resize_bilinear
 
 MODES = tuple(mode.value for mode in Mode)
-LONG_SIDES = {"fast": 192, "quality": 512}
+LONG_SIDES = {"fast": 128, "quality": 512}
 """Processing resolution (long side, px) per mode when the model's metadata names none."""
 DIR_ENV = "ITM_MQN_DIR"
 """Environment variable naming another artefact directory (a candidate model, as the other learned
@@ -60,12 +60,12 @@ class MQN(Operator):
 
     info = OperatorInfo(
         "mqn",
-        "Mixed Quantization Network (learned; a grid of monotone tone curves from a 192 px (fast) or 512 px "
+        "Mixed Quantization Network (learned; a grid of monotone tone curves from a 128 px (fast) or 512 px "
         "(quality) view, applied to each full-resolution pixel by its own luminance)",
         (
             PEAK_PARAM,
             ParamSpec(
-                "mode", "fast", "fast (192 px grid, real time) or quality (512 px grid)", choices=MODES
+                "mode", "fast", "fast (128 px grid, real time) or quality (512 px grid)", choices=MODES
             ),
         ),
     )

@@ -184,3 +184,13 @@ def test_quick_run_rows(quick_run: dict[str, Any]) -> None:
     assert mqn["params"] == json.loads((ARTIFACTS / "mqn.json").read_text())["params"] > 0
     assert 0 < mqn["tflite_params"] <= 2 * mqn["params"]
     assert mqn["quality"]["row"] == "mqn fast (int8+DR)"
+
+
+def test_highlights_are_read_only_from_tables_that_pool_them(tmp_path: Path) -> None:
+    """Tables written before the pooled highlight error hold a per-case mean of PSNRs, which one exact case
+    inflates by several dB: such a figure is left out rather than put next to pooled ones."""
+    old = dict.fromkeys(QUALITY_KEYS, 20.0)
+    write_eval(tmp_path / "eval_old.json", {"old (int8+float)": old})
+    write_eval(tmp_path / "eval_new.json", {"new (int8+float)": old | {"highlight_pu21_mse": 9.0}})
+    assert quality_row("old", None, tmp_path)["highlight_pu21_psnr"] is None  # type: ignore[index]
+    assert quality_row("new", None, tmp_path)["highlight_pu21_psnr"] == 20.0  # type: ignore[index]

@@ -99,3 +99,18 @@ def test_lr_scale_moves_the_named_layers_that_many_times_faster() -> None:
 
     with pytest.raises(ValueError, match="hed_"):
         optimizer_groups(TrainConfig(lr_scale={"hed_": 10.0}), model.trainable_variables)
+
+
+def test_highlight_psnr_pools_the_error_so_one_exact_case_cannot_carry_the_mean() -> None:
+    """An output that matches one case's clipped pixels exactly (both at the peak) scores ~120 dB on that
+    case; averaged per case that lifted 21 cases' mean by 5-8 dB. Pooled, it counts as one zero error."""
+    from models.harness.evaluation import aggregate
+    from models.mqn.metrics import psnr_of_pu21_mse
+
+    base = {"abs_pu21_psnr": 30.0, "midtone_ratio": 1.0}
+    rows = [base | {"highlight_pu21_mse": m} for m in (0.0, 4.0, 8.0)] + [base]
+    table = aggregate(rows)
+    assert table["highlight_cases"] == 3
+    assert table["highlight_pu21_psnr"] == pytest.approx(psnr_of_pu21_mse(4.0))
+    per_case_mean = sum(psnr_of_pu21_mse(m) for m in (0.0, 4.0, 8.0)) / 3
+    assert per_case_mean - table["highlight_pu21_psnr"] > 30.0  # what the old mean of PSNRs read

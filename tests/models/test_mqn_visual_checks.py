@@ -2,8 +2,8 @@
 
 Acceptance of the edge-aware model (issue 10): on every checked frame, darkened ≤ 0.01 %, reversal ≤ 0.02 %
 (fast) / 0.05 % (quality), hue ≤ 1.5° from BT.2408, mid-tones on the BT.2408 convention; the ferris-wheel
-lamps expanded well above SDR white. The 600 cd/m² lamp target of the issue is not met yet: a strict xfail
-says so, and turns red the day a model meets it.
+lamps expanded well above SDR white, and at 600 cd/m² in fast mode. Quality mode does not reach 600 yet: a
+strict xfail says so, and turns red the day a model meets it.
 """
 
 import numpy as np
@@ -105,10 +105,19 @@ def test_mqn_expands_the_night_lamps(mode: str, frames: list[tuple[str, np.ndarr
 @needs_clips
 @needs_litert
 @needs_artifacts
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 target not met yet: ferris lamps at ~560-610 (fast), ~410-500 (quality) cd/m² p99.9",
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "fast",
+        pytest.param(
+            "quality",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="issue 10 target not met in quality mode: ferris lamps at ~410-500 cd/m² p99.9 there",
+            ),
+        ),
+    ],
 )
-@pytest.mark.parametrize("mode", ["fast", "quality"])
 def test_mqn_lamps_reach_600_nits(mode: str, frames: list[tuple[str, np.ndarray]]) -> None:
+    """Issue 10: the ferris lamps reach 600 cd/m² at p99.9 on every checked frame (fast: 611-648)."""
     assert all(lamps >= 600.0 for lamps, _ in _ferris_p999(mode, frames))
