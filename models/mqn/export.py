@@ -47,6 +47,10 @@ weights (PU21-PSNR / ΔE_ITP / pooled highlights): at 1280x720, 128 px 31.27 / 1
 30.64 / 17.23) and 96 px falls to 30.41. The ferris lamps rise as the view shrinks (p99.9 611-648 cd/m² at
 128 px, 560-609 at 192; ``bench.lamps``). It was 256 until mqn_v6 and 192 until mqn_v14; the network is
 trained on views of 96-192 px."""
+PEAK_LONG_SIDE = FAST_LONG_SIDE
+"""View (long side, px) from which a mode with a larger one takes its peak curves
+(:func:`service.operators.curve_grid.with_coarse_peaks`): quality mode's lamps then come from the view that
+expands them (ferris p99.9 623-643 cd/m² instead of 411-502), at one more network pass of ~0.6 ms."""
 STRIDE = 32
 
 if TYPE_CHECKING:
@@ -161,6 +165,7 @@ def export(
         "grid_stride": cfg.grid_stride,
         "fast_long_side": FAST_LONG_SIDE,
         "quality_long_side": QUALITY_LONG_SIDE,
+        "peak_long_side": PEAK_LONG_SIDE if cfg.peak_guide and not cfg.cell_stats else 0,
         "architecture": cfg.to_json(),
         "params": int(model.count_params()),
         "calibration": {

@@ -518,6 +518,29 @@ def curve_tables(knots: npt.NDArray[np.float32], spec: CurveSpec) -> npt.NDArray
     return np.asarray(v, np.float32)
 
 
+def with_coarse_peaks(
+    knots: npt.NDArray[np.float32], coarse: npt.NDArray[np.float32], spec: CurveSpec
+) -> npt.NDArray[np.float32]:
+    """``knots`` with their peak curves replaced by those of a coarser grid of the same frames.
+
+    Why: the peak curve says how bright the small bright things of a region are, and the network answers
+    that from what the region looks like. In a fine view (quality mode's 512 px) the lamps of a night
+    scene are resolved as bright blobs, and the network takes them for lit surfaces: the ferris lamps come
+    out at 411-502 cd/m² there against 611-648 from fast mode's 128 px view, where they are below a pixel
+    and the region looks as dark as it is. The coarse peak curves are resized to the fine grid (bilinear,
+    half-pixel centres, as the slicing reads cells) and kept at or above the fine base curve, which the
+    trained head guarantees for its own pairs. Base curves and saturation stay the fine grid's.
+    """
+    if not spec.paired:
+        raise ValueError("only a paired curve spec has peak curves to replace")
+    k = len(spec.knots_nits) - 1
+    gh, gw = knots.shape[1:3]
+    peaks = _per_pixel(coarse[..., k : 2 * k].astype(np.float64), gh, gw)
+    out = knots.copy()
+    out[..., k : 2 * k] = np.maximum(peaks, knots[..., :k])
+    return out
+
+
 NEAR_WHITE = 0.9
 """Luminance, as a share of SDR white, from which a pixel counts as near white (:class:`PeakLight`)."""
 

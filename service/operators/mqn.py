@@ -6,6 +6,9 @@ stride. The int8 backbone and the float head turn it into a grid of monotone ton
 processing pixels, and every full-resolution pixel reads the curve at its own place and its own luminance
 (:mod:`service.operators.curve_grid`). Detail, edges and colour therefore come from the full-resolution SDR
 frame itself; only the choice of curve is low-resolution, and a curve can only keep brighter pixels brighter.
+A model whose metadata names a ``peak_long_side`` below the mode's (the shipped one: fast mode's 128 px) takes
+the peak curves, the ones light sources read, from a second pass at that size in quality mode
+(:func:`service.operators.curve_grid.with_coarse_peaks` says why).
 
 Output is absolute display light: SDR white stays near 203 cd/m², highlights and light sources expand up to
 1000 cd/m² (the training peak; a lower ``peak_nits`` clips the curves there, a higher one is not used).
@@ -22,7 +25,13 @@ from service.inference.engine import ModelFiles, MQNEngine, Predictor, artifacts
 from service.operators.base import Frames, Mode, Nits, Operator, OperatorInfo, ParamSpec
 from service.operators.cell_stats import cell_stats
 from service.operators.classical import PEAK_PARAM
-from service.operators.curve_grid import SATURATION_RANGE, CurveSpec, peak_light, slice_curves
+from service.operators.curve_grid import (
+    SATURATION_RANGE,
+    CurveSpec,
+    peak_light,
+    slice_curves,
+    with_coarse_peaks,
+)
 from service.operators.resample import resize_bilinear
 
 MODES = tuple(mode.value for mode in Mode)
@@ -97,6 +106,12 @@ class MQN(Operator):
             saturation_range=(float(low), float(high)),
         )
         self.reads_cells = bool(meta.get("cell_stats", False))
+        # Peak curves from a coarser view than the mode's (with_coarse_peaks), if the model names one. Not for
+        # a model that reads cell statistics: its coarse pass would need the statistics of the coarse grid.
+        peak_side = int(meta.get("peak_long_side", 0))
+        self.peak_long_side = (
+            peak_side if self.spec.paired and not self.reads_cells and 0 < peak_side < self.long_side else 0
+        )
 
     @property
     def params(self) -> dict[str, float | str]:
@@ -116,4 +131,7 @@ class MQN(Operator):
             cells = cell_stats(lit, (ph // g, pw // g))
         self.clock.lap("preprocess")
         knots = self.engine.run(small, self.clock, cells=cells)
+        if self.peak_long_side:
+            coarse = resize_bilinear(frames, *processing_size(h, w, self.peak_long_side, self.engine.stride))
+            knots = with_coarse_peaks(knots, self.engine.run(coarse, self.clock), self.spec)
         return slice_curves(frames, lut, matrix, knots, self.spec, lit)

@@ -6,7 +6,14 @@ import pytest
 
 from service.colour.description import ColourDescription
 from service.colour.pq import eotf_inverse_st2084
-from service.operators.curve_grid import CurveSpec, peak_radius, peak_weight, slice_curves, slice_reference
+from service.operators.curve_grid import (
+    CurveSpec,
+    peak_radius,
+    peak_weight,
+    slice_curves,
+    slice_reference,
+    with_coarse_peaks,
+)
 
 KNOTS = (0.0, 1.0, 3.0, 8.0, 16.0, 30.0, 50.0, 75.0, 100.0, 130.0, 160.0, 185.0, 203.0)
 SPEC = CurveSpec(KNOTS, floor=0.6, peak_nits=1000.0)
@@ -274,3 +281,33 @@ def test_default_saturation_range_never_washes_colour_out() -> None:
     paler = np.concatenate([knots, np.full((1, 2, 3, 2), -0.7, np.float32)], axis=-1)
     spec = CurveSpec(KNOTS, floor=0.6, peak_nits=1000.0, saturation=True)
     np.testing.assert_allclose(slice_curves(frames, LUT, MATRIX, paler, spec), plain, rtol=1e-5, atol=1e-5)
+
+
+def test_coarse_peaks_replace_only_the_peak_curves_and_never_fall_below_the_base() -> None:
+    """Quality mode's peak curves from fast mode's coarser grid: base curves and saturation stay the fine
+    grid's; a coarse grid of one value per cell side reads the same everywhere; a coarse peak below the fine
+    base is lifted to it (a pixel's peak weight can then only brighten it)."""
+    spec = CurveSpec(KNOTS, floor=0.6, peak_nits=1000.0, paired=True, saturation=True)
+    k = len(KNOTS) - 1
+    rng = np.random.default_rng(3)
+    fine = np.concatenate(
+        [
+            _random_curves(rng, 2, 6, 10, 0.05),
+            _random_curves(rng, 2, 6, 10, 0.05) + 0.1,
+            rng.random((2, 6, 10, 2)),
+        ],
+        axis=-1,
+    ).astype(np.float32)
+    coarse = np.concatenate([_random_curves(rng, 2, 2, 4, 0.05)] * 2 + [rng.random((2, 2, 4, 2))], axis=-1)
+    coarse[0, ..., k : 2 * k] = 0.5  # frame 0: one flat peak curve at PQ 0.5 everywhere
+    out = with_coarse_peaks(fine, coarse.astype(np.float32), spec)
+    assert out.shape == fine.shape and out.dtype == np.float32
+    np.testing.assert_array_equal(out[..., :k], fine[..., :k])
+    np.testing.assert_array_equal(out[..., 2 * k :], fine[..., 2 * k :])
+    np.testing.assert_allclose(out[0, ..., k : 2 * k], np.maximum(0.5, fine[0, ..., :k]), atol=1e-6)
+    assert (out[..., k : 2 * k] >= out[..., :k]).all()
+    assert not np.allclose(
+        out[1, ..., k : 2 * k], fine[1, ..., k : 2 * k]
+    )  # frame 1's peaks are the coarse ones
+    with pytest.raises(ValueError, match="paired"):
+        with_coarse_peaks(fine[..., :k], coarse[..., :k], SPEC)
