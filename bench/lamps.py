@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     for mode in args.modes.split(","):
         op = create_operator("mqn", peak_nits=1000.0, mode=mode)
         for size in sizes or [op.long_side]:
-            op.long_side = size
+            if sizes:  # a sweep measures one network view: no second pass for the peak curves (quality mode)
+                op.long_side, op.peak_long_side = size, 0
             levels = [lamp_level(op(frame[None], colour)[0]) for frame in frames]
             print(f"{mode:8} {size:7d} " + " ".join(f"{v:10.0f}" for v in levels))
     return 0

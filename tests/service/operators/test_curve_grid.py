@@ -306,8 +306,7 @@ def test_coarse_peaks_replace_only_the_peak_curves_and_never_fall_below_the_base
     np.testing.assert_array_equal(out[..., 2 * k :], fine[..., 2 * k :])
     np.testing.assert_allclose(out[0, ..., k : 2 * k], np.maximum(0.5, fine[0, ..., :k]), atol=1e-6)
     assert (out[..., k : 2 * k] >= out[..., :k]).all()
-    assert not np.allclose(
-        out[1, ..., k : 2 * k], fine[1, ..., k : 2 * k]
-    )  # frame 1's peaks are the coarse ones
+    # frame 1's peaks are the coarse ones
+    assert not np.allclose(out[1, ..., k : 2 * k], fine[1, ..., k : 2 * k])
     with pytest.raises(ValueError, match="paired"):
         with_coarse_peaks(fine[..., :k], coarse[..., :k], SPEC)

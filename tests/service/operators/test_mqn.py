@@ -125,26 +125,23 @@ def test_absolute_convention_white_and_midtones(mode: str) -> None:
     assert 203 * 0.75 <= white <= 203 * 3.0
 
 
-def test_quality_mode_takes_its_peak_curves_from_fast_mode_s_view() -> None:
+def test_quality_mode_takes_its_peak_curves_from_fast_mode_s_view(monkeypatch: pytest.MonkeyPatch) -> None:
     """The shipped model names fast mode's view as the one for peak curves: quality mode runs the network on
     its 512 px view and again on the 128 px one (the lamps' view); fast mode runs it once."""
     sizes: dict[str, list[tuple[int, int]]] = {}
     frames = _frames(1, 360, 640)
     for mode in MODES:
         op = create_operator("mqn", peak_nits=1000.0, mode=mode)
-        run = op.engine.run
         seen = sizes.setdefault(mode, [])
 
         def spy(
-            sdr: np.ndarray, clock: object = None, cells: object = None, run=run, seen=seen
+            sdr: np.ndarray, clock: object = None, cells: object = None, run=op.engine.run, seen=seen
         ) -> np.ndarray:
             seen.append(sdr.shape[1:3])
             return run(sdr, clock, cells=cells)
 
-        op.engine.run = spy  # type: ignore[method-assign]
-        try:
+        with monkeypatch.context() as patch:
+            patch.setattr(op.engine, "run", spy)
             op(frames, ColourDescription.video())
-        finally:
-            op.engine.run = run  # type: ignore[method-assign]
     assert sizes["fast"] == [(64, 128)]
     assert sizes["quality"] == [(288, 512), (64, 128)]
