@@ -67,7 +67,7 @@ QUALITY_KEYS = (
     "midtone_ratio",
     "highlight_pu21_psnr",
 )
-ARTIFACT_KEYS = ("reversal_pct", "darkened_pct", "hue_deg", "saturation", "p999_nits")
+ARTIFACT_KEYS = ("reversal_pct", "darkened_pct", "hue_deg", "saturation", "shadow_stops", "p999_nits")
 MAC_OPS = frozenset(
     {"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D", "FULLY_CONNECTED", "BATCH_MATMUL"}
 )
@@ -619,7 +619,7 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 COLUMNS: tuple[tuple[str, str, str, str], ...] = (
-    # header, row path, format, better ("low", "high", "one" = closest to 1, "" = no winner)
+    # header, row path, format, better ("low", "high", "one" / "zero" = closest to 1 / 0, "" = no winner)
     ("params", "params", "params", "low"),
     ("GMACs 1080p", "gmacs_1080p", ".3g", "low"),
     ("ms/frame p50", "latency_ms.median", ".1f", "low"),
@@ -634,6 +634,7 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("darkened % ↓", "artifacts.darkened_pct", ".3f", "low"),
     ("hue ° ↓", "artifacts.hue_deg", ".2f", "low"),
     ("saturation ×bt2408", "artifacts.saturation", ".3f", "one"),
+    ("shadows stops vs bt2408", "artifacts.shadow_stops", "+.2f", "zero"),
     ("p99.9 cd/m²", "artifacts.p999_nits", ".0f", ""),
     ("flicker ΔPQ ×bt2408", "flicker.ratio_pix_vs_bt2408", ".2f", "low"),
     ("flicker Δmean ×bt2408", "flicker.ratio_glob_vs_bt2408", ".2f", "low"),
@@ -657,7 +658,7 @@ def winners(rows: Sequence[dict[str, Any]]) -> list[str]:
     """Per axis the best learned row (and the anchor, if it does better); then where others beat mqn."""
 
     def key(better: str, value: float) -> float:
-        return {"low": value, "high": -value, "one": abs(value - 1.0)}[better]
+        return {"low": value, "high": -value, "one": abs(value - 1.0), "zero": abs(value)}[better]
 
     def best(candidates: Sequence[dict[str, Any]], path: str, better: str) -> dict[str, Any] | None:
         scored = [r for r in candidates if isinstance(_get(r, path), int | float)]
@@ -863,7 +864,7 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"'{target.label}' artifacts: reversal {a['reversal_pct']:.3f} %, darkened "
                 f"{a['darkened_pct']:.3f} %, hue {a['hue_deg']:.2f}°, saturation {a['saturation']:.3f}x, "
-                f"p99.9 {a['p999_nits']:.0f} cd/m²"
+                f"shadows {a['shadow_stops']:+.2f} stops, p99.9 {a['p999_nits']:.0f} cd/m²"
             )
     if not args.skip_flicker:
         from bench.flicker import read_clip

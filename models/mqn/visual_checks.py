@@ -12,6 +12,9 @@ look for exactly that, with no HDR reference needed:
 * **saturation**: over the same pixels, the median ratio of their distance from the D65 white in CIE 1976
   u'v' to the BT.2408 placement's (1 = the SDR's saturation; luminance does not enter, unlike |CtCp|). Below
   1 is the washed-out look users complain about in ITM output.
+* **shadows**: the median log2 ratio (stops) of output luminance to the BT.2408 placement's over the pixels
+  it puts at 0.1-3 cd/m² (NaN with fewer than 100). Not in the shared tool: above 0 is a raised black level,
+  the milky shadows a scene-light target teaches (``mqn`` lifts them by about a stop, MODEL_CARD.md).
 * **p99.9**: the 99.9th percentile of output luminance (cd/m²): how far lights are expanded.
 
 The definitions follow ``shared/tools/itm_artifacts.py`` so that numbers agree; this is our own code, used
@@ -57,12 +60,13 @@ CROPS = (
 
 @dataclass(frozen=True)
 class ArtifactScores:
-    """The four measures of one output frame (see the module docstring)."""
+    """The measures of one output frame (see the module docstring)."""
 
     reversal_pct: float
     darkened_pct: float
     hue_deg: float
     saturation: float
+    shadow_stops: float
     p999_nits: float
     max_nits: float
 
@@ -130,11 +134,15 @@ def score(
     chroma_out = _uv_chroma(np.clip(out, 0, None))[mask]
     chroma_base = _uv_chroma(np.clip(bt2408, 0, None))[mask]
     saturation = float(np.median(chroma_out / chroma_base)) if mask.sum() >= 100 else float("nan")
+    dark = (base >= 0.1) & (base < 3.0)
+    lift = np.log2(np.maximum(y[dark], 1e-6) / base[dark])
+    shadows = float(np.median(lift)) if dark.sum() >= 100 else float("nan")
     return ArtifactScores(
         reversal_pct=100.0 * bad / max(total, 1),
         darkened_pct=100.0 * darkened,
         hue_deg=hue,
         saturation=saturation,
+        shadow_stops=shadows,
         p999_nits=float(np.percentile(y, 99.9)),
         max_nits=float(y.max()),
     )
@@ -197,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     table: dict[str, dict[str, dict[str, float]]] = {}
     writer = csv.writer(sys.stdout, delimiter="\t")
-    writer.writerow(["operator", "frame", "reversal%", "darkened%", "hue", "saturation", "p99.9", "max"])
+    writer.writerow(
+        ["operator", "frame", "reversal%", "darkened%", "hue", "saturation", "shadows", "p99.9", "max"]
+    )
     for spec in args.ops:
         op = operator_from_spec(spec)
         for key, frame in frames:
@@ -212,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{s.darkened_pct:.3f}",
                     f"{s.hue_deg:.2f}",
                     f"{s.saturation:.3f}",
+                    f"{s.shadow_stops:+.2f}",
                     f"{s.p999_nits:.0f}",
                     f"{s.max_nits:.0f}",
                 ]

@@ -44,6 +44,16 @@ def test_measures_see_outlines_darkening_and_hue_shifts() -> None:
     assert score(washed, colourful, cb).saturation == pytest.approx(0.5, rel=0.05)
 
 
+def test_shadow_measure_sees_a_raised_black_level() -> None:
+    """The shadow measure reads 0 for the placement itself and the stops a dark-only lift adds."""
+    frame = np.random.default_rng(1).integers(8, 120, (64, 64, 3), dtype=np.uint8)
+    base = _bt2408(frame)
+    assert score(base, frame, base).shadow_stops == pytest.approx(0.0, abs=1e-9)
+    dark = (base @ LUM < 3.0)[..., None]
+    lifted = np.where(dark, 2.0 * base, base)  # one stop on the shadows only
+    assert score(lifted, frame, base).shadow_stops == pytest.approx(1.0, abs=1e-6)
+
+
 FRAMES = (("aliasing_ferris-ref.mp4", (10, 30)), ("bigbuckbunny.mp4", (66,)), ("sintel.mp4", (300,)))
 LIMITS = {"fast": 0.02, "quality": 0.05}
 
