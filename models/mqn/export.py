@@ -46,11 +46,12 @@ weights (PU21-PSNR / ΔE_ITP / pooled highlights): at 1280x720, 128 px 31.27 / 1
 17.12 / 22.52, 256 px 31.17 / 16.89 / 22.65; at 640x360 128 and 192 px are equal (30.63 / 17.18 against
 30.64 / 17.23) and 96 px falls to 30.41. The ferris lamps rise as the view shrinks (p99.9 611-648 cd/m² at
 128 px, 560-609 at 192; ``bench.lamps``). It was 256 until mqn_v6 and 192 until mqn_v14; the network is
-trained on views of 96-192 px."""
+trained on views of 96-192 px (``mqn_v25``, shipped since: ferris 716-734 cd/m² at 128 px)."""
 PEAK_LONG_SIDE = FAST_LONG_SIDE
 """View (long side, px) from which a mode with a larger one takes its peak curves
 (:func:`service.operators.curve_grid.with_coarse_peaks`): quality mode's lamps then come from the view that
-expands them (ferris p99.9 623-643 cd/m² instead of 411-502), at one more network pass of ~0.6 ms."""
+expands them (``mqn_v14``: ferris p99.9 623-643 cd/m² instead of 411-502), at one more network pass of
+~0.6 ms."""
 STRIDE = 32
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m models.export",
         description=__doc__,
         export=export,
-        run="mqn_v14",
+        run="mqn_v25",
         out=ARTIFACTS,
         calibration_per_scene=3,
         shown=("backbone", "head", "params"),
