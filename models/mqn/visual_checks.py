@@ -14,7 +14,7 @@ look for exactly that, with no HDR reference needed:
   1 is the washed-out look users complain about in ITM output.
 * **shadows**: the median log2 ratio (stops) of output luminance to the BT.2408 placement's over the pixels
   it puts at 0.1-3 cd/m² (NaN with fewer than 100). Not in the shared tool: above 0 is a raised black level,
-  the milky shadows a scene-light target teaches (``mqn`` lifts them by about a stop, MODEL_CARD.md).
+  the milky shadows a scene-light target teaches (``mqn`` lifts them by up to a stop, MODEL_CARD.md).
 * **p99.9**: the 99.9th percentile of output luminance (cd/m²): how far lights are expanded.
 
 The definitions follow ``shared/tools/itm_artifacts.py`` so that numbers agree; this is our own code, used

@@ -629,9 +629,9 @@ def slice_curves(
     matrix32 = np.asarray(matrix, np.float32)
     tables = curve_tables(knots[..., :k], spec).reshape(n, gh, gw * SAMPLES)
     sat_pairs = np.ascontiguousarray(cell_saturation(knots, spec)).reshape(n, gh, -1)
-    # A frame whose factors are all exactly 1 (a pair at its floor everywhere, as mqn_v14's and mqn_v25's
-    # are) skips that pass (1.6 ms per 720p frame on one thread). Decided per frame, so batch mates never
-    # change a frame.
+    # A frame whose factors are all exactly 1 (a pair at its floor everywhere, as the shipped model's is)
+    # skips that pass (1.6 ms per 720p frame on one thread). Decided per frame, so batch mates never change a
+    # frame.
     saturation = np.any(sat_pairs != 1.0, axis=(1, 2))  # none without a pair: its array is empty
     if spec.paired:
         peak_tables = curve_tables(knots[..., k : 2 * k], spec).reshape(n, gh, gw * SAMPLES)
