@@ -25,6 +25,9 @@ class TrainConfig:
     """Side of the square full-resolution views the curves are sliced at and the loss is computed on."""
     net_sizes: tuple[int, ...] = (96, 128, 192)
     """Network input sides (multiples of 32), one per batch: 2-4x below the view, as frames at run time."""
+    wide_share: float = 0.0
+    """Share of batches of 16:9 views, seen through the runtime's squeezed 2:1 view (MQN only;
+    ``models.mqn.data.batches``)."""
     batch_size: int = 8
     steps: int = 20000
     max_minutes: float = 75.0

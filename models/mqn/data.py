@@ -555,6 +555,10 @@ def downscale(sdr: U8, size: tuple[int, int]) -> U8:
     return np.asarray(small, np.uint8)
 
 
+WIDE_ASPECT = 16 / 9
+"""Aspect of the wide training views (``batches``' ``wide_share``): what video is."""
+
+
 def batches(
     bank: SceneBank,
     batch_size: int,
@@ -562,18 +566,30 @@ def batches(
     net_sizes: tuple[int, ...],
     cfg: SynthesisConfig,
     seed: int,
+    wide_share: float = 0.0,
 ) -> Iterator[tuple[F32, F32, F32]]:
     """Endless (network input in [0, 1], linear cd/m², target PQ) batches, NHWC float32, deterministic.
 
     Views are ``size`` (the full resolution the curves are sliced and judged at); the network sees them
     downscaled to a square side drawn per batch from ``net_sizes``, as the runtime downscales frames.
+
+    A ``wide_share`` of the batches are 16:9 views as wide as ``size`` instead, which the network sees as
+    the runtime sees a video frame (:func:`service.operators.mqn.processing_size`: the drawn side as the
+    long side, both sides multiples of 32, so 640×360 and its crops go to 128×64, squeezed to 2:1). Square
+    views alone never show the network the 8×4-cell, squeezed grid that fast mode runs every video at.
     """
+    from service.operators.mqn import processing_size
+
     rng = np.random.default_rng(seed)
     while True:
         net = int(net_sizes[int(rng.integers(len(net_sizes)))])
-        items = [bank.sample(rng, size, cfg) for _ in range(batch_size)]
+        # Draw only when wide views are on, so wide_share = 0 reproduces the batches of earlier runs.
+        wide = wide_share > 0 and rng.random() < wide_share
+        view = (round(size[1] / WIDE_ASPECT / 8) * 8, size[1]) if wide else size
+        small = processing_size(*view, net) if wide else (net, net)
+        items = [bank.sample(rng, view, cfg) for _ in range(batch_size)]
         yield (
-            np.stack([downscale(s.sdr, (net, net)) for s in items]).astype(np.float32) / 255.0,
+            np.stack([downscale(s.sdr, small) for s in items]).astype(np.float32) / 255.0,
             np.stack([s.linear for s in items]),
             np.stack([s.target for s in items]),
         )

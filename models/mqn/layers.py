@@ -83,6 +83,14 @@ class ChannelAttention(keras.layers.Layer):
         return {**super().get_config(), "ratio": self.ratio}
 
 
+TAIL_DARK_CODES = (0.02, 0.05, 0.1, 0.2)
+"""Luma codes whose shares :class:`GlobalStats` counts below: ~0.02, 0.16, 0.8 and 4 cd/m² of SDR display
+light at 203 white, a stop apart or more, where the toes of the camera curves differ."""
+TAIL_CLIPPED_CODES = (0.97, 0.99)
+"""Codes whose shares :class:`GlobalStats` counts above, in the brightest and in the darkest channel."""
+TAIL_FEATURES = len(TAIL_DARK_CODES) + 2 * len(TAIL_CLIPPED_CODES)
+
+
 @keras.saving.register_keras_serializable(package="mqn")
 class GlobalStats(keras.layers.Layer):
     """One vector per frame: pooled backbone features and soft histograms of the frame's own SDR.
@@ -93,14 +101,36 @@ class GlobalStats(keras.layers.Layer):
     PU21-PSNR from 30.1 to 35.8 dB. HDRNet has a global path for the same reason. The histograms (luma and
     brightest channel of the non-linear code values, ``bins`` triangular bins each, scaled to mean 1) say
     directly how much of the frame sits at or near clipping, which 16x downsampled features blur. Per frame
-    only: nothing is shared across a batch. Builtin ops only (MEAN, SUB, ABS, RELU, CONCATENATION).
-    Inputs: features N x h x w x C, sdr N x H x W x 3 in [0, 1]. Output: N x (C + 2 * bins).
+    only: nothing is shared across a batch. Builtin ops only (MEAN, SUB, ABS, RELU, MINIMUM, CONCATENATION).
+
+    With ``tails`` it also gives the shares of pixels in the two tails where camera curves differ most and
+    the bins (1/15 of the code range apart) are blind: luma below log-spaced dark codes (how hard the toe
+    crushed; code 0.067, the first bin's reach, is already 0.3 cd/m² at 203 white) and brightest / darkest
+    channel at the clip (a hard clip piles pixels on 1.0, a soft shoulder does not; a triangular top bin
+    counts both alike). ``mqn_v25`` lifts the shadows of clipped and filmic views alike; ``mqn_v26`` and
+    ``mqn_v27``, trained with the tails, did no better on held-out views (model card), and no shipped model
+    reads them.
+    Inputs: features N x h x w x C, sdr N x H x W x 3 in [0, 1]. Output: N x (C + 2 * bins [+ TAIL_FEATURES]).
     """
 
-    def __init__(self, bins: int = 16, **kwargs: Any) -> None:
+    def __init__(self, bins: int = 16, tails: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.bins = bins
+        self.tails = tails
         self._centres = tf.constant(np.linspace(0.0, 1.0, bins, dtype=np.float32))
+
+    @staticmethod
+    def _share(v: Any, edge: float, above: bool) -> Any:
+        """Share of pixels past ``edge``: a ramp half a code wide, a step without CAST or compare ops."""
+        ramp = (v - edge) if above else (edge - v)
+        return tf.reduce_mean(tf.minimum(tf.nn.relu(ramp * 512.0), 1.0), axis=[1, 2])
+
+    def _tails(self, luma: Any, brightest: Any, darkest: Any) -> Any:
+        """Shares of pixels in the tails the triangular bins blur: ``TAIL_FEATURES`` values."""
+        low = [self._share(luma, edge, above=False) for edge in TAIL_DARK_CODES]
+        high = [self._share(brightest, edge, above=True) for edge in TAIL_CLIPPED_CODES]
+        white = [self._share(darkest, edge, above=True) for edge in TAIL_CLIPPED_CODES]
+        return tf.concat(low + high + white, axis=-1)
 
     def _histogram(self, v: Any) -> Any:
         weights = tf.nn.relu(1.0 - tf.abs(v - self._centres) * float(self.bins - 1))
@@ -111,11 +141,14 @@ class GlobalStats(keras.layers.Layer):
         luma = tf.reduce_sum(sdr * tf.constant(LUMA_BT709, tf.float32), axis=-1, keepdims=True)
         brightest = tf.reduce_max(sdr, axis=-1, keepdims=True)
         pooled = tf.reduce_mean(features, axis=[1, 2])
-        return tf.concat([pooled, self._histogram(luma), self._histogram(brightest)], axis=-1)
+        parts = [pooled, self._histogram(luma), self._histogram(brightest)]
+        if self.tails:
+            parts.append(self._tails(luma, brightest, tf.reduce_min(sdr, axis=-1, keepdims=True)))
+        return tf.concat(parts, axis=-1)
 
     def get_config(self) -> dict[str, Any]:
         """Round-trippable config."""
-        return {**super().get_config(), "bins": self.bins}
+        return {**super().get_config(), "bins": self.bins, "tails": self.tails}
 
 
 def knot_codes(knots_nits: tuple[float, ...]) -> np.ndarray:

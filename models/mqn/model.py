@@ -72,6 +72,9 @@ class MQNConfig:
     """Add a per-frame global path to the head (pooled features + SDR histograms -> an offset of the head's
     features, as HDRNet fuses its global path): the head then also takes the low-resolution SDR."""
     histogram_bins: int = 16
+    global_tails: bool = False
+    """The global path also reads the shares of pixels in the dark and clipped tails
+    (:class:`models.mqn.layers.GlobalStats`); a warm start from a model without them starts where it was."""
     global_channels: int = 64
     peak_guide: bool = False
     """Give every cell a second, brighter curve for small bright structures (:func:`peak_weight`): a pixel
@@ -211,7 +214,7 @@ def build_head(cfg: MQNConfig, channels: int) -> keras.Model:
     else:
         sdr = keras.Input((None, None, 3), name="sdr")
         h = keras.layers.Conv2D(cfg.head_channels, 1, name="head_conv0")(feats)
-        g = GlobalStats(cfg.histogram_bins, name="global_stats")(feats, sdr)
+        g = GlobalStats(cfg.histogram_bins, cfg.global_tails, name="global_stats")(feats, sdr)
         g = keras.layers.Dense(cfg.global_channels, activation="relu", name="global_fc0")(g)
         g = keras.layers.Dense(cfg.head_channels, kernel_initializer="zeros", name="global_fc1")(g)
         g = keras.layers.Reshape((1, 1, cfg.head_channels), name="global_bcast")(g)

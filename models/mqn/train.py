@@ -69,7 +69,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         return np.asarray(predict_pq(*inputs).numpy())
 
     def stream(seed: int) -> Iterator[Batch]:
-        return batches(data.train, cfg.batch_size, (cfg.crop, cfg.crop), cfg.net_sizes, data.synthesis, seed)
+        crop = (cfg.crop, cfg.crop)
+        return batches(data.train, cfg.batch_size, crop, cfg.net_sizes, data.synthesis, seed, cfg.wide_share)
 
     def init() -> None:
         if cfg.init_from:
@@ -86,7 +87,8 @@ def warm_start(model: Any, source: Path, fresh: tuple[str, ...] = ()) -> None:
     ``model.json``. A shipped float twin (``models/artifacts/mqn_float.weights.h5``) names its architecture
     in the ``mqn_float.model.json`` beside it, so a run can start from what is committed, reproducibly.
 
-    Layers named in ``fresh`` keep their initialisation (``TrainConfig.init_fresh``).
+    Layers named in ``fresh`` keep their initialisation (``TrainConfig.init_fresh``). A dense layer that
+    now reads more inputs (appended, e.g. ``MQNConfig.global_tails``) gets the old kernel and zero rows.
 
     Raises
     ------
@@ -115,7 +117,7 @@ def warm_start(model: Any, source: Path, fresh: tuple[str, ...] = ()) -> None:
     unknown = set(fresh) - set(new_layers)
     if unknown:
         raise ValueError(f"init_fresh names {sorted(unknown)}, which are not layers of this model")
-    copied, kept = 0, []
+    copied, kept, grown = 0, [], []
     for name, layer in new_layers.items():
         w_new = layer.get_weights()
         w_old = old_layers[name].get_weights() if name in old_layers and name not in fresh else None
@@ -124,11 +126,33 @@ def warm_start(model: Any, source: Path, fresh: tuple[str, ...] = ()) -> None:
         if w_old is not None and [a.shape for a in w_old] == [a.shape for a in w_new]:
             layer.set_weights(w_old)
             copied += 1
+        elif w_old is not None and _grown_inputs(w_old, w_new):
+            layer.set_weights([_zero_padded(w_old[0], w_new[0].shape), *w_old[1:]])
+            copied += 1
+            grown.append(name)
         else:
             kept.append(name)
     if not copied:
         raise ValueError(f"no layer of {weights} matches this model; refusing to warm start from it")
-    log.info("warm start from %s: %d layers copied, new: %s", weights, copied, kept)
+    log.info("warm start from %s: %d layers copied (inputs grown: %s), new: %s", weights, copied, grown, kept)
+
+
+def _grown_inputs(old: list[np.ndarray], new: list[np.ndarray]) -> bool:
+    """Whether ``new`` is a dense layer like ``old`` that reads more inputs (appended at the end)."""
+    return (
+        len(old) == len(new)
+        and old[0].ndim == 2
+        and old[0].shape[1] == new[0].shape[1]
+        and old[0].shape[0] < new[0].shape[0]
+        and [a.shape for a in old[1:]] == [a.shape for a in new[1:]]
+    )
+
+
+def _zero_padded(kernel: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``kernel`` with zero rows for the new inputs: the grown layer computes exactly what the old one did."""
+    out = np.zeros(shape, kernel.dtype)
+    out[: kernel.shape[0]] = kernel
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

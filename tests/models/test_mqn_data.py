@@ -1,5 +1,6 @@
 """Data synthesis: determinism, the family-aware split, views and the absolute target convention."""
 
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from models.mqn.data import (
     SceneBank,
     SynthesisConfig,
     add_emitters,
+    batches,
     perspective_view,
     read_manifest,
     split_scenes,
@@ -91,6 +93,26 @@ def test_split_keeps_families_on_one_side() -> None:
     assert {s.file for s in val} == {"a.exr", "b.exr"} and [s.file for s in train] == ["c.exr"]
     with pytest.raises(ValueError, match="not in the manifest"):
         split_scenes(scenes, ("zzz.exr",))
+
+
+def test_wide_batches_are_video_frames_seen_as_the_runtime_sees_them() -> None:
+    """16:9 views through fast mode's squeezed view, square ones as before; no share keeps the old batches."""
+    from service.operators.mqn import processing_size
+
+    bank = SceneBank.__new__(SceneBank)  # one in-memory photo instead of the shared EXRs
+    bank.scenes = [Scene("synthetic.exr", "photo", "")]
+    bank.images = [np.exp(np.random.default_rng(1).normal(-1.0, 1.5, (400, 700, 3))).astype(np.float16)]
+    bank.bright = [None]
+    cfg = SynthesisConfig()
+    shapes = set()
+    for sdr, linear, target in islice(batches(bank, 2, (96, 96), (32, 64), cfg, 3, 0.5), 12):
+        assert linear.shape == target.shape and sdr.shape[0] == 2
+        shapes.add((sdr.shape[1:3], linear.shape[1:3]))
+    assert ((32, 32), (96, 96)) in shapes and ((64, 64), (96, 96)) in shapes
+    assert (processing_size(56, 96, 64), (56, 96)) in shapes  # 96 px wide at 16:9, seen 2:1 as at run time
+    assert {linear for _, linear in shapes} == {(96, 96), (56, 96)}
+    plain = [linear.shape for _, linear, _ in islice(batches(bank, 2, (96, 96), (32, 64), cfg, 3), 6)]
+    assert all(shape[1:3] == (96, 96) for shape in plain)
 
 
 @needs_data

@@ -28,6 +28,7 @@ def test_custom_layers_round_trip_their_config() -> None:
         CurveSlice(knots, 0.5, 800.0, paired=True, peak_ratio=2.0, saturation=True),
         EdgePad(),
         GlobalStats(8),
+        GlobalStats(8, tails=True),
         CellStats(2.0),
     )
     for layer in layers:
@@ -177,6 +178,46 @@ def test_warm_start_adds_a_global_path_that_starts_as_a_no_op(tmp_path: Path) ->
     np.testing.assert_allclose(
         reading([sdr, linear])[0].numpy(), peaked([sdr, linear])[0].numpy(), rtol=1e-5, atol=1e-3
     )
+
+
+def test_global_tails_count_crushed_shadows_and_hard_clips() -> None:
+    """The tail shares tell a hard clip from a soft shoulder and a crushed toe from a kept one."""
+    from models.mqn.layers import TAIL_CLIPPED_CODES, TAIL_DARK_CODES, GlobalStats
+
+    frame = np.full((2, 10, 10, 3), 0.5, np.float32)
+    frame[0, :3] = 1.0  # 30 % clipped white
+    frame[1, :3] = 0.95  # a soft shoulder's near-white: not clipped
+    frame[0, 3:5] = 0.0  # 20 % crushed to black
+    frame[1, 3:5] = 0.15  # a kept toe: darkish, above the first edges
+    stats = GlobalStats(4, tails=True)(np.zeros((2, 2, 2, 5), np.float32), frame).numpy()
+    dark = stats[:, 5 + 8 : 5 + 8 + len(TAIL_DARK_CODES)]
+    clipped = stats[:, 5 + 8 + len(TAIL_DARK_CODES) :]
+    np.testing.assert_allclose(dark[0], 0.2, atol=1e-6)
+    np.testing.assert_allclose(dark[1], [0.0, 0.0, 0.0, 0.2], atol=1e-6)  # 0.15 is below only the 0.2 edge
+    np.testing.assert_allclose(clipped[0], 0.3, atol=1e-6)
+    np.testing.assert_allclose(clipped[1], 0.0, atol=1e-6)
+    assert len(clipped[0]) == 2 * len(TAIL_CLIPPED_CODES)
+
+
+def test_warm_start_grows_the_global_path_to_read_the_tails(tmp_path: Path) -> None:
+    """The tails reach the head through zero rows of the global layer: the old model's output, exactly."""
+    from models.mqn.model import MQNConfig, build_mqn
+    from models.mqn.train import warm_start
+
+    old_cfg = MQNConfig.from_json(SMALL | {"global_path": True})
+    old, _, _ = build_mqn(old_cfg)
+    rng = np.random.default_rng(4)
+    for v in old.trainable_variables:
+        v.assign(v + rng.normal(0, 0.05, v.shape).astype(np.float32))
+    (tmp_path / "model.json").write_text(json.dumps(old_cfg.to_json()))
+    old.save_weights(tmp_path / "best.weights.h5")
+    new, _, head = build_mqn(MQNConfig.from_json(old_cfg.to_json() | {"global_tails": True}))
+    warm_start(new, tmp_path)
+    grown = head.get_layer("global_fc0").get_weights()[0]
+    assert grown.shape[0] > old.get_layer("mqn_head").get_layer("global_fc0").get_weights()[0].shape[0]
+    sdr = rng.random((2, 64, 96, 3), np.float32)
+    linear = rng.random((2, 128, 192, 3), np.float32) * 203.0
+    np.testing.assert_allclose(new([sdr, linear])[0].numpy(), old([sdr, linear])[0].numpy(), atol=1e-5)
 
 
 def test_warm_start_can_leave_a_layer_fresh(tmp_path: Path) -> None:
