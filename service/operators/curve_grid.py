@@ -365,9 +365,11 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             hi = rt[x0 + 1] + (rt[x1 + 1] - rt[x0 + 1]) * fx
             v = lo + (hi - lo) * t
             if paired:
-                lo = pt[x0] + (pt[x1] - pt[x0]) * fx
-                hi = pt[x0 + 1] + (pt[x1 + 1] - pt[x0 + 1]) * fx
-                v += weights[f, row, col] * (lo + (hi - lo) * t - v)
+                share = weights[f, row, col]
+                if share > zero:  # most pixels stand above nothing: no gathers from the peak curve
+                    lo = pt[x0] + (pt[x1] - pt[x0]) * fx
+                    hi = pt[x0 + 1] + (pt[x1 + 1] - pt[x0 + 1]) * fx
+                    v += share * (lo + (hi - lo) * t - v)
             q = min(v, pc) * dec_scale
             i = min(np.int32(q), last_dec)
             pos[col] = dec[i] + (dec[i + 1] - dec[i]) * (q - np.float32(i))
