@@ -65,6 +65,9 @@ class MQNConfig:
     """"ca" channel attention in each decoder level, or "none"."""
     knots_nits: tuple[float, ...] = KNOTS_NITS
     max_log_slope: float = 3.5
+    toe_knots: int = 0
+    """Curve knots (from the first, 1 cd/m²) pinned to the BT.2408 placement: shadows kept where the SDR put
+    them (:class:`models.mqn.layers.CurveKnots`; tried as ``mqn_v29``/``v30``, not shipped)."""
     floor: float = 0.6
     """Output luminance never falls below this fraction of the BT.2408 placement's (ITM expands)."""
     peak_nits: float = 1000.0
@@ -241,7 +244,9 @@ def build_head(cfg: MQNConfig, channels: int) -> keras.Model:
             name="head_peak_log_slopes",
         )(h)
         slopes = keras.layers.Concatenate(name="head_slopes")([slopes, extra])
-    out = CurveKnots(cfg.knots_nits, cfg.max_log_slope, paired=cfg.peak_guide, name="knots")(slopes)
+    out = CurveKnots(
+        cfg.knots_nits, cfg.max_log_slope, paired=cfg.peak_guide, toe_knots=cfg.toe_knots, name="knots"
+    )(slopes)
     if cfg.saturation:
         log_sat = _log_saturation(cfg, h)
         out = keras.layers.Concatenate(name="knots_and_saturation")([out, log_sat])

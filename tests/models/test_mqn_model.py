@@ -22,6 +22,7 @@ def test_custom_layers_round_trip_their_config() -> None:
         ChannelAttention(0.25),
         CurveKnots(knots, 3.0),
         CurveKnots(knots, 3.0, paired=True),
+        CurveKnots(knots, 3.0, paired=True, toe_knots=1),
         CurveSlice(knots, 0.5, 800.0),
         CurveSlice(knots, 0.5, 800.0, paired=True),
         CurveSlice(knots, 0.5, 800.0, paired=True, peak_ratio=2.0),
@@ -178,6 +179,28 @@ def test_warm_start_adds_a_global_path_that_starts_as_a_no_op(tmp_path: Path) ->
     np.testing.assert_allclose(
         reading([sdr, linear])[0].numpy(), peaked([sdr, linear])[0].numpy(), rtol=1e-5, atol=1e-3
     )
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_a_pinned_toe_keeps_the_placement_in_the_shadows_and_the_curve_monotone(paired: bool) -> None:
+    """Whatever the slopes, the first knots are the identity's; the knots after them never fall below."""
+    from models.mqn.layers import CurveKnots, knot_codes
+
+    knots = (0.0, 1.0, 3.0, 8.0, 16.0, 203.0)
+    segments = len(knots) - 1
+    slopes = np.random.default_rng(5).normal(0.0, 2.0, (3, 2, 2, segments * (2 if paired else 1)))
+    slopes[0] = -4.0  # curves far below the placement: the knot after the toe is lifted to it
+    out = CurveKnots(knots, 3.5, paired=paired, toe_knots=2)(slopes.astype(np.float32)).numpy()
+    codes = knot_codes(knots)
+    identity = codes[1:3] - codes[0]
+    for curve in np.split(out, 2 if paired else 1, axis=-1):
+        np.testing.assert_allclose(curve[..., :2], np.broadcast_to(identity, curve[..., :2].shape), atol=1e-6)
+        assert (np.diff(curve, axis=-1) >= -1e-7).all()
+        assert (curve[0, ..., 2:] >= identity[-1] - 1e-7).all()
+    free = CurveKnots(knots, 3.5, paired=paired)(slopes.astype(np.float32)).numpy()
+    assert not np.allclose(free[..., :2], out[..., :2])  # the pin did something
+    with pytest.raises(ValueError, match="toe_knots"):
+        CurveKnots(knots, 3.5, toe_knots=segments)
 
 
 def test_global_tails_count_crushed_shadows_and_hard_clips() -> None:
