@@ -29,12 +29,15 @@ from service.operators.curve_grid import (
     SATURATION_RANGE,
     CurveSpec,
     peak_light,
+    pinned_toe,
     slice_curves,
     with_coarse_peaks,
 )
 from service.operators.resample import resize_bilinear
 
 MODES = tuple(mode.value for mode in Mode)
+SHADOWS = ("model", "sdr")
+"""``shadows``: the model's own toe, or the SDR's black level (:func:`curve_grid.pinned_toe`)."""
 LONG_SIDES = {"fast": 128, "quality": 512}
 """Processing resolution (long side, px) per mode when the model's metadata names none."""
 DIR_ENV = "ITM_MQN_DIR"
@@ -76,16 +79,30 @@ class MQN(Operator):
             ParamSpec(
                 "mode", "fast", "fast (128 px grid, real time) or quality (512 px grid)", choices=MODES
             ),
+            ParamSpec(
+                "shadows",
+                "model",
+                "model (the network's own toe: lifts shadows by its guess at the camera curve, up to a stop) "
+                "or sdr (below 3 cd/m² exactly the BT.2408 placement: the SDR's black level)",
+                choices=SHADOWS,
+            ),
         ),
     )
 
     def __init__(
-        self, peak_nits: float = DEFAULT_PEAK_NITS, mode: str = "fast", engine: Predictor | None = None
+        self,
+        peak_nits: float = DEFAULT_PEAK_NITS,
+        mode: str = "fast",
+        engine: Predictor | None = None,
+        shadows: str = "model",
     ) -> None:
         super().__init__(peak_nits)
         if mode not in MODES:
             raise ValueError(f"mode '{mode}' is not known; expected one of {MODES}")
+        if shadows not in SHADOWS:
+            raise ValueError(f"shadows '{shadows}' is not known; expected one of {SHADOWS}")
         self.mode = mode
+        self.shadows = shadows
         # ``engine`` lets evaluation plug in the float Keras model; the service always uses LiteRT.
         # XNNPACK gets the calling worker's thread budget (the pool sets Numba's per thread).
         if engine is None:
@@ -116,7 +133,7 @@ class MQN(Operator):
     @property
     def params(self) -> dict[str, float | str]:
         """Peak and mode as run."""
-        return {"peak_nits": self.peak_nits, "mode": self.mode}
+        return {"peak_nits": self.peak_nits, "mode": self.mode, "shadows": self.shadows}
 
     def apply(self, frames: Frames, colour: ColourDescription) -> Nits:
         """Predict each frame's tone-curve grid from its own downscaled view and slice it at full size."""
@@ -134,4 +151,6 @@ class MQN(Operator):
         if self.peak_long_side:
             coarse = resize_bilinear(frames, *processing_size(h, w, self.peak_long_side, self.engine.stride))
             knots = with_coarse_peaks(knots, self.engine.run(coarse, self.clock), self.spec)
+        if self.shadows == "sdr":
+            knots = pinned_toe(knots, self.spec)
         return slice_curves(frames, lut, matrix, knots, self.spec, lit)

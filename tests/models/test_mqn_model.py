@@ -199,6 +199,11 @@ def test_a_pinned_toe_keeps_the_placement_in_the_shadows_and_the_curve_monotone(
         assert (curve[0, ..., 2:] >= identity[-1] - 1e-7).all()
     free = CurveKnots(knots, 3.5, paired=paired)(slopes.astype(np.float32)).numpy()
     assert not np.allclose(free[..., :2], out[..., :2])  # the pin did something
+    # The runtime's shadows=sdr pins a free model's curves the same way.
+    from service.operators.curve_grid import CurveSpec, pinned_toe
+
+    spec = CurveSpec(knots_nits=knots, floor=0.6, peak_nits=1000.0, paired=paired)
+    np.testing.assert_allclose(pinned_toe(free, spec), out, atol=1e-6)
     with pytest.raises(ValueError, match="toe_knots"):
         CurveKnots(knots, 3.5, toe_knots=segments)
 

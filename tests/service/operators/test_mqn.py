@@ -13,6 +13,7 @@ from tests.models.markers import needs_artifacts, needs_litert
 pytestmark = [pytest.mark.litert, needs_litert, needs_artifacts]
 
 MODES = ("fast", "quality")
+SHADOWS = ("model", "sdr")
 BATCH_ATOL_NITS = 1e-3
 
 
@@ -31,7 +32,7 @@ def _frames(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 
 def test_registry_creates_mqn_with_modes() -> None:
     op = create_operator("mqn", peak_nits=1000.0, mode="quality")
-    assert op.name == "mqn" and op.params == {"peak_nits": 1000.0, "mode": "quality"}
+    assert op.name == "mqn" and op.params == {"peak_nits": 1000.0, "mode": "quality", "shadows": "model"}
     with pytest.raises(ValueError, match="mode"):
         create_operator("mqn", peak_nits=1000.0, mode="turbo")
 
@@ -123,6 +124,39 @@ def test_absolute_convention_white_and_midtones(mode: str) -> None:
     white = float(out[96:160, 96:160].mean())
     assert 0.75 <= grey <= 1.33
     assert 203 * 0.75 <= white <= 203 * 3.0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_shadows_sdr_keeps_the_sdr_black_level(mode: str) -> None:
+    """``shadows=sdr``: below 3 cd/m² the output is the BT.2408 placement; the default keeps the model's toe.
+
+    A night street: dark textured ground at 0.3-2.5 cd/m² of the placement, a lit sky band and a lamp. The
+    shipped model lifts such shadows (by up to 1.4 stops here); pinned, they stay, and the lamp still expands.
+    """
+    rng = np.random.default_rng(11)
+    frame = np.empty((1, 288, 512, 3), np.uint8)
+    ground = np.linspace(22, 40, 512)[None, :] + rng.normal(0.0, 2.0, (192, 512))
+    frame[0, 96:] = np.clip(ground, 0, 255).astype(np.uint8)[..., None]
+    frame[0, :96] = (90, 110, 140)
+    frame[0, 20:28, 250:258] = 255
+    colour = ColourDescription.video()
+    luma = np.array([0.2627, 0.6780, 0.0593])
+    ref = create_operator("bt2408", peak_nits=1000.0)(frame, colour)[0] @ luma
+    dark = (ref >= 0.3) & (ref <= 2.5)
+    dark[:100] = False  # the ground only, a few rows clear of the sky's edge
+    assert dark.sum() > 50_000
+    stops = {}
+    lamp = {}
+    for shadows in SHADOWS:
+        op = create_operator("mqn", peak_nits=1000.0, mode=mode, shadows=shadows)
+        out = op(frame, colour)[0] @ luma
+        stops[shadows] = np.abs(np.log2(out[dark] / ref[dark])).max()
+        lamp[shadows] = float(out[20:28, 250:258].mean())
+    assert stops["sdr"] <= 0.05, f"pinned shadows moved by up to {stops['sdr']:.2f} stops"
+    assert stops["model"] > 0.2  # the default is the model's own toe, as shipped
+    assert lamp["sdr"] == pytest.approx(lamp["model"], rel=1e-3) and lamp["sdr"] > 2 * 203
+    with pytest.raises(ValueError, match="shadows"):
+        create_operator("mqn", peak_nits=1000.0, shadows="crushed")
 
 
 def test_quality_mode_takes_its_peak_curves_from_fast_mode_s_view(monkeypatch: pytest.MonkeyPatch) -> None:
