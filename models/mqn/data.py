@@ -111,6 +111,9 @@ class SynthesisConfig:
     emitter_white: tuple[float, float] = (10.0, 300.0)
     """Range (log-uniform) of an emitter's peak, in multiples of the view's SDR white
     (``WHITE_OVER_KEY`` times its key)."""
+    emitter_strings: tuple[int, int] = (2, 6)
+    """Range (uniform, inclusive) of the number of emitter strings in a view. Sized for 384² views: a larger
+    view needs proportionally more for the same share of lamp pixels (``mqn_v33``)."""
     emitter_sigma: tuple[float, float] = (0.4, 1.5)
     """Range (uniform) of an emitter's Gaussian sigma, in delivered pixels. Up to 1.5, every lamp is smaller
     than a pixel of the network's view (2-4x below the delivered size), so the network never saw a lamp it
@@ -367,11 +370,12 @@ def deliver_downscale(sdr: U8, scene: F32, factor: int) -> tuple[U8, F32]:
 
 
 def add_emitters(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig, factor: int) -> tuple[F32, int]:
-    """``scene`` with 2-6 strings of small Gaussian light sources added in its dark parts, and their count.
+    """``scene`` with strings of small Gaussian light sources added in its dark parts, and their count.
 
     Night video is full of lamps much smaller than a pixel of the delivered frame (LED strings, street
     lights, windows far away): each clips in the camera, and delivery averages it with its dark
-    surroundings into an unclipped core (``deliver_downscale``). A string is 4-30 sources along a line
+    surroundings into an unclipped core (``deliver_downscale``). A view gets ``emitter_strings`` strings (2-6
+    unless set); a string is 4-30 sources along a line
     (spokes, strings, facades); each has a sigma of ``emitter_sigma`` delivered pixels (``factor`` render
     pixels per delivered one), warm white or a saturated LED colour, and kept only where the view's 8-pixel
     mean is below its log-average luminance, so lamps are taught in dark context and bright skies are
@@ -389,7 +393,7 @@ def add_emitters(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig, fac
         return scene, 0
     out = scene.copy()
     count = 0
-    for _ in range(int(rng.integers(2, 7))):
+    for _ in range(int(rng.integers(cfg.emitter_strings[0], cfg.emitter_strings[1] + 1))):
         cy, cx = (dark[int(rng.integers(len(dark)))] + rng.random(2)) * cell
         angle = float(rng.uniform(0.0, np.pi))
         length = float(rng.uniform(10.0, 120.0)) * factor

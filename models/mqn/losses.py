@@ -21,7 +21,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from models.mqn.layers import peak_weight_tf, pq_encode_tf
+from models.mqn.layers import peak_weight_tf, pq_decode_tf, pq_encode_tf
 from service.colour.scaling import SDR_WHITE_NITS
 from service.colour.ycbcr import LUMA_BT709
 
@@ -38,6 +38,8 @@ class LossWeights:
     highlight_from: float = 0.8
     """Relative SDR light (max channel, 1.0 = white) where the highlight weight ramps up (to 1 at 0.95)."""
     peak: float = 0.0
+    global_aux: float = 0.0
+    """λ of the squared error of the global path's two auxiliary numbers (``MQNConfig.global_aux``)."""
 
 
 def highlight_mask(linear: Any, w: LossWeights) -> Any:
@@ -80,3 +82,42 @@ def mqn_loss(
     total = w.l1 * l1 + w.l2 * l2 + w.gradient * grad + w.smooth * smooth
     hl_l1 = tf.reduce_sum(hl * tf.abs(diff)) / tf.maximum(3.0 * tf.reduce_sum(hl), 1.0)
     return total, {"l1": l1, "l2": l2, "grad": grad, "smooth": smooth, "hl_l1": hl_l1}
+
+
+AUX_SHADOWS_NITS = (0.1, 3.0)
+"""Placement luminance of the pixels whose lift the toe number is: where the curves' toes differ."""
+AUX_CLIPPED = 0.98
+"""Brightest channel, in SDR white, from which a pixel counts as clipped for the clipped-area number."""
+AUX_MIN_SHARE = 0.01
+"""A frame with fewer such pixels has no target for that number (its error is left out)."""
+
+
+def global_aux_targets(linear: Any, target_pq: Any) -> tuple[Any, Any]:
+    """Per frame, (targets N x 2, valid N x 2): mean stops of reference over placement, shadows and clipped.
+
+    These are what the SDR's tone curve decides and the SDR does not record: a toe (ACES, a sigmoid camera
+    response) puts the shadows 1.4-1.7 stops below the scene, a clip or gamma curve keeps them; a shoulder
+    curve's clipped areas were ~2 stops above white, a hard clip's ~0.7.
+    """
+    luma = tf.constant(LUMA_BT709, tf.float32)
+    y_in = tf.reduce_sum(linear * luma, axis=-1)
+    y_ref = tf.reduce_sum(pq_decode_tf(target_pq) * luma, axis=-1)
+    stops = tf.math.log(tf.maximum(y_ref, 1e-4) / tf.maximum(y_in, 1e-4)) / tf.math.log(2.0)
+    low, high = AUX_SHADOWS_NITS
+    masks = [
+        tf.cast((y_in >= low) & (y_in < high), tf.float32),
+        tf.cast(tf.reduce_max(linear, axis=-1) >= AUX_CLIPPED * SDR_WHITE_NITS, tf.float32),
+    ]
+    targets, valid = [], []
+    for m in masks:
+        count = tf.reduce_sum(m, axis=[1, 2])
+        targets.append(tf.reduce_sum(m * stops, axis=[1, 2]) / tf.maximum(count, 1.0))
+        pixels = tf.cast(tf.shape(m)[1] * tf.shape(m)[2], tf.float32)
+        valid.append(tf.cast(count >= AUX_MIN_SHARE * pixels, tf.float32))
+    return tf.stop_gradient(tf.stack(targets, axis=-1)), tf.stack(valid, axis=-1)
+
+
+def global_aux_loss(pred: Any, linear: Any, target_pq: Any) -> Any:
+    """Mean squared error of the auxiliary numbers over the frames that have them."""
+    targets, valid = global_aux_targets(linear, target_pq)
+    return tf.reduce_sum(valid * tf.square(pred - targets)) / tf.maximum(tf.reduce_sum(valid), 1.0)

@@ -79,6 +79,13 @@ class MQNConfig:
     """The global path also reads the shares of pixels in the dark and clipped tails
     (:class:`models.mqn.layers.GlobalStats`); a warm start from a model without them starts where it was."""
     global_channels: int = 64
+    global_aux: bool = False
+    """Training only: the global path also predicts two numbers of the frame that the SDR's tone curve
+    decides, how far its shadows and its clipped areas lie from the BT.2408 placement (in stops; targets
+    from each training pair, :func:`models.mqn.losses.global_aux_targets`). Which curve made an SDR frame
+    sets both (measured: knowing it halves the toe's error), and the curves are told apart by the frame's
+    statistics, which the global path reads; the pixel loss alone left it predicting their average. The
+    served head does not carry the extra layer."""
     peak_guide: bool = False
     """Give every cell a second, brighter curve for small bright structures (:func:`peak_weight`): a pixel
     reads a blend of the two by how much it stands above the opening of its neighbourhood, so a lamp and a
@@ -281,6 +288,9 @@ def run_head(head: keras.Model, features: Any, sdr: Any, cells: Any = None) -> A
 def build_mqn(cfg: MQNConfig) -> tuple[keras.Model, keras.Model, keras.Model]:
     """(training model [sdr small, linear full] -> cd/m² full, backbone, head) sharing weights.
 
+    The training model's outputs are the light, the knots and, with ``global_aux``, the frame's two
+    auxiliary numbers.
+
     The training model slices at full crop resolution, so the loss sees full-resolution edges.
     """
     backbone = build_backbone(cfg)
@@ -289,7 +299,12 @@ def build_mqn(cfg: MQNConfig) -> tuple[keras.Model, keras.Model, keras.Model]:
     linear = keras.Input((None, None, 3), name="linear")
     features = backbone(sdr)
     cells = CellStats(cfg.peak_ratio, name="cell_stats")(linear, features) if cfg.cell_stats else None
-    knots = run_head(head, features, sdr, cells)
+    aux: list[Any] = []
+    if cfg.global_aux:
+        knots, frame_aux = run_head(with_global_aux(head), features, sdr, cells)
+        aux.append(frame_aux)
+    else:
+        knots = run_head(head, features, sdr, cells)
     out = CurveSlice(
         cfg.knots_nits,
         cfg.floor,
@@ -300,7 +315,20 @@ def build_mqn(cfg: MQNConfig) -> tuple[keras.Model, keras.Model, keras.Model]:
         saturation_range=cfg.saturation_range,
         name="slice",
     )(knots, linear)
-    return keras.Model([sdr, linear], [out, knots], name="mqn"), backbone, head
+    return keras.Model([sdr, linear], [out, knots, *aux], name="mqn"), backbone, head
+
+
+def with_global_aux(head: keras.Model) -> keras.Model:
+    """The head with a second output read off its global path (``MQNConfig.global_aux``), same layers.
+
+    The extra dense layer lives only in this training view of the head, so the head that is exported and
+    served is the model without it.
+    """
+    if "global_fc0" not in {layer.name for layer in head.layers}:
+        raise ValueError("global_aux needs a head with a global path")
+    hidden = head.get_layer("global_fc0").output
+    aux = keras.layers.Dense(2, name="global_aux")(hidden)
+    return keras.Model(head.inputs, [head.output, aux], name="mqn_head_aux")
 
 
 def count_macs(model: keras.Model, height: int, width: int) -> int:

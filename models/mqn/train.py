@@ -36,7 +36,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     import tensorflow as tf
 
     from models.mqn.layers import pq_encode_tf
-    from models.mqn.losses import LossWeights, mqn_loss
+    from models.mqn.losses import LossWeights, global_aux_loss, mqn_loss
     from models.mqn.model import MQNConfig, build_mqn
 
     data = load_data(cfg, log)
@@ -56,10 +56,18 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if weights.peak and not mcfg.peak_guide:
         raise ValueError("loss.peak weighs the pixels of the peak curve; this model has none (peak_guide)")
 
+    if weights.global_aux and not mcfg.global_aux:
+        raise ValueError("loss.global_aux weighs the global path's auxiliary numbers; this model has none")
+
     def loss(m: Any, batch: Any) -> Any:
         sdr, linear, tgt = batch
-        out, knots = m([sdr, linear], training=True)
-        return mqn_loss(tgt, out, knots, linear, weights, mcfg.peak_ratio if mcfg.peak_guide else None)
+        out, knots, *aux = m([sdr, linear], training=True)
+        ratio = mcfg.peak_ratio if mcfg.peak_guide else None
+        total, terms = mqn_loss(tgt, out, knots, linear, weights, ratio)
+        if aux:
+            terms["aux"] = global_aux_loss(aux[0], linear, tgt)
+            total = total + weights.global_aux * terms["aux"]
+        return total, terms
 
     @tf.function(reduce_retracing=True, autograph=False)
     def predict_pq(sdr: Any, linear: Any) -> Any:

@@ -51,6 +51,24 @@ def test_evaluation_without_scenes_says_skipped(
     assert not (tmp_path / "t.json").exists()
 
 
+def test_evaluation_seed_and_count_pick_the_cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card's cases by default; a wider screen (more views per scene, another seed) when asked."""
+    from models.harness import evaluation
+
+    asked: list[tuple[int, tuple[int, int], int]] = []
+
+    def make_cases(data_dir: Path, per_scene: int, size: tuple[int, int], seed: int) -> list[dict[str, int]]:
+        asked.append((per_scene, size, seed))
+        return []
+
+    monkeypatch.setattr(evaluation, "make_cases", make_cases)
+    (tmp_path / "MANIFEST.csv").write_text("file,kind,family\n")
+    parser = evaluation.evaluation_parser("t", None, tmp_path, tmp_path / "t.json")
+    for argv in ([], ["--per-scene", "20", "--seed", "7"]):
+        evaluation.run_evaluation(parser.parse_args(["--data-dir", str(tmp_path), *argv]), lambda cases: {})
+    assert asked == [(3, (360, 640), 2026), (20, (360, 640), 7)]
+
+
 def test_write_table_writes_json_and_markdown(tmp_path: Path) -> None:
     from models.harness.results import write_table
 

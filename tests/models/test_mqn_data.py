@@ -189,6 +189,21 @@ def test_emitter_size_follows_its_range() -> None:
     assert small > 0 and large > 10 * small
 
 
+def test_emitter_strings_follow_their_range() -> None:
+    """A larger view can be given more strings, for the same share of lamp pixels as a 384² view."""
+    scene = np.full((384, 384, 3), 0.02, np.float32)
+    scene[:, 192:] = 0.5
+
+    def sources(strings: tuple[int, int]) -> list[int]:
+        cfg = SynthesisConfig(p_emitters=1.0, emitter_strings=strings)
+        return [add_emitters(scene, np.random.default_rng(seed), cfg, factor=2)[1] for seed in range(12)]
+
+    few, many = sources((1, 1)), sources((8, 8))
+    assert sum(many) > 4 * sum(few) > 0
+    # The default is the range every earlier run drew from: the same sources as before the option.
+    np.testing.assert_array_equal(sources((2, 6)), sources(SynthesisConfig().emitter_strings))
+
+
 def test_a_view_without_dark_parts_gets_no_emitters() -> None:
     scene = np.full((96, 96, 3), 1.0, np.float32)
     lit, count = add_emitters(scene, np.random.default_rng(0), SynthesisConfig(p_emitters=1.0), factor=2)

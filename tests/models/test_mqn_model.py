@@ -384,3 +384,74 @@ def test_cell_statistics_need_a_global_path_and_a_peak_guide() -> None:
     for extra in ({"cell_stats": True}, {"cell_stats": True, "global_path": True}):
         with pytest.raises(ValueError, match="cell_stats"):
             build_mqn(MQNConfig.from_json(SMALL | extra))
+
+
+def test_global_aux_targets_are_the_stops_of_shadows_and_clipped_areas() -> None:
+    import tensorflow as tf
+
+    from models.mqn.layers import pq_encode_tf
+    from models.mqn.losses import global_aux_loss, global_aux_targets
+
+    linear = np.full((2, 32, 32, 3), 50.0, np.float32)
+    linear[:, :16] = 1.0  # shadows, half of each frame
+    linear[0, 16:20] = 203.0  # frame 0 has a clipped area (12.5 %), frame 1 none
+    ref = linear.copy()
+    ref[:, :16] = 4.0  # the scene's shadows were 2 stops above where the SDR put them
+    ref[0, 16:20] = 203.0 * 2**1.5  # its clipped area 1.5 stops above white
+    target_pq = pq_encode_tf(tf.constant(ref))
+    targets, valid = global_aux_targets(tf.constant(linear), target_pq)
+    np.testing.assert_allclose(targets.numpy()[:, 0], 2.0, atol=0.01)
+    np.testing.assert_allclose(targets.numpy()[0, 1], 1.5, atol=0.01)
+    np.testing.assert_array_equal(valid.numpy(), [[1.0, 1.0], [1.0, 0.0]])
+    # Frame 1 has no clipped area: whatever is predicted for it is left out.
+    right = tf.constant([[2.0, 1.5], [2.0, 99.0]])
+    assert float(global_aux_loss(right, tf.constant(linear), target_pq)) < 1e-3
+    wrong = tf.constant([[2.0, 0.5], [2.0, 99.0]])
+    np.testing.assert_allclose(
+        float(global_aux_loss(wrong, tf.constant(linear), target_pq)), 1 / 3, atol=0.01
+    )
+
+
+def test_global_aux_is_an_output_of_training_only() -> None:
+    """The served head is the model without the auxiliary layer and gives the training model's knots."""
+    import keras
+
+    from models.mqn.model import MQNConfig, build_mqn
+
+    cfg = SMALL | {"global_path": True, "peak_guide": True}
+    model, backbone, head = build_mqn(MQNConfig.from_json(cfg | {"global_aux": True}))
+    assert len(model.outputs) == 3 and len(head.outputs) == 1
+    assert "global_aux" not in {layer.name for layer in head.layers}
+    rng = np.random.default_rng(5)
+    for v in model.trainable_variables:
+        v.assign(v + rng.normal(0, 0.05, v.shape).astype(np.float32))
+    sdr = rng.random((2, 64, 96, 3), np.float32)
+    linear = rng.random((2, 128, 192, 3), np.float32) * 203.0
+    _, knots, aux = model([sdr, linear])
+    assert aux.shape == (2, 2) and np.abs(aux.numpy()).max() > 0
+    served = head([backbone(sdr), keras.ops.convert_to_tensor(sdr)])
+    np.testing.assert_allclose(served.numpy(), knots.numpy(), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="global path"):
+        build_mqn(MQNConfig.from_json(SMALL | {"global_aux": True}))
+
+
+@needs_data
+def test_training_with_global_aux_logs_it_and_exports_the_plain_head(tmp_path: Path) -> None:
+    from models.mqn.data import REPO_ROOT
+    from models.mqn.export import load_trained
+    from models.mqn.train import TrainConfig, train
+
+    smoke = REPO_ROOT / "models" / "mqn" / "configs" / "smoke.json"
+    model = json.loads(smoke.read_text())["model"] | {"global_aux": True}
+    roots = {"checkpoint_root": str(tmp_path / "ck"), "log_root": str(tmp_path / "logs")}
+    train(
+        TrainConfig.load(
+            smoke, roots | {"steps": 2, "val_every": 2, "model": model, "loss": {"global_aux": 1.0}}
+        )
+    )
+    logged = [
+        json.loads(line) for line in (tmp_path / "logs" / "smoke" / "train.jsonl").read_text().splitlines()
+    ]
+    assert any(np.isfinite(row.get("aux", np.nan)) for row in logged)
+    _, _, _, head = load_trained(tmp_path / "ck" / "smoke", "best")
+    assert len(head.outputs) == 1
