@@ -112,8 +112,8 @@ class SynthesisConfig:
     """Range (log-uniform) of an emitter's peak, in multiples of the view's SDR white
     (``WHITE_OVER_KEY`` times its key)."""
     emitter_strings: tuple[int, int] = (2, 6)
-    """Range (uniform, inclusive) of the number of emitter strings in a view. Sized for 384² views: a larger
-    view needs proportionally more for the same share of lamp pixels (``mqn_v33``)."""
+    """Range (uniform, inclusive) of the number of emitter strings in a view, sized for 384² views. Twice as
+    many on 512² views (the same share of lamp pixels, ``mqn_v33``) made the lamps dimmer, not brighter."""
     emitter_sigma: tuple[float, float] = (0.4, 1.5)
     """Range (uniform) of an emitter's Gaussian sigma, in delivered pixels. Up to 1.5, every lamp is smaller
     than a pixel of the network's view (2-4x below the delivered size), so the network never saw a lamp it

@@ -83,9 +83,10 @@ class MQNConfig:
     """Training only: the global path also predicts two numbers of the frame that the SDR's tone curve
     decides, how far its shadows and its clipped areas lie from the BT.2408 placement (in stops; targets
     from each training pair, :func:`models.mqn.losses.global_aux_targets`). Which curve made an SDR frame
-    sets both (measured: knowing it halves the toe's error), and the curves are told apart by the frame's
-    statistics, which the global path reads; the pixel loss alone left it predicting their average. The
-    served head does not carry the extra layer."""
+    sets both (knowing it would nearly halve the toe's error), and the pixel loss alone left the model
+    predicting the curves' average. The served head does not carry the extra layer. Tried as ``mqn_v32``:
+    the auxiliary error fell, the held-out averages did not move; the frame's statistics barely tell the
+    curves apart (model card, "The hidden variable is the tone curve")."""
     peak_guide: bool = False
     """Give every cell a second, brighter curve for small bright structures (:func:`peak_weight`): a pixel
     reads a blend of the two by how much it stands above the opening of its neighbourhood, so a lamp and a
