@@ -81,7 +81,7 @@ def model_quant(name: str) -> str:
 def model_version(name: str) -> str:
     """``itm_model_info`` version label: the served model's training run and format, or empty.
 
-    For example ``mqn_v25 (format 5)``; classical operators have no version.
+    For example ``mqn_v38 (format 5)``; classical operators have no version.
 
     Raises
     ------

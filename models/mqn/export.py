@@ -46,7 +46,8 @@ weights (PU21-PSNR / ΔE_ITP / pooled highlights): at 1280x720, 128 px 31.27 / 1
 17.12 / 22.52, 256 px 31.17 / 16.89 / 22.65; at 640x360 128 and 192 px are equal (30.63 / 17.18 against
 30.64 / 17.23) and 96 px falls to 30.41. The ferris lamps rise as the view shrinks (p99.9 611-648 cd/m² at
 128 px, 560-609 at 192; ``bench.lamps``). It was 256 until mqn_v6 and 192 until mqn_v14; the network is
-trained on views of 96-192 px. ``mqn_v25``, trained on the same views, reaches 716-734 cd/m² there."""
+trained on views of 96-192 px. ``mqn_v25``, trained on the same views, reaches 716-734 cd/m² there;
+``mqn_v38``, half trained on 128-256 px views of larger crops, 618-654."""
 PEAK_LONG_SIDE = FAST_LONG_SIDE
 """View (long side, px) from which a mode with a larger one takes its peak curves
 (:func:`service.operators.curve_grid.with_coarse_peaks`): quality mode's lamps then come from the view that
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m models.export",
         description=__doc__,
         export=export,
-        run="mqn_v25",
+        run="mqn_v38",
         out=ARTIFACTS,
         calibration_per_scene=3,
         shown=("backbone", "head", "params"),

@@ -334,6 +334,49 @@ def test_init_fresh_needs_a_warm_start(tmp_path: Path) -> None:
         TrainConfig.load(p)
 
 
+def _saved_run(root: Path, name: str, model_json: dict, seed: int) -> list:
+    """A run folder as training leaves it (random weights), for the soup; returns the weights it holds."""
+    from models.mqn.model import MQNConfig, build_mqn
+
+    model, _, _ = build_mqn(MQNConfig.from_json(model_json))
+    rng = np.random.default_rng(seed)
+    for var in model.weights:
+        var.assign(rng.normal(size=var.shape).astype(var.dtype))
+    run = root / "ck" / name
+    run.mkdir(parents=True)
+    model.save_weights(run / "best.weights.h5")
+    (run / "model.json").write_text(json.dumps(MQNConfig.from_json(model_json).to_json()))
+    (run / "config.json").write_text(json.dumps({"run": name, "val_scenes": ["a.exr"], "log_root": "logs"}))
+    return [v.numpy() for v in model.weights]
+
+
+def test_soup_is_the_mean_of_its_ingredients_and_refuses_other_architectures(tmp_path: Path) -> None:
+    from models.mqn.export import load_trained
+    from models.mqn.soup import soup
+
+    first = _saved_run(tmp_path, "a", SMALL, 1)
+    second = _saved_run(tmp_path, "b", SMALL, 2)
+    roots = {"checkpoint_root": str(tmp_path / "ck"), "log_root": str(tmp_path / "logs")}
+    summary = soup({"run": "ab", "ingredients": ["a", "b"]} | roots)
+    assert summary["soup"]["ingredients"] == {"a": 0.5, "b": 0.5}
+    _, mixed, _, _ = load_trained(tmp_path / "ck" / "ab")
+    for got, x, y in zip(mixed.weights, first, second, strict=True):
+        np.testing.assert_allclose(got.numpy(), (x + y) / 2, rtol=1e-6, atol=1e-6)
+    soup({"run": "a3b", "ingredients": {"a": 3.0, "b": 1.0}} | roots)
+    _, weighted, _, _ = load_trained(tmp_path / "ck" / "a3b")
+    for got, x, y in zip(weighted.weights, first, second, strict=True):
+        np.testing.assert_allclose(got.numpy(), 0.75 * x + 0.25 * y, rtol=1e-6, atol=1e-6)
+    assert json.loads((tmp_path / "ck" / "ab" / "config.json").read_text())["run"] == "ab"
+    assert json.loads((tmp_path / "logs" / "ab" / "summary.json").read_text())["soup"]["weights"] == "best"
+    _saved_run(tmp_path, "wide", SMALL | {"head_channels": 16}, 3)
+    with pytest.raises(ValueError, match="another architecture"):
+        soup({"run": "bad", "ingredients": ["a", "wide"]} | roots)
+    with pytest.raises(ValueError, match="positive share"):
+        soup({"run": "bad", "ingredients": {"a": 1.0, "b": 0.0}} | roots)
+    with pytest.raises(ValueError, match="at least two"):
+        soup({"run": "bad", "ingredients": ["a"]} | roots)
+
+
 def test_peak_loss_weight_counts_only_the_pixels_of_the_peak_curve() -> None:
     """A lamp on dark ground: the same error costs more with ``loss.peak`` only through the lamp's pixels."""
     import tensorflow as tf

@@ -194,7 +194,7 @@ def test_default_operator_is_the_bundled_model(client_factory: Callable[..., Any
     from service.app import model_version
 
     info = {"name": "mqn", "mode": "fast", "quant": "int8+float", "version": model_version("mqn")}
-    assert info["version"].startswith("mqn_v25")
+    assert info["version"].startswith("mqn_v38")
     assert registry.get_sample_value("itm_model_info", info) == 1
     response = client.post("/v1/images", content=png_bytes(), headers={"Content-Type": "image/png"})
     assert response.status_code == 200
