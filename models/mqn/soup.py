@@ -1,5 +1,7 @@
 """Average the weights of trained runs (a model soup): ``python -m models.mqn.soup --config CONFIG``.
 
+Soup configs live in ``models/mqn/configs/soups/``, one per averaged run (the shipped ``mqn_v38.json``).
+
 Two fine-tunes of one parent that each learned a different half of what we want can be averaged
 weight by weight into one network of the same size and speed (Wortsman et al., "Model soups", ICML 2022):
 fine-tunes from a shared start stay in one basin of the loss, so their mean is a model, not noise.
@@ -32,24 +34,35 @@ def _root(path: str) -> Path:
     return REPO_ROOT / path  # an absolute root wins, as in training
 
 
-def soup(config: dict[str, Any]) -> dict[str, Any]:
-    """Write the run ``config["run"]`` as the weighted mean of its ingredients; returns its summary."""
-    from models.mqn.export import load_trained
-
+def soup_settings(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+    """(settings with defaults, {ingredient: share} summing to 1) of a soup config; refuses a bad one."""
     cfg = DEFAULTS | config
     unknown = set(cfg) - {"run", "ingredients", *DEFAULTS}
     if unknown:
         raise ValueError(f"unknown soup settings: {sorted(unknown)}")
     ingredients = cfg["ingredients"]
     shares = ingredients if isinstance(ingredients, dict) else dict.fromkeys(ingredients, 1.0)
-    names = list(shares)
-    if len(names) < 2:
+    if len(shares) < 2:
         raise ValueError("a soup needs at least two ingredients")
     if min(shares.values()) <= 0:
         raise ValueError("every ingredient needs a positive share")
-    weights = np.asarray([shares[name] for name in names], np.float64) / float(sum(shares.values()))
+    total = float(sum(shares.values()))
+    return cfg, {name: float(share) / total for name, share in shares.items()}
+
+
+def soup(config: dict[str, Any]) -> dict[str, Any]:
+    """Write the run ``config["run"]`` as the weighted mean of its ingredients; returns its summary."""
+    from models.mqn.export import load_trained
+    from models.mqn.model import MQNConfig
+
+    cfg, shares = soup_settings(config)
+    names = list(shares)
+    weights = np.asarray(list(shares.values()), np.float64)
     runs = [_root(cfg["checkpoint_root"]) / name for name in names]
-    architectures = [json.loads((run / "model.json").read_text()) for run in runs]
+    # Normalised through the config class: a run saved before a switch existed lacks its (default) key.
+    architectures = [
+        MQNConfig.from_json(json.loads((run / "model.json").read_text())).to_json() for run in runs
+    ]
     configs = [json.loads((run / "config.json").read_text()) for run in runs]
     for name, arch, train_cfg in zip(names[1:], architectures[1:], configs[1:], strict=True):
         if arch != architectures[0]:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -55,7 +55,7 @@ def arrays_of(elements: st.SearchStrategy[float], max_dims: int = 3) -> st.Searc
 
 
 ULPS = 4 * np.finfo(np.float64).eps
-"""Monotonic in real arithmetic, to a few ulps in float64: PQ(1e-104) rounds one ulp below PQ(0)."""
+"""Monotonic to a few ulps in float64: the power functions are not correctly rounded, the rest keeps order."""
 
 
 def assert_monotonic(f: Callable[[np.ndarray], np.ndarray], a: float, b: float) -> None:
@@ -76,6 +76,7 @@ def test_pq_encode_and_decode_are_bounded_for_any_input(x: np.ndarray) -> None:
 
 
 @given(ANY_FLOAT, ANY_FLOAT)
+@example(0.0, 1.084235963325697e-104)  # the encoding's ratio, written as a quotient, fell 1e-14 below PQ(0)
 def test_pq_is_monotonic_both_ways(a: float, b: float) -> None:
     assume(not (np.isnan(a) or np.isnan(b)))
     assert_monotonic(eotf_inverse_st2084, a, b)

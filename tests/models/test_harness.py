@@ -19,6 +19,21 @@ def test_every_mqn_config_loads_with_its_keys(config: Path) -> None:
     assert set(json.loads(config.read_text())) <= set(vars(cfg))
 
 
+@pytest.mark.parametrize(
+    "config", sorted((REPO_ROOT / "models" / "mqn" / "configs" / "soups").glob("*.json"))
+)
+def test_every_soup_config_averages_runs_the_configs_train(config: Path) -> None:
+    """A soup's ingredients are runs some training config in ``configs/`` makes, so the card's chain holds."""
+    from models.mqn.soup import soup_settings
+
+    cfg, shares = soup_settings(json.loads(config.read_text()))
+    trained = {
+        json.loads(p.read_text())["run"] for p in (REPO_ROOT / "models" / "mqn" / "configs").glob("*.json")
+    }
+    assert cfg["run"] == config.stem and set(shares) <= trained
+    assert abs(sum(shares.values()) - 1.0) < 1e-12
+
+
 def test_mqn_evaluation_keeps_its_names_and_signatures() -> None:
     from models.mqn import evaluate
 

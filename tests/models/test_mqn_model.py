@@ -368,6 +368,14 @@ def test_soup_is_the_mean_of_its_ingredients_and_refuses_other_architectures(tmp
         np.testing.assert_allclose(got.numpy(), 0.75 * x + 0.25 * y, rtol=1e-6, atol=1e-6)
     assert json.loads((tmp_path / "ck" / "ab" / "config.json").read_text())["run"] == "ab"
     assert json.loads((tmp_path / "logs" / "ab" / "summary.json").read_text())["soup"]["weights"] == "best"
+    # A run saved before a switch existed has no key for it; at its default it is the same network.
+    older = _saved_run(tmp_path, "old", SMALL, 4)
+    arch = json.loads((tmp_path / "ck" / "old" / "model.json").read_text())
+    del arch["toe_knots"]
+    (tmp_path / "ck" / "old" / "model.json").write_text(json.dumps(arch))
+    soup({"run": "a_old", "ingredients": ["a", "old"]} | roots)
+    _, with_old, _, _ = load_trained(tmp_path / "ck" / "a_old")
+    np.testing.assert_allclose(with_old.weights[0].numpy(), (first[0] + older[0]) / 2, rtol=1e-6, atol=1e-6)
     _saved_run(tmp_path, "wide", SMALL | {"head_channels": 16}, 3)
     with pytest.raises(ValueError, match="another architecture"):
         soup({"run": "bad", "ingredients": ["a", "wide"]} | roots)
