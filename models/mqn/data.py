@@ -374,12 +374,11 @@ def add_emitters(scene: F32, rng: np.random.Generator, cfg: SynthesisConfig, fac
 
     Night video is full of lamps much smaller than a pixel of the delivered frame (LED strings, street
     lights, windows far away): each clips in the camera, and delivery averages it with its dark
-    surroundings into an unclipped core (``deliver_downscale``). A view gets ``emitter_strings`` strings (2-6
-    unless set); a string is 4-30 sources along a line
-    (spokes, strings, facades); each has a sigma of ``emitter_sigma`` delivered pixels (``factor`` render
-    pixels per delivered one), warm white or a saturated LED colour, and kept only where the view's 8-pixel
-    mean is below its log-average luminance, so lamps are taught in dark context and bright skies are
-    untouched.
+    surroundings into an unclipped core (``deliver_downscale``). A view gets ``emitter_strings`` strings
+    (2-6 unless set); a string is 4-30 sources along a line (spokes, strings, facades); each has a sigma of
+    ``emitter_sigma`` delivered pixels (``factor`` render pixels per delivered one), warm white or a
+    saturated LED colour, and kept only where the view's 8-pixel mean is below its log-average luminance,
+    so lamps are taught in dark context and bright skies are untouched.
     The light is added to the scene, so SDR and target agree on where it is and how bright.
     """
     y = luminance(scene)

@@ -24,10 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from models.harness.config import TrainConfig
 from models.harness.export import training_summary
 from models.mqn.data import REPO_ROOT
 
-DEFAULTS = {"weights": "best", "checkpoint_root": "models/checkpoints", "log_root": "models/logs"}
+DEFAULTS = {
+    "weights": "best",
+    "checkpoint_root": TrainConfig.checkpoint_root,
+    "log_root": TrainConfig.log_root,
+}
 
 
 def _root(path: str) -> Path:
