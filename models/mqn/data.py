@@ -119,6 +119,12 @@ class SynthesisConfig:
     than a pixel of the network's view (2-4x below the delivered size), so the network never saw a lamp it
     could resolve: the ferris-wheel lamps, 2-3 px wide at 720p, are resolved at quality mode's 512 px and
     read there as the resolved bright things of the training views (windows, lit walls)."""
+    scene_weight_power: float = 0.0
+    """Draw scenes with probability proportional to their :func:`light_source_stops` (at least 1) to this
+    power instead of uniformly. Scenes whose brightest thousandth stands far above the rest (lamps in a dark
+    hall, studio lights, the windows of a cellar) then come up more often: the night-lamp targets were
+    decided by a few such scenes (model card, ``mqn_v38``). 0 keeps the uniform draw, and the draws of
+    earlier runs."""
 
 
 @dataclass
@@ -501,6 +507,27 @@ def bright_directions(pano: npt.NDArray[np.floating], share: float = 0.002) -> n
     return np.stack([yaw, lat[rows]], axis=-1)
 
 
+def light_source_stops(img: npt.NDArray[np.floating], panorama: bool) -> float:
+    """Stops from a scene's 90th to its 99.9th luminance percentile (by solid angle for panoramas).
+
+    Scale-free, as the scenes' absolute scales are arbitrary: large where a small share of the scene is far
+    brighter than nearly all of it (lamps, studio lights, windows in a dark room), small for daylight
+    scenes, whose sky fills the top decile.
+    """
+    y = luminance(img.astype(np.float32)).ravel()
+    if panorama:
+        h, w = img.shape[:2]
+        lat = (0.5 - (np.arange(h) + 0.5) / h) * np.pi
+        area = np.repeat(np.cos(lat), w)
+    else:
+        area = np.ones_like(y)
+    order = np.argsort(y, kind="stable")
+    share = np.cumsum(area[order])
+    share /= share[-1]
+    p90, p999 = (float(y[order][np.searchsorted(share, q)]) for q in (0.9, 0.999))
+    return float(np.log2(max(p999, 1e-12) / max(p90, 1e-12)))
+
+
 class SceneBank:
     """All scenes of one split, decoded once and kept in memory (float16 halves the footprint)."""
 
@@ -511,6 +538,14 @@ class SceneBank:
             bright_directions(img) if s.is_panorama else None
             for s, img in zip(scenes, self.images, strict=True)
         ]
+        self.light_stops = np.array(
+            [light_source_stops(img, s.is_panorama) for s, img in zip(scenes, self.images, strict=True)]
+        )
+
+    def scene_shares(self, power: float) -> npt.NDArray[np.float64]:
+        """Probability of drawing each scene (``SynthesisConfig.scene_weight_power``)."""
+        weights = np.maximum(self.light_stops, 1.0) ** power
+        return np.asarray(weights / weights.sum(), np.float64)
 
     def view(self, index: int, size: tuple[int, int], rng: np.random.Generator, cfg: SynthesisConfig) -> F32:
         """A random perspective view (panoramas) or crop (photos) of scene ``index``."""
@@ -532,8 +567,13 @@ class SceneBank:
     def sample(
         self, rng: np.random.Generator, size: tuple[int, int], cfg: SynthesisConfig, index: int | None = None
     ) -> Sample:
-        """One synthesised pair from a uniformly chosen (or the given) scene."""
-        i = int(rng.integers(len(self.images))) if index is None else index
+        """One synthesised pair from a drawn (``cfg.scene_weight_power``) or the given scene."""
+        if index is not None:
+            i = index
+        elif cfg.scene_weight_power:
+            i = int(rng.choice(len(self.images), p=self.scene_shares(cfg.scene_weight_power)))
+        else:
+            i = int(rng.integers(len(self.images)))
         # Draw only when delivery or emitters are on, so both at 0 reproduce the views of earlier runs.
         emitters = cfg.p_emitters > 0 and rng.random() < cfg.p_emitters
         delivered = emitters or (cfg.p_deliver > 0 and rng.random() < cfg.p_deliver)

@@ -15,6 +15,7 @@ from models.mqn.data import (
     SynthesisConfig,
     add_emitters,
     batches,
+    light_source_stops,
     perspective_view,
     read_manifest,
     split_scenes,
@@ -113,6 +114,55 @@ def test_wide_batches_are_video_frames_seen_as_the_runtime_sees_them() -> None:
     assert {linear for _, linear in shapes} == {(96, 96), (56, 96)}
     plain = [linear.shape for _, linear, _ in islice(batches(bank, 2, (96, 96), (32, 64), cfg, 3), 6)]
     assert all(shape[1:3] == (96, 96) for shape in plain)
+
+
+def _bank_of(images: list[np.ndarray]) -> SceneBank:
+    """A bank of in-memory photos, as SceneBank builds it, without the shared EXRs."""
+    bank = SceneBank.__new__(SceneBank)
+    bank.scenes = [Scene(f"synthetic_{i}.exr", "photo", "") for i in range(len(images))]
+    bank.images = [img.astype(np.float16) for img in images]
+    bank.bright = [None] * len(images)
+    bank.light_stops = np.array([light_source_stops(img, False) for img in images])
+    return bank
+
+
+def test_light_source_stops_tell_a_lamp_in_the_dark_from_a_sky() -> None:
+    """Stops from p90 to p99.9: 0 for a flat field, large for a lamp in a dark room, small under a sky."""
+    flat = np.full((100, 100, 3), 0.3, np.float32)
+    lamp_room = flat.copy()
+    lamp_room[40:44, 40:44] = 300.0  # 0.16 % of the area, 10 stops above the room
+    sky = flat.copy()
+    sky[:30] = 40.0  # the top 30 %: the sky is the 90th percentile too
+    assert light_source_stops(flat, False) == pytest.approx(0.0, abs=1e-6)
+    assert light_source_stops(lamp_room, False) == pytest.approx(np.log2(1000.0), abs=0.01)
+    assert light_source_stops(sky, False) == pytest.approx(0.0, abs=1e-6)
+    # A panorama weighs rows by solid angle: a lamp row near the pole covers less of the scene.
+    pano = np.full((180, 360, 3), 0.3, np.float32)
+    pano[1, :] = 300.0  # 0.56 % of the rows, 0.03 % of the sphere
+    assert light_source_stops(pano, True) == pytest.approx(0.0, abs=1e-6)
+    assert light_source_stops(pano, False) == pytest.approx(np.log2(1000.0), abs=0.01)
+
+
+def test_scene_weight_power_draws_scenes_by_their_light_source_stops() -> None:
+    """0 keeps the uniform draw (the same scenes as before); > 0 draws lamp scenes more often."""
+    flat = np.full((64, 64, 3), 0.3, np.float32)
+    lamp_room = flat.copy()
+    lamp_room[30:33, 30:33] = 0.3 * 2.0**8  # 0.22 % of the area, 8 stops above the room
+    bank = _bank_of([flat, lamp_room])
+    np.testing.assert_allclose(bank.scene_shares(0.0), [0.5, 0.5])
+    np.testing.assert_allclose(bank.scene_shares(1.0), [1 / 9, 8 / 9], atol=1e-3)
+
+    def drawn(cfg: SynthesisConfig) -> list[str]:
+        rng = np.random.default_rng(5)
+        return [str(bank.sample(rng, (16, 16), cfg).meta["scene"]) for _ in range(200)]
+
+    uniform = drawn(SynthesisConfig())
+    for seed in range(20):  # power 0 draws as before scene weights existed: the generator's integers first
+        first = bank.sample(np.random.default_rng(seed), (16, 16), SynthesisConfig()).meta["scene"]
+        assert first == bank.scenes[int(np.random.default_rng(seed).integers(2))].file
+    weighted = drawn(SynthesisConfig(scene_weight_power=1.0))
+    assert 0.35 < uniform.count("synthetic_1.exr") / 200 < 0.65
+    assert weighted.count("synthetic_1.exr") / 200 > 0.8
 
 
 @needs_data
