@@ -260,6 +260,19 @@ def _light_row(src, lut, matrix, dst):  # type: ignore[no-untyped-def]
         dst[3 * col + 2] = matrix[2, 0] * lr + matrix[2, 1] * lg + matrix[2, 2] * lb
 
 
+@numba.njit(inline="always", fastmath=True)
+def _read_table(table, x0, x1, fx, p, last_sample, next_one):  # type: ignore[no-untyped-def]
+    # A row's curve tables (cells side by side, ``SAMPLES`` each) at sample position p (0..SAMPLES - 1)
+    # between the cells starting at x0 and x1 (weight fx on x1): bilinear in (cell, sample).
+    sample = min(np.uint64(p), last_sample)
+    t = p - np.float32(sample)
+    a = x0 + sample
+    b = x1 + sample
+    lo = table[a] + (table[b] - table[a]) * fx
+    hi = table[a + next_one] + (table[b + next_one] - table[a + next_one]) * fx
+    return lo + (hi - lo) * t
+
+
 @numba.njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
 def _slice_kernel(  # type: ignore[no-untyped-def]
     frames,
@@ -297,19 +310,23 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
     inv_white = np.float32(1.0 / SDR_WHITE_NITS)
     dec_scale = np.float32((dec.shape[0] - 1) / peak_code)
     pc = np.float32(peak_code)
-    last_dec = np.int32(dec.shape[0] - 2)
+    last_dec = np.uint64(dec.shape[0] - 2)
+    last_sample = np.uint64(nj - 2)
+    next_one = np.uint64(1)
     zero = np.float32(0.0)
     one = np.float32(1.0)
     tiny = np.float32(1e-6)
-    x0s = np.empty(w, np.int64)
-    x1s = np.empty(w, np.int64)
+    # Unsigned, as every table index below: Numba wraps a negative signed index, and that check on each
+    # gather cost the kernel ~20 % (an index known to be unsigned needs none).
+    x0s = np.empty(w, np.uint64)
+    x1s = np.empty(w, np.uint64)
     starts = np.zeros(gw + 1, np.int64)  # first column whose left cell is each cell (monotone in col)
     fxs = np.empty(w, np.float32)
     for col in range(w):
         x = min(max((col + 0.5) * gw / w - 0.5, 0.0), gw - 1.0)
         starts[int(x) + 1] = col + 1
-        x0s[col] = int(x) * nj
-        x1s[col] = min(int(x) + 1, gw - 1) * nj
+        x0s[col] = np.uint64(int(x) * nj)
+        x1s[col] = np.uint64(min(int(x) + 1, gw - 1) * nj)
         fxs[col] = x - int(x)
     for cell in range(1, gw + 1):  # a cell no column starts in (frames narrower than the grid) is empty
         starts[cell] = max(starts[cell], starts[cell - 1])
@@ -342,7 +359,9 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
                 rs[j] = upper[j] + (lower[j] - upper[j]) * fy
         src = frames[f, row]
         dst = out[f, row]
-        # Three passes over the row: the arithmetic ones vectorise, only the middle one gathers.
+        # Passes over the row: the arithmetic ones vectorise; the gathers from the base curve, from the peak
+        # curve (only the pixels with a peak weight, listed first: a branch per pixel mispredicted on
+        # night frames) and from the decoding table each have a loop of their own.
         lum = np.empty(w, np.float32)
         level = np.empty(w, np.float32)  # sqrt(Y / 203), at most 1
         pos = np.empty(w, np.float32)
@@ -355,24 +374,22 @@ def _slice_kernel(  # type: ignore[no-untyped-def]
             level[col] = min(np.sqrt(y_in * inv_white), one)
             pos[col] = level[col] * top_j
         for col in range(w):
-            p = pos[col]
-            sample = min(int(p), nj - 2)
-            t = p - np.float32(sample)
-            x0 = x0s[col] + sample
-            x1 = x1s[col] + sample
-            fx = fxs[col]
-            lo = rt[x0] + (rt[x1] - rt[x0]) * fx
-            hi = rt[x0 + 1] + (rt[x1 + 1] - rt[x0 + 1]) * fx
-            v = lo + (hi - lo) * t
-            if paired:
-                share = weights[f, row, col]
-                if share > zero:  # most pixels stand above nothing: no gathers from the peak curve
-                    lo = pt[x0] + (pt[x1] - pt[x0]) * fx
-                    hi = pt[x0 + 1] + (pt[x1 + 1] - pt[x0 + 1]) * fx
-                    v += share * (lo + (hi - lo) * t - v)
-            q = min(v, pc) * dec_scale
-            i = min(np.int32(q), last_dec)
-            pos[col] = dec[i] + (dec[i + 1] - dec[i]) * (q - np.float32(i))
+            pos[col] = _read_table(rt, x0s[col], x1s[col], fxs[col], pos[col], last_sample, next_one)
+        if paired:
+            shares = weights[f, row]
+            peaked = np.empty(w, np.uint64)
+            count = 0
+            for col in range(w):
+                peaked[count] = col
+                count += 1 if shares[col] > zero else 0
+            for k in range(count):
+                col = peaked[k]
+                v = _read_table(pt, x0s[col], x1s[col], fxs[col], level[col] * top_j, last_sample, next_one)
+                pos[col] += shares[col] * (v - pos[col])
+        for col in range(w):
+            q = min(pos[col], pc) * dec_scale
+            i = min(np.uint64(q), last_dec)
+            pos[col] = dec[i] + (dec[i + next_one] - dec[i]) * (q - np.float32(i))
         if saturating:
             # Each cell's factors across the columns between its centre and the next one's: contiguous
             # runs without gathers, so they vectorise; level turns from sqrt(Y / 203) into the factor.
