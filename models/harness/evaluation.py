@@ -65,7 +65,11 @@ CASES_SEED = 2026
 def make_cases(
     data_dir: Path, per_scene: int, size: tuple[int, int], seed: int = CASES_SEED
 ) -> list[dict[str, Any]]:
-    """Fixed validation cases: SDR uint8, its colour tag, the scene view (BT.709 linear), scene name."""
+    """Fixed validation cases: SDR uint8, its colour tag, the scene view (BT.709 linear), scene name.
+
+    Fixed per ``size``, not across sizes: every draw comes from one stream, and how many numbers a case
+    draws depends on its size (a photo's crop range, the noise field), so two sizes give two sets of views.
+    """
     _, val = split_scenes(read_manifest(data_dir), DEFAULT_VAL_SCENES)
     bank = SceneBank(data_dir, val)
     rng = np.random.default_rng(seed)
