@@ -13,6 +13,7 @@ import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -538,8 +539,12 @@ class SceneBank:
             bright_directions(img) if s.is_panorama else None
             for s, img in zip(scenes, self.images, strict=True)
         ]
-        self.light_stops = np.array(
-            [light_source_stops(img, s.is_panorama) for s, img in zip(scenes, self.images, strict=True)]
+
+    @cached_property
+    def light_stops(self) -> npt.NDArray[np.float64]:
+        """Each scene's :func:`light_source_stops`, computed when a weighted draw first needs them."""
+        return np.array(
+            [light_source_stops(img, s.is_panorama) for s, img in zip(self.scenes, self.images, strict=True)]
         )
 
     def scene_shares(self, power: float) -> npt.NDArray[np.float64]:

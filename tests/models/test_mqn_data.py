@@ -122,7 +122,6 @@ def _bank_of(images: list[np.ndarray]) -> SceneBank:
     bank.scenes = [Scene(f"synthetic_{i}.exr", "photo", "") for i in range(len(images))]
     bank.images = [img.astype(np.float16) for img in images]
     bank.bright = [None] * len(images)
-    bank.light_stops = np.array([light_source_stops(img, False) for img in images])
     return bank
 
 
