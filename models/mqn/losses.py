@@ -11,6 +11,8 @@ Two terms are ours:
 * **peak weight** (``peak``, off by default): pixels the peak curve serves (their peak weight, at the model's
   ``peak_ratio``) weigh ``1 + peak`` times more. Light sources in the dark are ~0.1 % of a view; measured on
   ``mqn_v8``, the model put them at 2.7-3.2x the placement where their targets' median is ~5x.
+* **shadow weight** (``shadow``, off by default): the same for the SDR's darkest pixels, where the toe of
+  the SDR's curve decides how far to lift them.
 * **smoothness** of the curve grid across cells (L1 of neighbouring knots): curves that change little from
   cell to cell cannot draw halos, and cells whose own pixels never visit a part of the curve inherit it from
   their neighbours instead of keeping an arbitrary one.
@@ -38,6 +40,13 @@ class LossWeights:
     highlight_from: float = 0.8
     """Relative SDR light (max channel, 1.0 = white) where the highlight weight ramps up (to 1 at 0.95)."""
     peak: float = 0.0
+    shadow: float = 0.0
+    """Pixels in the SDR's shadows (relative luminance up to ``shadow_below``, ramping to 0 at twice it) weigh
+    ``1 + shadow`` times more (off by default). The references' toe ranges from 0 to +3 stops with the SDR's
+    curve; the first grid model (``mqn_v2``) gave every frame the same +0.8 stop at the darkest codes, and
+    small errors in dark PQ codes may give little reason to tell the curves apart. Tried as ``mqn_v43``:
+    the shadows rose on every view instead (model card, "Where v1's lead at 640×360 is")."""
+    shadow_below: float = 0.01
     global_aux: float = 0.0
     """λ of the squared error of the global path's two auxiliary numbers (``MQNConfig.global_aux``)."""
 
@@ -46,6 +55,12 @@ def highlight_mask(linear: Any, w: LossWeights) -> Any:
     """0..1 per pixel: how close the brightest channel of the SDR is to white."""
     rel = tf.reduce_max(linear, axis=-1, keepdims=True) / SDR_WHITE_NITS
     return tf.clip_by_value((rel - w.highlight_from) / (0.95 - w.highlight_from), 0.0, 1.0)
+
+
+def shadow_mask(linear: Any, w: LossWeights) -> Any:
+    """0..1 per pixel: 1 up to ``w.shadow_below`` of SDR white in luminance, 0 from twice that."""
+    y = tf.reduce_sum(linear * tf.constant(LUMA_BT709, tf.float32), axis=-1, keepdims=True) / SDR_WHITE_NITS
+    return tf.clip_by_value(2.0 - y / w.shadow_below, 0.0, 1.0)
 
 
 def _gradients(x: Any) -> tuple[Any, Any]:
@@ -69,6 +84,8 @@ def mqn_loss(
     diff = pred - target_pq
     hl = highlight_mask(linear, w)
     weight = 1.0 + w.highlight * hl
+    if w.shadow:
+        weight = weight + w.shadow * shadow_mask(linear, w)
     if w.peak and peak_ratio is not None:
         y = tf.reduce_sum(linear * tf.constant(LUMA_BT709, tf.float32), axis=-1, keepdims=True)
         weight = weight + w.peak * peak_weight_tf(y, peak_ratio)

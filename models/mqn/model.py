@@ -122,6 +122,12 @@ class MQNConfig:
     where the model without them was). The downscaled view cannot tell a string of LEDs from a lit surface,
     and what it shows of them changes with the view size: the lamps of every model up to ``mqn_v14`` did.
     Needs ``peak_guide`` and ``global_path``. ``mqn_v16`` was trained with them and left them unused."""
+    fine_skips: bool = False
+    """The grid's features also read the encoder's finer levels (1/2, 1/4, 1/8), average-pooled to the grid
+    and added through a zero-initialised 1x1 conv (a warm start begins exactly where the model without
+    them was). Without it the decoder sees the frame at 1/16 and coarser only, while ``mqn_v1``, whose
+    decoder climbed back to 1/2, told a toe curve from a straight one even at a 128 px view (model card,
+    "Where v1's lead at 640×360 is"). Tried as ``mqn_v42``: the toe did not change."""
 
     @property
     def grid_stride(self) -> int:
@@ -205,7 +211,21 @@ def build_backbone(cfg: MQNConfig) -> keras.Model:
         if cfg.attention == "ca":
             x = ChannelAttention(0.5, name=f"{name}_ca")(x)
         x = irlb(x, ch, 6, 1, f"{name}_b1")
+    if cfg.fine_skips:
+        x = _add_fine_skips(x, skips, cfg)
     return keras.Model(sdr, x, name="mqn_backbone")
+
+
+def _add_fine_skips(x: Any, skips: list[Any], cfg: MQNConfig) -> Any:
+    """``x`` (at the grid level) plus a zero-initialised projection of the finer skips pooled to the grid."""
+    finer = skips[: max(0, len(skips) - len(cfg.decoder_channels))]  # 1/2, 1/4 ... above the grid's level
+    pooled = [
+        keras.layers.AveragePooling2D(cfg.grid_stride // 2 ** (i + 1), name=f"fine{i}_pool")(skip)
+        for i, skip in enumerate(finer)
+    ]
+    fine = keras.layers.Concatenate(name="fine_cat")(pooled) if len(pooled) > 1 else pooled[0]
+    proj = keras.layers.Conv2D(int(x.shape[-1]), 1, kernel_initializer="zeros", name="fine_proj")(fine)
+    return keras.layers.Add(name="fine_add")([x, proj])
 
 
 def build_head(cfg: MQNConfig, channels: int) -> keras.Model:

@@ -248,6 +248,35 @@ def test_warm_start_grows_the_global_path_to_read_the_tails(tmp_path: Path) -> N
     np.testing.assert_allclose(new([sdr, linear])[0].numpy(), old([sdr, linear])[0].numpy(), atol=1e-5)
 
 
+def test_warm_start_adds_fine_skips_that_start_as_a_no_op(tmp_path: Path) -> None:
+    """The finer encoder levels enter through a zero-initialised projection: the old model's output, exactly,
+    for a grid at 1/16 (three levels pooled) and at 1/8 (two)."""
+    from models.mqn.model import MQNConfig, build_mqn
+    from models.mqn.train import warm_start
+
+    rng = np.random.default_rng(5)
+    for decoder in ([16], [16, 16]):
+        old_cfg = MQNConfig.from_json(SMALL | {"decoder_channels": decoder})
+        old, _, _ = build_mqn(old_cfg)
+        for v in old.trainable_variables:
+            v.assign(v + rng.normal(0, 0.05, v.shape).astype(np.float32))
+        folder = tmp_path / str(len(decoder))
+        folder.mkdir()
+        (folder / "model.json").write_text(json.dumps(old_cfg.to_json()))
+        old.save_weights(folder / "best.weights.h5")
+        new, backbone, _ = build_mqn(MQNConfig.from_json(old_cfg.to_json() | {"fine_skips": True}))
+        warm_start(new, folder)
+        pools = [layer for layer in backbone.layers if layer.name.endswith("_pool") and "fine" in layer.name]
+        assert len(pools) == 4 - len(decoder)
+        sdr = rng.random((2, 64, 96, 3), np.float32)
+        linear = rng.random((2, 128, 192, 3), np.float32) * 203.0
+        np.testing.assert_allclose(new([sdr, linear])[0].numpy(), old([sdr, linear])[0].numpy(), atol=1e-5)
+        # ... and once trained, the projection does change the features.
+        proj = backbone.get_layer("fine_proj")
+        proj.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in proj.get_weights()])
+        assert not np.allclose(new([sdr, linear])[1].numpy(), old([sdr, linear])[1].numpy(), atol=1e-3)
+
+
 def test_warm_start_can_leave_a_layer_fresh(tmp_path: Path) -> None:
     """``init_fresh`` restarts a layer its source never trained: the peak curve at ``peak_init``, not -6."""
     from models.mqn.model import MQNConfig, build_mqn
@@ -408,6 +437,34 @@ def test_peak_loss_weight_counts_only_the_pixels_of_the_peak_curve() -> None:
 
     assert total(8.0, lamp_error=False) == pytest.approx(total(0.0, lamp_error=False), rel=1e-4)
     assert total(8.0, lamp_error=True) > 2.0 * total(0.0, lamp_error=True)
+
+
+def test_shadow_weight_counts_only_the_darkest_pixels() -> None:
+    """``loss.shadow`` weighs an error in the SDR's shadows (full at 1 % of white, none from 2 %) and leaves
+    the same error in the mid-tones as it was."""
+    import tensorflow as tf
+
+    from models.mqn.losses import LossWeights, mqn_loss, shadow_mask
+
+    linear = np.full((1, 60, 80, 3), 60.0, np.float32)  # mid-tones: 0.3 of SDR white
+    linear[:, :, :20] = 1.0  # 0.5 % of white
+    w = LossWeights(shadow=4.0)
+    nits = np.array([0.5, 2.03, 3.045, 4.06, 60.0], np.float32)[None, None, :, None] * np.ones(3, np.float32)
+    ramp = shadow_mask(tf.constant(nits), w)
+    np.testing.assert_allclose(ramp.numpy().ravel(), [1.0, 1.0, 0.5, 0.0, 0.0], atol=1e-5)
+    knots = tf.zeros((1, 3, 5, 24))
+    target = tf.zeros((1, 60, 80, 3))
+
+    def extra(weights: LossWeights, columns: slice) -> float:
+        out = linear.copy()
+        out[:, :, columns] *= 2.0
+        base = mqn_loss(target, tf.constant(linear), knots, tf.constant(linear), weights)
+        err = mqn_loss(target, tf.constant(out), knots, tf.constant(linear), weights)
+        return float(err[0]) - float(base[0])
+
+    mid = slice(40, 60)
+    assert extra(w, mid) == pytest.approx(extra(LossWeights(), mid), rel=1e-4)
+    assert extra(w, slice(0, 20)) > 3.0 * extra(LossWeights(), slice(0, 20))
 
 
 def test_training_cell_statistics_match_the_runtime() -> None:
