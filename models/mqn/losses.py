@@ -43,9 +43,9 @@ class LossWeights:
     shadow: float = 0.0
     """Pixels in the SDR's shadows (relative luminance up to ``shadow_below``, ramping to 0 at twice it) weigh
     ``1 + shadow`` times more (off by default). The references' toe ranges from 0 to +3 stops with the SDR's
-    curve; the first grid model (``mqn_v2``) gave every frame the same +0.8 stop at the darkest codes, and
-    small errors in dark PQ codes may give little reason to tell the curves apart. Tried as ``mqn_v43``:
-    the shadows rose on every view instead (model card, "Where v1's lead at 640×360 is")."""
+    curve; the first grid model (``mqn_v2``) gave every frame nearly the same +0.8 stop at the darkest
+    codes, and small errors in dark PQ codes may give little reason to tell the curves apart. Tried as
+    ``mqn_v43``: the shadows rose on every view instead (model card, "Where v1's lead at 640×360 is")."""
     shadow_below: float = 0.01
     global_aux: float = 0.0
     """λ of the squared error of the global path's two auxiliary numbers (``MQNConfig.global_aux``)."""
