@@ -219,6 +219,8 @@ def build_backbone(cfg: MQNConfig) -> keras.Model:
 def _add_fine_skips(x: Any, skips: list[Any], cfg: MQNConfig) -> Any:
     """``x`` (at the grid level) plus a zero-initialised projection of the finer skips pooled to the grid."""
     finer = skips[: max(0, len(skips) - len(cfg.decoder_channels))]  # 1/2, 1/4 ... above the grid's level
+    if not finer:
+        raise ValueError("fine_skips needs a grid coarser than 1/2: no encoder level is finer than it")
     pooled = [
         keras.layers.AveragePooling2D(cfg.grid_stride // 2 ** (i + 1), name=f"fine{i}_pool")(skip)
         for i, skip in enumerate(finer)

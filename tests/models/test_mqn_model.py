@@ -275,6 +275,8 @@ def test_warm_start_adds_fine_skips_that_start_as_a_no_op(tmp_path: Path) -> Non
         proj = backbone.get_layer("fine_proj")
         proj.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in proj.get_weights()])
         assert not np.allclose(new([sdr, linear])[1].numpy(), old([sdr, linear])[1].numpy(), atol=1e-3)
+    with pytest.raises(ValueError, match="coarser than 1/2"):
+        build_mqn(MQNConfig.from_json(SMALL | {"decoder_channels": [16, 16, 16, 16], "fine_skips": True}))
 
 
 def test_warm_start_can_leave_a_layer_fresh(tmp_path: Path) -> None:
