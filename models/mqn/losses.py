@@ -57,10 +57,14 @@ def highlight_mask(linear: Any, w: LossWeights) -> Any:
     return tf.clip_by_value((rel - w.highlight_from) / (0.95 - w.highlight_from), 0.0, 1.0)
 
 
+def _luminance(linear: Any) -> Any:
+    """BT.709 luminance of linear light, last axis kept (N x H x W x 1)."""
+    return tf.reduce_sum(linear * tf.constant(LUMA_BT709, tf.float32), axis=-1, keepdims=True)
+
+
 def shadow_mask(linear: Any, w: LossWeights) -> Any:
     """0..1 per pixel: 1 up to ``w.shadow_below`` of SDR white in luminance, 0 from twice that."""
-    y = tf.reduce_sum(linear * tf.constant(LUMA_BT709, tf.float32), axis=-1, keepdims=True) / SDR_WHITE_NITS
-    return tf.clip_by_value(2.0 - y / w.shadow_below, 0.0, 1.0)
+    return tf.clip_by_value(2.0 - _luminance(linear) / SDR_WHITE_NITS / w.shadow_below, 0.0, 1.0)
 
 
 def _gradients(x: Any) -> tuple[Any, Any]:
@@ -87,8 +91,7 @@ def mqn_loss(
     if w.shadow:
         weight = weight + w.shadow * shadow_mask(linear, w)
     if w.peak and peak_ratio is not None:
-        y = tf.reduce_sum(linear * tf.constant(LUMA_BT709, tf.float32), axis=-1, keepdims=True)
-        weight = weight + w.peak * peak_weight_tf(y, peak_ratio)
+        weight = weight + w.peak * peak_weight_tf(_luminance(linear), peak_ratio)
     l1 = tf.reduce_mean(weight * tf.abs(diff))
     l2 = tf.reduce_mean(weight * tf.square(diff))
     gty, gtx = _gradients(target_pq)
