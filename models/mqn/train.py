@@ -97,6 +97,8 @@ def warm_start(model: Any, source: Path, fresh: tuple[str, ...] = ()) -> None:
 
     Layers named in ``fresh`` keep their initialisation (``TrainConfig.init_fresh``). A dense layer that
     now reads more inputs (appended, e.g. ``MQNConfig.global_tails``) gets the old kernel and zero rows.
+    Curves whose knots refine the old ones (every old knot kept, new ones between) get each new segment's
+    slope from the old segment it lies in: the same straight line in PQ, so the same curves.
 
     Raises
     ------
@@ -122,10 +124,12 @@ def warm_start(model: Any, source: Path, fresh: tuple[str, ...] = ()) -> None:
         return found
 
     old_layers, new_layers = layers(old), layers(model)
+    knots = new_layers.get("knots")
+    segments = _segment_map(old_cfg.knots_nits, knots.knots_nits) if knots is not None else None
     unknown = set(fresh) - set(new_layers)
     if unknown:
         raise ValueError(f"init_fresh names {sorted(unknown)}, which are not layers of this model")
-    copied, kept, grown = 0, [], []
+    copied, kept, grown, refined = 0, [], [], []
     for name, layer in new_layers.items():
         w_new = layer.get_weights()
         w_old = old_layers[name].get_weights() if name in old_layers and name not in fresh else None
@@ -138,11 +142,36 @@ def warm_start(model: Any, source: Path, fresh: tuple[str, ...] = ()) -> None:
             layer.set_weights([_zero_padded(w_old[0], w_new[0].shape), *w_old[1:]])
             copied += 1
             grown.append(name)
+        elif w_old is not None and segments is not None and name in SEGMENT_LAYERS:
+            layer.set_weights([w[..., segments] for w in w_old])
+            copied += 1
+            refined.append(name)
         else:
             kept.append(name)
     if not copied:
         raise ValueError(f"no layer of {weights} matches this model; refusing to warm start from it")
-    log.info("warm start from %s: %d layers copied (inputs grown: %s), new: %s", weights, copied, grown, kept)
+    log.info(
+        "warm start from %s: %d layers copied (inputs grown: %s, knots refined: %s), new: %s",
+        weights,
+        copied,
+        grown,
+        refined,
+        kept,
+    )
+
+
+SEGMENT_LAYERS = ("head_log_slopes", "head_peak_log_slopes")
+"""The head's layers with one output per curve segment (``CurveKnots``' log-slopes)."""
+
+
+def _segment_map(old: tuple[float, ...], new: tuple[float, ...]) -> np.ndarray | None:
+    """For each segment of the ``new`` knots, the ``old`` segment it lies in; None unless ``new`` refines.
+
+    A refinement keeps every ``old`` knot (the first and last among them) and adds new ones in between.
+    """
+    if tuple(old) == tuple(new) or old[0] != new[0] or old[-1] != new[-1] or not set(old) <= set(new):
+        return None
+    return np.searchsorted(np.asarray(old), np.asarray(new[:-1]), side="right") - 1
 
 
 def _grown_inputs(old: list[np.ndarray], new: list[np.ndarray]) -> bool:

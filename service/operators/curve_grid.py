@@ -523,24 +523,25 @@ def _peak_weight_kernel(frames, lut, matrix, radius, contrast, ratio, weights, l
             sums[cell, 1] = bright
 
 
-TOE_KNOTS = 2
-"""Knots (1 and 3 cd/m² of the placement) :func:`pinned_toe` holds at the placement: below 3 cd/m² a pinned
-curve is the identity, so shadows stay exactly where the SDR put them."""
+TOE_NITS = 3.0
+"""Up to this input (cd/m² of the placement) :func:`pinned_toe` holds every knot at the placement: below it a
+pinned curve is the identity, so shadows stay exactly where the SDR put them."""
 
 
 def pinned_toe(knots: npt.NDArray[np.float32], spec: CurveSpec) -> npt.NDArray[np.float32]:
-    """``knots`` with every curve's first ``TOE_KNOTS`` knots on the placement, none after them below it.
+    """``knots`` with every curve's knots up to ``TOE_NITS`` on the placement, none after them below it.
 
     The runtime twin of ``models.mqn.layers.CurveKnots``' ``toe_knots``, for a model trained without it:
     the shadows' lift is the model's guess at how hard the camera crushed them, which it cannot tell from
     the frame (model card, "Shadows are lifted"); pinned, a night scene keeps the SDR's black level.
     """
     k = len(spec.knots_nits) - 1
-    toe = (spec.knot_codes[1 : TOE_KNOTS + 1] - spec.knot_codes[0]).astype(np.float32)
+    pinned = sum(1 for nits in spec.knots_nits[1:] if nits <= TOE_NITS)
+    toe = (spec.knot_codes[1 : pinned + 1] - spec.knot_codes[0]).astype(np.float32)
     out = np.array(knots, np.float32, copy=True)
     for start in range(0, spec.curve_channels, k):
-        rest = out[..., start + TOE_KNOTS : start + k]
-        out[..., start : start + TOE_KNOTS] = toe
+        rest = out[..., start + pinned : start + k]
+        out[..., start : start + pinned] = toe
         np.maximum(rest, toe[-1], out=rest)
     return out
 

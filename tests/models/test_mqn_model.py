@@ -2,6 +2,7 @@
 slicing against the runtime kernel, and the smoke training run."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +205,16 @@ def test_a_pinned_toe_keeps_the_placement_in_the_shadows_and_the_curve_monotone(
 
     spec = CurveSpec(knots_nits=knots, floor=0.6, peak_nits=1000.0, paired=paired)
     np.testing.assert_allclose(pinned_toe(free, spec), out, atol=1e-6)
+    # It pins by light, not by count: with knots below 1 cd/m² every knot up to 3 cd/m² is held.
+    finer = (0.0, 0.1, 0.3, 1.0, 3.0, 8.0, 203.0)
+    finer_slopes = np.random.default_rng(6).normal(0.0, 2.0, (3, 2, 2, 6 * (2 if paired else 1)))
+    finer_slopes = finer_slopes.astype(np.float32)
+    finer_free = CurveKnots(finer, 3.5, paired=paired)(finer_slopes).numpy()
+    np.testing.assert_allclose(
+        pinned_toe(finer_free, replace(spec, knots_nits=finer)),
+        CurveKnots(finer, 3.5, paired=paired, toe_knots=4)(finer_slopes).numpy(),
+        atol=1e-6,
+    )
     with pytest.raises(ValueError, match="toe_knots"):
         CurveKnots(knots, 3.5, toe_knots=segments)
 
@@ -277,6 +288,34 @@ def test_warm_start_adds_fine_skips_that_start_as_a_no_op(tmp_path: Path) -> Non
         assert not np.allclose(new([sdr, linear])[1].numpy(), old([sdr, linear])[1].numpy(), atol=1e-3)
     with pytest.raises(ValueError, match="coarser than 1/2"):
         build_mqn(MQNConfig.from_json(SMALL | {"decoder_channels": [16, 16, 16, 16], "fine_skips": True}))
+
+
+def test_warm_start_refines_the_curve_knots_without_changing_the_curves(tmp_path: Path) -> None:
+    """New knots between the old ones start on the old segment's line: the old model's output, exactly."""
+    from models.mqn.model import KNOTS_NITS, MQNConfig, build_mqn
+    from models.mqn.train import warm_start
+
+    old_cfg = MQNConfig.from_json(SMALL | {"global_path": True, "peak_guide": True})
+    old, _, _ = build_mqn(old_cfg)
+    rng = np.random.default_rng(6)
+    for v in old.trainable_variables:
+        v.assign(v + rng.normal(0, 0.3, v.shape).astype(np.float32))
+    (tmp_path / "model.json").write_text(json.dumps(old_cfg.to_json()))
+    old.save_weights(tmp_path / "best.weights.h5")
+    finer = sorted({*KNOTS_NITS, 0.1, 0.3, 120.0})
+    new, _, head = build_mqn(MQNConfig.from_json(old_cfg.to_json() | {"knots_nits": finer}))
+    warm_start(new, tmp_path)
+    assert head.get_layer("head_log_slopes").get_weights()[0].shape[-1] == len(finer) - 1
+    sdr = rng.random((2, 64, 96, 3), np.float32)
+    linear = (rng.random((2, 128, 192, 3), np.float32) ** 3) * 203.0  # many deep shadows
+    np.testing.assert_allclose(
+        new([sdr, linear])[0].numpy(), old([sdr, linear])[0].numpy(), rtol=1e-4, atol=1e-4
+    )
+    # Knots that do not refine the old ones (one dropped) cannot be mapped: those layers start fresh.
+    dropped = finer[:3] + finer[4:]
+    coarser, _, coarse_head = build_mqn(MQNConfig.from_json(old_cfg.to_json() | {"knots_nits": dropped}))
+    warm_start(coarser, tmp_path)
+    assert not coarse_head.get_layer("head_log_slopes").get_weights()[0].any()
 
 
 def test_warm_start_can_leave_a_layer_fresh(tmp_path: Path) -> None:
