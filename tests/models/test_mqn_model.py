@@ -4,6 +4,7 @@ slicing against the runtime kernel, and the smoke training run."""
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -128,18 +129,27 @@ def test_model_save_load_round_trip_and_frame_independence(tmp_path: Path, extra
     np.testing.assert_allclose(alone[0], out[1], atol=1e-4)
 
 
+def _trained_run(cfg: dict[str, Any], folder: Path, rng: np.random.Generator, spread: float = 0.05) -> Any:
+    """A "trained" model (nothing left at its zero initialisation), saved as a run to warm start from."""
+    from models.mqn.model import MQNConfig, build_mqn
+
+    config = MQNConfig.from_json(cfg)
+    model, _, _ = build_mqn(config)
+    for v in model.trainable_variables:
+        v.assign(v + rng.normal(0, spread, v.shape).astype(np.float32))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.json").write_text(json.dumps(config.to_json()))
+    model.save_weights(folder / "best.weights.h5")
+    return config, model
+
+
 def test_warm_start_adds_a_global_path_that_starts_as_a_no_op(tmp_path: Path) -> None:
     """A new head part is zero-initialised: the warm-started model begins exactly where the old one was."""
     from models.mqn.model import MQNConfig, build_mqn
     from models.mqn.train import warm_start
 
-    old_cfg = MQNConfig.from_json(SMALL)
-    old, _, _ = build_mqn(old_cfg)
     rng = np.random.default_rng(3)
-    for v in old.trainable_variables:  # a "trained" model: nothing left at its zero initialisation
-        v.assign(v + rng.normal(0, 0.05, v.shape).astype(np.float32))
-    (tmp_path / "model.json").write_text(json.dumps(old_cfg.to_json()))
-    old.save_weights(tmp_path / "best.weights.h5")
+    old_cfg, old = _trained_run(SMALL, tmp_path, rng)
     new, _, head = build_mqn(MQNConfig.from_json(SMALL | {"global_path": True}))
     warm_start(new, tmp_path)
     assert len(head.inputs) == 2
@@ -243,13 +253,8 @@ def test_warm_start_grows_the_global_path_to_read_the_tails(tmp_path: Path) -> N
     from models.mqn.model import MQNConfig, build_mqn
     from models.mqn.train import warm_start
 
-    old_cfg = MQNConfig.from_json(SMALL | {"global_path": True})
-    old, _, _ = build_mqn(old_cfg)
     rng = np.random.default_rng(4)
-    for v in old.trainable_variables:
-        v.assign(v + rng.normal(0, 0.05, v.shape).astype(np.float32))
-    (tmp_path / "model.json").write_text(json.dumps(old_cfg.to_json()))
-    old.save_weights(tmp_path / "best.weights.h5")
+    old_cfg, old = _trained_run(SMALL | {"global_path": True}, tmp_path, rng)
     new, _, head = build_mqn(MQNConfig.from_json(old_cfg.to_json() | {"global_tails": True}))
     warm_start(new, tmp_path)
     grown = head.get_layer("global_fc0").get_weights()[0]
@@ -267,14 +272,8 @@ def test_warm_start_adds_fine_skips_that_start_as_a_no_op(tmp_path: Path) -> Non
 
     rng = np.random.default_rng(5)
     for decoder in ([16], [16, 16]):
-        old_cfg = MQNConfig.from_json(SMALL | {"decoder_channels": decoder})
-        old, _, _ = build_mqn(old_cfg)
-        for v in old.trainable_variables:
-            v.assign(v + rng.normal(0, 0.05, v.shape).astype(np.float32))
         folder = tmp_path / str(len(decoder))
-        folder.mkdir()
-        (folder / "model.json").write_text(json.dumps(old_cfg.to_json()))
-        old.save_weights(folder / "best.weights.h5")
+        old_cfg, old = _trained_run(SMALL | {"decoder_channels": decoder}, folder, rng)
         new, backbone, _ = build_mqn(MQNConfig.from_json(old_cfg.to_json() | {"fine_skips": True}))
         warm_start(new, folder)
         pools = [layer for layer in backbone.layers if layer.name.endswith("_pool") and "fine" in layer.name]
@@ -295,13 +294,8 @@ def test_warm_start_refines_the_curve_knots_without_changing_the_curves(tmp_path
     from models.mqn.model import KNOTS_NITS, MQNConfig, build_mqn
     from models.mqn.train import warm_start
 
-    old_cfg = MQNConfig.from_json(SMALL | {"global_path": True, "peak_guide": True})
-    old, _, _ = build_mqn(old_cfg)
     rng = np.random.default_rng(6)
-    for v in old.trainable_variables:
-        v.assign(v + rng.normal(0, 0.3, v.shape).astype(np.float32))
-    (tmp_path / "model.json").write_text(json.dumps(old_cfg.to_json()))
-    old.save_weights(tmp_path / "best.weights.h5")
+    old_cfg, old = _trained_run(SMALL | {"global_path": True, "peak_guide": True}, tmp_path, rng, spread=0.3)
     finer = sorted({*KNOTS_NITS, 0.1, 0.3, 120.0})
     new, _, head = build_mqn(MQNConfig.from_json(old_cfg.to_json() | {"knots_nits": finer}))
     warm_start(new, tmp_path)
