@@ -3,7 +3,7 @@
 Paper: L1 + L2 + cosine similarity + a VGG16 perceptual term. VGG16 needs ImageNet weights that cannot be
 downloaded here, so the perceptual term is replaced by a weights-free structural one (L1 of PQ image
 gradients). The cosine (hue) term is gone: the curves keep each pixel's SDR chromaticity by construction.
-Two terms are ours:
+Terms of our own:
 
 * **highlight weight**: pixels the SDR has (nearly) clipped weigh ``1 + highlight`` times more. They are few
   (often < 1 % of a view), yet they carry the expansion that HDR is bought for; unweighted, the cheapest
