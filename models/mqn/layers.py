@@ -173,6 +173,12 @@ class CurveKnots(keras.layers.Layer):
     +1.2 stops on real video. Measured on ``mqn_v25``'s weights pinned at 1 and 3 cd/m² (``mqn_v30``): the
     held-out scene-light references lose more than they gain (640×360 +0.09 dB, 1280×720 −0.40 dB,
     validation −0.71 dB), so no shipped model pins its toe.
+
+    With ``toe_shape_nits`` the segments up to that input light take their *shares* of the toe's rise from
+    extra inputs (shape logits, appended last, one per toe segment), and their total rise from the slopes
+    as before: the shape moves the darkest codes and nothing from the toe's top knot up. In the plain form
+    a steeper first segment lifts every knot above it, so the training pulls the frame's level through it,
+    not the toe's shape (model card, ``mqn_v46``). Zero logits give the plain curves exactly.
     """
 
     def __init__(
@@ -181,6 +187,7 @@ class CurveKnots(keras.layers.Layer):
         max_log_slope: float = 3.5,
         paired: bool = False,
         toe_knots: int = 0,
+        toe_shape_nits: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -188,11 +195,14 @@ class CurveKnots(keras.layers.Layer):
         self.max_log_slope = max_log_slope
         self.paired = paired
         self.toe_knots = toe_knots
+        self.toe_shape_nits = float(toe_shape_nits)
         codes = knot_codes(self.knots_nits)
         widths = np.diff(codes)
         if not 0 <= toe_knots < len(widths):
             raise ValueError(f"toe_knots must be in [0, {len(widths) - 1}], got {toe_knots}")
+        self.toe_segments = toe_shape_segments(self.knots_nits, self.toe_shape_nits)
         self._widths = tf.constant(widths, tf.float32)
+        self._log_toe_widths = tf.constant(np.log(widths[: self.toe_segments]), tf.float32)
         # Upper-triangular ones: cumulative sum as one matmul (BATCH_MATMUL / FULLY_CONNECTED builtins).
         self._tri = tf.constant(np.triu(np.ones((len(widths), len(widths)), np.float32)))
         self._toe = tf.constant(np.cumsum(widths)[:toe_knots], tf.float32)
@@ -207,14 +217,24 @@ class CurveKnots(keras.layers.Layer):
     def call(self, log_slopes: Any) -> Any:
         """Cumulative rises of the segments (``paired``: then the peak curve, the base plus its own rises)."""
         k = len(self.knots_nits) - 1
-        rises = tf.exp(tf.clip_by_value(log_slopes[..., :k], -4.0, self.max_log_slope)) * self._widths
+        slopes = tf.clip_by_value(log_slopes[..., :k], -4.0, self.max_log_slope)
+        rises = tf.exp(slopes) * self._widths
+        if self.toe_segments:
+            rises = self._reshaped_toe(rises, slopes, log_slopes[..., -self.toe_segments :])
         base = tf.tensordot(rises, self._tri, axes=[[3], [0]])
         if not self.paired:
             return self._pinned(base)
         # Extra rises may be ~0: the peak curve is the base curve plus a non-negative, rising difference.
-        extra = tf.exp(tf.clip_by_value(log_slopes[..., k:], -12.0, self.max_log_slope)) * self._widths
+        extra = tf.exp(tf.clip_by_value(log_slopes[..., k : 2 * k], -12.0, self.max_log_slope)) * self._widths
         peak = base + tf.tensordot(extra, self._tri, axes=[[3], [0]])
         return tf.concat([self._pinned(base), self._pinned(peak)], axis=-1)
+
+    def _reshaped_toe(self, rises: Any, slopes: Any, shape: Any) -> Any:
+        """``rises`` with the toe's total rise shared out by softmax(slope + log width + shape logit)."""
+        t = self.toe_segments
+        total = tf.reduce_sum(rises[..., :t], axis=-1, keepdims=True)
+        shares = tf.nn.softmax(slopes[..., :t] + self._log_toe_widths + shape, axis=-1)
+        return tf.concat([total * shares, rises[..., t:]], axis=-1)
 
     def get_config(self) -> dict[str, Any]:
         """Round-trippable config."""
@@ -224,7 +244,24 @@ class CurveKnots(keras.layers.Layer):
             "max_log_slope": self.max_log_slope,
             "paired": self.paired,
             "toe_knots": self.toe_knots,
+            "toe_shape_nits": self.toe_shape_nits,
         }
+
+
+def toe_shape_segments(knots_nits: tuple[float, ...], below_nits: float) -> int:
+    """How many curve segments end at or below ``below_nits`` (the toe whose shape is learnt apart).
+
+    Raises
+    ------
+    ValueError
+        If ``below_nits`` is set but takes fewer than two segments: a toe of one segment has no shape.
+    """
+    if not below_nits:
+        return 0
+    count = sum(1 for nits in knots_nits[1:] if nits <= below_nits)
+    if count < 2:
+        raise ValueError(f"toe_shape_nits {below_nits} spans {count} curve segment(s); it needs at least 2")
+    return count
 
 
 def _repeat_edges(x: Any, pad: Any, axis: int) -> Any:

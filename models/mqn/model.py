@@ -29,6 +29,7 @@ from models.mqn.layers import (
     EdgePad,
     GlobalStats,
     ResizeLike,
+    toe_shape_segments,
 )
 from service.operators import cell_stats
 from service.operators.curve_grid import SATURATION_RANGE
@@ -68,6 +69,10 @@ class MQNConfig:
     toe_knots: int = 0
     """Curve knots (from the first, 1 cd/m²) pinned to the BT.2408 placement: shadows kept where the SDR put
     them (:class:`models.mqn.layers.CurveKnots`; tried as ``mqn_v29``/``v30``, not shipped)."""
+    toe_shape_nits: float = 0.0
+    """Curve segments up to this input light (cd/m² of the placement) get their shares of the toe's rise
+    from a zero-initialised head layer of their own (``head_toe_shape``), apart from the frame's level
+    (:class:`models.mqn.layers.CurveKnots`); 0: off. A warm start begins exactly where it was."""
     floor: float = 0.6
     """Output luminance never falls below this fraction of the BT.2408 placement's (ITM expands)."""
     peak_nits: float = 1000.0
@@ -274,8 +279,17 @@ def build_head(cfg: MQNConfig, channels: int) -> keras.Model:
             name="head_peak_log_slopes",
         )(h)
         slopes = keras.layers.Concatenate(name="head_slopes")([slopes, extra])
+    toe = toe_shape_segments(cfg.knots_nits, cfg.toe_shape_nits)
+    if toe:
+        shape = keras.layers.Conv2D(toe, 1, kernel_initializer="zeros", name="head_toe_shape")(h)
+        slopes = keras.layers.Concatenate(name="head_slopes_and_toe")([slopes, shape])
     out = CurveKnots(
-        cfg.knots_nits, cfg.max_log_slope, paired=cfg.peak_guide, toe_knots=cfg.toe_knots, name="knots"
+        cfg.knots_nits,
+        cfg.max_log_slope,
+        paired=cfg.peak_guide,
+        toe_knots=cfg.toe_knots,
+        toe_shape_nits=cfg.toe_shape_nits,
+        name="knots",
     )(slopes)
     if cfg.saturation:
         log_sat = _log_saturation(cfg, h)

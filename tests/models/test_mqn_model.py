@@ -229,6 +229,48 @@ def test_a_pinned_toe_keeps_the_placement_in_the_shadows_and_the_curve_monotone(
         CurveKnots(knots, 3.5, toe_knots=segments)
 
 
+@pytest.mark.parametrize("paired", [False, True])
+def test_a_toe_shape_moves_the_darkest_knots_and_nothing_above_the_toe(paired: bool) -> None:
+    """Shape logits share out the toe's rise: the knots from its top up, and the curve's monotony, stay."""
+    from models.mqn.layers import CurveKnots
+
+    knots = (0.0, 0.1, 0.3, 1.0, 3.0, 8.0, 203.0)
+    slopes = np.random.default_rng(7).normal(0.0, 1.0, (3, 2, 2, 6 * (2 if paired else 1))).astype(np.float32)
+    plain = CurveKnots(knots, 3.5, paired=paired)(slopes).numpy()
+    shaped = CurveKnots(knots, 3.5, paired=paired, toe_shape_nits=1.0)
+    zero = np.zeros((3, 2, 2, 3), np.float32)
+    np.testing.assert_allclose(shaped(np.concatenate([slopes, zero], -1)).numpy(), plain, atol=1e-6)
+    logits = np.random.default_rng(8).normal(0.0, 2.0, zero.shape).astype(np.float32)
+    out = shaped(np.concatenate([slopes, logits], -1)).numpy()
+    curves = 2 if paired else 1
+    for got, was in zip(np.split(out, curves, -1), np.split(plain, curves, -1), strict=True):
+        np.testing.assert_allclose(got[..., 2:], was[..., 2:], atol=1e-6)  # 1 cd/m² and up: unchanged
+        assert not np.allclose(got[..., :2], was[..., :2])
+        assert (np.diff(got, axis=-1) > 0).all() and (got[..., 0] > 0).all()
+    with pytest.raises(ValueError, match="toe_shape_nits"):
+        CurveKnots(knots, 3.5, toe_shape_nits=0.1)
+
+
+def test_warm_start_adds_a_toe_shape_that_starts_as_a_no_op(tmp_path: Path) -> None:
+    """A run with refined knots and a toe shape begins at its source's output, exactly."""
+    from models.mqn.model import KNOTS_NITS, MQNConfig, build_mqn
+    from models.mqn.train import warm_start
+
+    rng = np.random.default_rng(9)
+    old_cfg, old = _trained_run(SMALL | {"global_path": True, "peak_guide": True}, tmp_path, rng, spread=0.3)
+    finer = sorted({*KNOTS_NITS, 0.1, 0.3})
+    new, _, head = build_mqn(
+        MQNConfig.from_json(old_cfg.to_json() | {"knots_nits": finer, "toe_shape_nits": 1.0})
+    )
+    warm_start(new, tmp_path)
+    assert head.get_layer("head_toe_shape").get_weights()[0].shape[-1] == 3
+    sdr = rng.random((2, 64, 96, 3), np.float32)
+    linear = (rng.random((2, 128, 192, 3), np.float32) ** 3) * 203.0
+    np.testing.assert_allclose(
+        new([sdr, linear])[0].numpy(), old([sdr, linear])[0].numpy(), rtol=1e-4, atol=1e-4
+    )
+
+
 def test_global_tails_count_crushed_shadows_and_hard_clips() -> None:
     """The tail shares tell a hard clip from a soft shoulder and a crushed toe from a kept one."""
     from models.mqn.layers import TAIL_CLIPPED_CODES, TAIL_DARK_CODES, GlobalStats
