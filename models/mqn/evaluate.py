@@ -37,7 +37,9 @@ from models.harness.results import markdown
 from models.mqn.artifacts import FLOAT_WEIGHTS
 from models.mqn.data import REPO_ROOT
 from models.mqn.metrics import pu21_psnr
+from service.inference.engine import Predictor
 from service.operators import Operator, create_operator
+from service.operators.curve_grid import CurveSpec, with_coarse_peaks
 from service.timing import StageClock
 
 # The cases, scores and table format are the harness's (shared with every model); re-exported here, where
@@ -47,6 +49,7 @@ __all__ = [
     "M709_2020",
     "PEAK",
     "FloatPredictor",
+    "PeaksFrom",
     "aggregate",
     "evaluate",
     "keras_sequence",
@@ -87,6 +90,45 @@ class FloatPredictor:
         return np.asarray(self.model(inputs, training=False), np.float32)
 
 
+class PeaksFrom:
+    """One model's curve grid with its peak curves taken from another model run on the same view.
+
+    Why: a network trained from scratch on small views (``mqn_v50``, model card) has the best averages so far
+    but no lamps, because its peak curve was learnt where no lamp is resolved and no retune lifted it. This
+    scores that model with a peak curve that was learnt (the shipped one's): base curves and saturation are
+    the first model's, the peak curves the second's, kept at or above the base ones
+    (:func:`service.operators.curve_grid.with_coarse_peaks`). Both must share the curve convention.
+    """
+
+    def __init__(self, base: Predictor, peaks: Predictor) -> None:
+        curves, theirs = base.meta["curves"], peaks.meta["curves"]
+        paired = curves.get("paired") and theirs.get("paired")
+        if not paired or curves["knots_nits"] != theirs["knots_nits"]:
+            raise ValueError("both models need paired curves at the same knots to swap their peak curves")
+        self.base = base
+        self.peaks = peaks
+        self.spec = CurveSpec(tuple(curves["knots_nits"]), float(curves["floor"]), PEAK, paired=True)
+
+    @property
+    def stride(self) -> int:
+        """The base model's stride (views are sized for it)."""
+        return self.base.stride
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The base model's metadata."""
+        return self.base.meta
+
+    def run(
+        self,
+        sdr: npt.NDArray[np.uint8],
+        clock: StageClock | None = None,
+        cells: npt.NDArray[np.float32] | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """The base model's grid, peak curves from the other model's grid of the same view."""
+        return with_coarse_peaks(self.base.run(sdr, clock, cells), self.peaks.run(sdr, clock), self.spec)
+
+
 def keras_sequence(backbone: Any, head: Any) -> Any:
     """SDR in [0, 1] [and the cell statistics] -> curve knots: the float network the LiteRT files quantize."""
     import keras
@@ -100,15 +142,21 @@ def keras_sequence(backbone: Any, head: Any) -> Any:
     return keras.Model([sdr, cells], run_head(head, backbone(sdr), sdr, cells), name="mqn_float")
 
 
-def methods(artifacts: Path, run_dir: Path | None) -> dict[str, Operator]:
-    """Every row of the table: baselines, mqn quantized (LiteRT) and, if float weights exist, mqn float."""
+def methods(artifacts: Path, run_dir: Path | None, peaks_from: Path | None = None) -> dict[str, Operator]:
+    """Every row of the table: baselines, mqn quantized (LiteRT) and, if float weights exist, mqn float.
+
+    ``peaks_from`` names another exported model whose peak curves replace this one's (:class:`PeaksFrom`);
+    the float rows are then left out, having no such twin.
+    """
     from service.inference.engine import ModelFiles, MQNEngine
     from service.operators.mqn import MQN
 
     ops: dict[str, Operator] = {name: create_operator(name, peak_nits=PEAK) for name in BASELINES}
-    engine = MQNEngine(ModelFiles.load(artifacts), num_threads=2)
+    engine: Predictor = MQNEngine(ModelFiles.load(artifacts), num_threads=2)
+    if peaks_from is not None:
+        engine = PeaksFrom(engine, MQNEngine(ModelFiles.load(peaks_from), num_threads=2))
     float_dir = run_dir if run_dir is not None else artifacts
-    if (float_dir / FLOAT_WEIGHTS).exists():
+    if peaks_from is None and (float_dir / FLOAT_WEIGHTS).exists():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from models.mqn.export import curves_meta, load_float
 
@@ -143,8 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         out=REPO_ROOT / "models" / "results" / "eval.json",
     )
     p.add_argument("--float-dir", type=Path, default=None, help="float weights dir (default: artifacts)")
+    p.add_argument(
+        "--peaks-from", type=Path, default=None, help="exported model whose peak curves to use (PeaksFrom)"
+    )
     args = p.parse_args(argv)
-    return run_evaluation(args, lambda cases: evaluate(cases, methods(args.artifacts, args.float_dir)))
+    return run_evaluation(
+        args, lambda cases: evaluate(cases, methods(args.artifacts, args.float_dir, args.peaks_from))
+    )
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def test_mqn_evaluation_keeps_its_names_and_signatures() -> None:
         "seed",
     ]
     assert list(inspect.signature(evaluate.score_case).parameters) == ["out", "case"]
-    assert list(inspect.signature(evaluate.methods).parameters) == ["artifacts", "run_dir"]
+    assert list(inspect.signature(evaluate.methods).parameters) == ["artifacts", "run_dir", "peaks_from"]
     assert list(inspect.signature(evaluate.evaluate).parameters) == ["cases", "ops"]
     assert list(inspect.signature(evaluate.keras_sequence).parameters) == ["backbone", "head"]
     assert list(inspect.signature(evaluate.FloatPredictor).parameters) == ["model", "meta"]
