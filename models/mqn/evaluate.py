@@ -90,6 +90,10 @@ class FloatPredictor:
         return np.asarray(self.model(inputs, training=False), np.float32)
 
 
+View = npt.NDArray[np.uint8]
+Grid = npt.NDArray[np.float32]
+
+
 class PeaksFrom:
     """One model's curve grid with its peak curves taken from another model run on the same view.
 
@@ -107,24 +111,11 @@ class PeaksFrom:
             raise ValueError("both models need paired curves at the same knots to swap their peak curves")
         self.base = base
         self.peaks = peaks
+        self.stride = base.stride  # views are sized for the base model
+        self.meta = base.meta
         self.spec = CurveSpec(tuple(curves["knots_nits"]), float(curves["floor"]), PEAK, paired=True)
 
-    @property
-    def stride(self) -> int:
-        """The base model's stride (views are sized for it)."""
-        return self.base.stride
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """The base model's metadata."""
-        return self.base.meta
-
-    def run(
-        self,
-        sdr: npt.NDArray[np.uint8],
-        clock: StageClock | None = None,
-        cells: npt.NDArray[np.float32] | None = None,
-    ) -> npt.NDArray[np.float32]:
+    def run(self, sdr: View, clock: StageClock | None = None, cells: Grid | None = None) -> Grid:
         """The base model's grid, peak curves from the other model's grid of the same view."""
         return with_coarse_peaks(self.base.run(sdr, clock, cells), self.peaks.run(sdr, clock), self.spec)
 

@@ -3,10 +3,9 @@
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 
-from models.mqn.evaluate import PeaksFrom
+from models.mqn.evaluate import Grid, PeaksFrom, View
 from service.timing import StageClock
 
 KNOTS = [0.0, 1.0, 50.0, 203.0]
@@ -16,27 +15,13 @@ K = len(KNOTS) - 1
 class Fixed:
     """A predictor that answers every view with the same grid, and counts the views it saw."""
 
-    def __init__(
-        self, grid: npt.NDArray[np.float32], paired: bool = True, knots: list[float] = KNOTS
-    ) -> None:
+    def __init__(self, grid: Grid, paired: bool = True, knots: list[float] = KNOTS) -> None:
         self.grid = grid
-        self.views: list[npt.NDArray[np.uint8]] = []
-        self._meta = {"stride": 32, "curves": {"knots_nits": knots, "floor": 0.6, "paired": paired}}
+        self.views: list[View] = []
+        self.stride = 32
+        self.meta: dict[str, Any] = {"curves": {"knots_nits": knots, "floor": 0.6, "paired": paired}}
 
-    @property
-    def stride(self) -> int:
-        return 32
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        return self._meta
-
-    def run(
-        self,
-        sdr: npt.NDArray[np.uint8],
-        clock: StageClock | None = None,
-        cells: npt.NDArray[np.float32] | None = None,
-    ) -> npt.NDArray[np.float32]:
+    def run(self, sdr: View, clock: StageClock | None = None, cells: Grid | None = None) -> Grid:
         self.views.append(sdr)
         return self.grid
 
