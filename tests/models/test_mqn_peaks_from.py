@@ -40,7 +40,10 @@ def test_peak_curves_come_from_the_other_model_and_never_fall_below_the_base() -
     assert first.views[0] is view and second.views[0] is view  # both models saw the same view
 
 
-@pytest.mark.parametrize("peaks", [Fixed(np.zeros(1), paired=False), Fixed(np.zeros(1), knots=[0.0, 203.0])])
+@pytest.mark.parametrize(
+    "peaks",
+    [Fixed(np.zeros(1, np.float32), paired=False), Fixed(np.zeros(1, np.float32), knots=[0.0, 203.0])],
+)
 def test_models_with_another_curve_convention_are_refused(peaks: Fixed) -> None:
     with pytest.raises(ValueError, match="paired curves at the same knots"):
-        PeaksFrom(Fixed(np.zeros(1)), peaks)
+        PeaksFrom(Fixed(np.zeros(1, np.float32)), peaks)
